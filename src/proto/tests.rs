@@ -1,1 +1,1213 @@
-//! transcript tests
+//! Transcript tests of the session on a virtual clock: every request the core hands out is
+//! checked, answered with a projected batch, and the resulting events are asserted.
+
+use super::testjson::{parse, Value};
+use super::*;
+use std::collections::VecDeque;
+
+const CID: &str = "1cyu4thyxh3fgv1nqwcvebt3o9x";
+const HOUR: f64 = 3_600_000.0;
+const WALL: f64 = 1_700_000_000_000.0;
+
+struct Driver {
+    s: Session,
+    now: Millis,
+    sent: VecDeque<Request>,
+    events: Vec<Event>,
+    delivered: Vec<u32>,
+}
+
+impl Driver {
+    fn new(config: Config) -> Driver {
+        Driver { s: Session::new(config), now: 0, sent: VecDeque::new(), events: Vec::new(), delivered: Vec::new() }
+    }
+
+    fn cfg() -> Config {
+        Config { connection_timeout: None, ..Config::default() }
+    }
+
+    /// Drain outputs after an input.
+    fn pump(&mut self) {
+        while let Some(r) = self.s.poll_transmit(self.now) {
+            self.sent.push_back(r);
+        }
+        while let Some(e) = self.s.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The next request sent, which must be of `kind`.
+    fn take(&mut self, kind: RequestKind) -> Request {
+        let r = self.sent.pop_front().unwrap_or_else(|| panic!("expected a {kind:?} request, none sent"));
+        assert_eq!(r.kind, kind, "unexpected request {}", r.body);
+        assert!(parse(&r.body).unwrap().is_array(), "body must be a JSON array");
+        r
+    }
+
+    fn nothing_sent(&self) {
+        assert!(self.sent.is_empty(), "unexpected requests: {:?}", self.sent);
+    }
+
+    /// Advance the clock to the next timer and fire it.
+    fn fire(&mut self) -> Millis {
+        let t = self.s.poll_timeout().expect("a timer should be armed");
+        let delay = t.saturating_sub(self.now);
+        self.now = self.now.max(t);
+        self.s.handle_timeout(self.now);
+        self.pump();
+        delay
+    }
+
+    fn reply(&mut self, req: &Request, status: u16, b: BatchBuf) {
+        self.s.handle_response_buf(self.now, req.id, status, &b);
+        self.s.take_deliveries(&mut self.delivered);
+        self.pump();
+    }
+
+    fn fail(&mut self, req: &Request, f: TransportFailure) {
+        self.s.handle_failure(self.now, req.id, f);
+        self.pump();
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.s.handle_consumed(self.now, n);
+        self.pump();
+    }
+
+    /// open + handshake + first connect; returns after Opened.
+    fn open(&mut self) {
+        self.s.open(self.now).unwrap();
+        self.pump();
+        let hs = self.take(RequestKind::Handshake);
+        self.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+        let c = self.take(RequestKind::Connect);
+        self.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+        let ev = self.take_events();
+        assert!(ev.contains(&Event::Opened), "{ev:?}");
+    }
+
+    /// Subscribe and confirm.
+    fn subscribe_ok(&mut self, channel: &str, replay: Option<i64>) -> Request {
+        let op = self.s.subscribe(self.now, WALL, channel, replay, None).unwrap();
+        self.pump();
+        let r = self.take(RequestKind::Subscribe);
+        self.reply(&r, 200, batch(vec![sub_ok(&r)]));
+        assert_eq!(self.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+        r
+    }
+}
+
+fn body(r: &Request) -> Value {
+    parse(&r.body).unwrap().at(0).unwrap().clone()
+}
+
+fn mid(r: &Request) -> String {
+    body(r).get("id").and_then(Value::str).unwrap().to_string()
+}
+
+fn batch(msgs: Vec<MsgBuf>) -> BatchBuf {
+    BatchBuf { channels: Vec::new(), messages: msgs }
+}
+
+fn meta(channel: &str, id: Option<String>, ok: bool) -> MetaBuf {
+    MetaBuf { channel: channel.into(), id, successful: Some(ok), ..Default::default() }
+}
+
+fn hs_ok(r: &Request) -> MsgBuf {
+    MsgBuf::Meta(MetaBuf {
+        client_id: Some(CID.into()),
+        supported_connection_types_has_long_polling: Some(true),
+        ..meta("/meta/handshake", Some(mid(r)), true)
+    })
+}
+
+fn hs_denied(r: &Request, reason: &str) -> MsgBuf {
+    MsgBuf::Meta(MetaBuf {
+        error: Some("403::Handshake denied".into()),
+        failure_reason: Some(reason.into()),
+        advice: Some(Advice { reconnect: Some(Reconnect::None), ..Default::default() }),
+        ..meta("/meta/handshake", Some(mid(r)), false)
+    })
+}
+
+fn connect_ok(r: &Request) -> MsgBuf {
+    MsgBuf::Meta(MetaBuf { client_id: Some(CID.into()), ..meta("/meta/connect", Some(mid(r)), true) })
+}
+
+fn connect_ok_advice(r: &Request) -> MsgBuf {
+    MsgBuf::Meta(MetaBuf {
+        advice: Some(Advice { reconnect: Some(Reconnect::Retry), interval: Some(0), timeout: Some(110_000), multiple_clients: false }),
+        ..meta("/meta/connect", Some(mid(r)), true)
+    })
+}
+
+fn connect_err(r: &Request, error: &str, reconnect: Reconnect) -> MsgBuf {
+    MsgBuf::Meta(MetaBuf {
+        error: Some(error.into()),
+        advice: Some(Advice { reconnect: Some(reconnect), interval: Some(0), ..Default::default() }),
+        ..meta("/meta/connect", Some(mid(r)), false)
+    })
+}
+
+fn sub_ok(r: &Request) -> MsgBuf {
+    let b = body(r);
+    MsgBuf::Meta(MetaBuf {
+        subscription: b.get("subscription").and_then(Value::str).map(str::to_string),
+        ..meta("/meta/subscribe", Some(mid(r)), true)
+    })
+}
+
+fn sub_err(r: &Request, error: &str) -> MsgBuf {
+    MsgBuf::Meta(MetaBuf { error: Some(error.into()), ..meta("/meta/subscribe", Some(mid(r)), false) })
+}
+
+fn events_batch(channel: &str, ids: &[i64], date: f64, tail: MsgBuf) -> BatchBuf {
+    let mut b = BatchBuf::new();
+    for id in ids {
+        b.push_event(channel, Some(*id), Some(date + *id as f64));
+    }
+    b.messages.push(tail);
+    b
+}
+
+fn replay_of(r: &Request, key: &str) -> Option<f64> {
+    body(r).get("ext")?.get("replay")?.get(key)?.num()
+}
+
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn open_happy_path_exact_bodies() {
+    let mut d = Driver::new(Driver::cfg());
+    assert_eq!(d.s.state(), State::Idle);
+    d.s.open(0).unwrap();
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::Connecting]);
+    assert_eq!(d.s.state(), State::Handshaking);
+    let hs = d.take(RequestKind::Handshake);
+    assert_eq!(
+        hs.body,
+        r#"[{"channel":"/meta/handshake","version":"1.0","minimumVersion":"1.0","supportedConnectionTypes":["long-polling"],"id":"1","ext":{"replay":true}}]"#
+    );
+    assert_eq!(hs.timeout, 30_000);
+    d.nothing_sent();
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    assert_eq!(d.s.client_id(), Some(CID));
+    let c = d.take(RequestKind::Connect);
+    assert_eq!(
+        c.body,
+        format!(r#"[{{"channel":"/meta/connect","clientId":"{CID}","connectionType":"long-polling","id":"2","advice":{{"timeout":0}}}}]"#)
+    );
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    assert_eq!(d.take_events(), vec![Event::Opened, Event::Connected]);
+    assert_eq!(d.s.state(), State::Connected);
+    assert_eq!(d.s.connection_type(), Some("long-polling"));
+    // The next connect is the long-poll: no advice field, timeout = advice.timeout + allowance.
+    let c2 = d.take(RequestKind::Connect);
+    assert_eq!(
+        c2.body,
+        format!(r#"[{{"channel":"/meta/connect","clientId":"{CID}","connectionType":"long-polling","id":"3"}}]"#)
+    );
+    assert_eq!(c2.timeout, 120_000);
+    // subscribe goes out as a control request while the long-poll is held
+    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
+    d.pump();
+    let sub = d.take(RequestKind::Subscribe);
+    assert_eq!(
+        sub.body,
+        format!(r#"[{{"channel":"/meta/subscribe","clientId":"{CID}","subscription":"/topic/X","id":"4","ext":{{"replay":{{"/topic/X":-1}}}}}}]"#)
+    );
+    assert_eq!(d.s.subscriptions().collect::<Vec<_>>(), vec!["/topic/X"]);
+    d.reply(&sub, 200, batch(vec![sub_ok(&sub)]));
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    // held connect returns after 110 s with a bare reply: next connect immediately
+    d.now += 110_000;
+    d.reply(&c2, 200, batch(vec![connect_ok(&c2)]));
+    let c3 = d.take(RequestKind::Connect);
+    assert_eq!(mid(&c3), "5");
+    assert_eq!(c3.timeout, 120_000);
+    assert_eq!(d.s.stats().handshakes, 1);
+    assert_eq!(d.s.stats().connects, 3);
+    assert_eq!(d.s.stats().last_connect_at, 110_000);
+    assert!(d.take_events().is_empty());
+}
+
+#[test]
+fn subscribe_without_replay_omits_ext_and_filter_key_is_stripped() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    let r = d.subscribe_ok("/topic/X?Name='a'", Some(-2));
+    assert_eq!(replay_of(&r, "/topic/X"), Some(-2.0));
+    assert_eq!(body(&r).get("subscription").and_then(Value::str), Some("/topic/X?Name='a'"));
+    let r = d.subscribe_ok("/event/E__e", None);
+    assert!(body(&r).get("ext").is_none());
+}
+
+#[test]
+fn user_ops_go_one_at_a_time_and_wait_for_handshake() {
+    let mut d = Driver::new(Driver::cfg());
+    // ops before open are queued until the session exists
+    let a = d.s.subscribe(0, WALL, "/topic/A", Some(-1), None).unwrap();
+    let b = d.s.subscribe(0, WALL, "/topic/B", Some(-1), None).unwrap();
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    d.nothing_sent();
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    let sa = d.take(RequestKind::Subscribe);
+    d.nothing_sent(); // one control request at a time
+    assert_eq!(body(&sa).get("subscription").and_then(Value::str), Some("/topic/A"));
+    d.reply(&sa, 200, batch(vec![sub_ok(&sa)]));
+    let sb = d.take(RequestKind::Subscribe);
+    assert_eq!(body(&sb).get("subscription").and_then(Value::str), Some("/topic/B"));
+    d.reply(&sb, 200, batch(vec![sub_ok(&sb)]));
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    let ev = d.take_events();
+    assert_eq!(
+        ev,
+        vec![
+            Event::Connecting,
+            Event::OpDone { op: a, result: Ok(None) },
+            Event::OpDone { op: b, result: Ok(None) },
+            Event::Opened,
+            Event::Connected
+        ]
+    );
+}
+
+#[test]
+fn unknown_client_rehandshakes_and_resubscribes_from_markers() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.subscribe_ok("/event/E__e", Some(-2));
+    // events arrive before the connect reply
+    d.reply(&c, 200, events_batch("/topic/X", &[5, 6], WALL, connect_ok(&c)));
+    assert_eq!(d.delivered, vec![0, 1]);
+    assert_eq!(d.s.pending_count(), 2);
+    assert_eq!(d.s.marker("/topic/X"), Some(ReplayMarker { replay_id: 6, date_ms: WALL + 6.0 }));
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    assert_eq!(d.take_events(), vec![Event::Rehandshake { reason: ReconnectReason::UnknownClient }]);
+    // first retry after an Unknown client is immediate
+    let hs = d.take(RequestKind::Handshake);
+    assert_eq!(mid(&hs), "7", "message ids keep counting across handshakes");
+    assert_eq!(d.s.client_id(), None);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c1 = d.take(RequestKind::Connect);
+    assert!(body(&c1).get("advice").is_some(), "first connect after handshake asks for an immediate reply");
+    let s1 = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s1, "/topic/X"), Some(6.0), "resume after the last delivered event");
+    d.reply(&s1, 200, batch(vec![sub_ok(&s1)]));
+    let s2 = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s2, "/event/E__e"), Some(-2.0), "no marker yet: the subscribed value");
+    d.reply(&s2, 200, batch(vec![sub_ok(&s2)]));
+    d.reply(&c1, 200, batch(vec![connect_ok_advice(&c1)]));
+    assert_eq!(d.take_events(), vec![Event::Connected]);
+    assert_eq!(d.s.stats().rehandshakes, 1);
+    assert_eq!(d.s.stats().handshakes, 2);
+    // automatic resubscribes produce no OpDone and the resubscribe set is unchanged
+    assert_eq!(d.s.subscriptions().collect::<Vec<_>>(), vec!["/topic/X", "/event/E__e"]);
+}
+
+#[test]
+fn unsolicited_meta_disconnect_triggers_rehandshake() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    let mut b = BatchBuf::new();
+    b.push_meta(MetaBuf { channel: "/meta/disconnect".into(), successful: Some(true), ..Default::default() });
+    b.push_meta(MetaBuf {
+        advice: Some(Advice { reconnect: Some(Reconnect::None), ..Default::default() }),
+        ..meta("/meta/connect", Some(mid(&c)), true)
+    });
+    d.reply(&c, 200, b);
+    assert_eq!(d.take_events(), vec![Event::Rehandshake { reason: ReconnectReason::ServerDisconnect }]);
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(-1.0));
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    // the old "none" advice was reset by the handshake: the loop continues with connects
+    let _c = d.take(RequestKind::Connect);
+    assert_eq!(d.take_events(), vec![Event::Connected]);
+}
+
+#[test]
+fn unsolicited_disconnect_in_a_control_response_aborts_the_long_poll() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    let mut b = batch(vec![sub_ok(&s)]);
+    b.push_meta(MetaBuf { channel: "/meta/disconnect".into(), ..Default::default() });
+    d.reply(&s, 200, b);
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::AbortAll) && ev.contains(&Event::Rehandshake { reason: ReconnectReason::ServerDisconnect }), "{ev:?}");
+    let _hs = d.take(RequestKind::Handshake);
+    // the aborted long-poll's late outcome is ignored
+    d.fail(&c, TransportFailure::Network("aborted".into()));
+    d.nothing_sent();
+    assert!(d.take_events().is_empty());
+}
+
+#[test]
+fn auth_invalid_on_connect_needs_auth_then_handshakes_and_resubscribes() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(&c, 200, events_batch("/topic/X", &[10], WALL, connect_ok(&c)));
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    assert_eq!(d.take_events(), vec![Event::NeedAuth]);
+    assert_eq!(d.s.state(), State::Reconnecting);
+    d.nothing_sent();
+    assert_eq!(d.s.poll_timeout(), None, "nothing happens until the authenticator answers");
+    d.now += 700;
+    d.s.handle_authenticated(d.now);
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::Reauthenticated]);
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(10.0));
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    assert_eq!(d.take_events(), vec![Event::Connected]);
+    assert_eq!(d.s.stats().reauths, 1);
+}
+
+#[test]
+fn handshake_denied_with_401_reason_needs_auth_bounded_with_backoff() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.take_events();
+    let mut hs = d.take(RequestKind::Handshake);
+    let mut delays = Vec::new();
+    for round in 1..=3 {
+        d.reply(&hs, 200, batch(vec![hs_denied(&hs, "401::Authentication invalid")]));
+        assert_eq!(d.take_events(), vec![Event::NeedAuth], "round {round}");
+        d.s.handle_authenticated(d.now);
+        d.pump();
+        assert_eq!(d.take_events(), vec![Event::Reauthenticated]);
+        if d.sent.is_empty() {
+            delays.push(d.fire());
+        } else {
+            delays.push(0);
+        }
+        hs = d.take(RequestKind::Handshake);
+    }
+    assert_eq!(delays[0], 0, "first handshake after a re-auth is immediate");
+    assert!(delays[1] > 0 && delays[2] > 0, "later rounds back off: {delays:?}");
+    d.reply(&hs, 200, batch(vec![hs_denied(&hs, "401::Authentication invalid")]));
+    let ev = d.take_events();
+    assert!(matches!(&ev[..], [Event::Failed(ProtoError::Authentication(m)), Event::Closed] if m.contains("401::Authentication invalid")), "{ev:?}");
+    assert!(d.s.is_closed());
+    d.nothing_sent();
+}
+
+#[test]
+fn auth_failed_is_fatal() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    let op = d.s.publish(d.now, "/u/x", "1").unwrap();
+    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    assert_eq!(d.take_events(), vec![Event::NeedAuth]);
+    d.s.handle_auth_failed(d.now, "invalid_grant: expired access/refresh token");
+    d.pump();
+    let err = ProtoError::Authentication("invalid_grant: expired access/refresh token".into());
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone { op, result: Err(err.clone()) }, Event::Failed(err), Event::Closed]
+    );
+    assert_eq!(d.s.subscribe(d.now, WALL, "/topic/X", None, None), Err(ProtoError::InvalidOperation("client is closed")));
+}
+
+#[test]
+fn repeated_handshake_failures_back_off_capped_jittered_never_zero() {
+    let mut d = Driver::new(Config { backoff_base: 500, backoff_cap: 8_000, ..Driver::cfg() });
+    d.s.open(0).unwrap();
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::Connecting]);
+    let mut hs = d.take(RequestKind::Handshake);
+    let mut delays = Vec::new();
+    for n in 1..=10u32 {
+        d.reply(&hs, 200, batch(vec![hs_denied(&hs, "503::Server is too busy.  Please try your request again later.")]));
+        let ev = d.take_events();
+        let [Event::Reconnecting { reason: ReconnectReason::ServerBusy, attempt, delay }] = ev[..] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(attempt, n);
+        d.nothing_sent(); // never a handshake without delay after a failed one
+        assert_eq!(d.fire(), delay);
+        hs = d.take(RequestKind::Handshake);
+        let ceiling = (500u64 << (n - 1)).min(8_000);
+        assert!(delay >= ceiling / 2 && delay <= ceiling && delay > 0, "n={n} delay={delay}");
+        delays.push(delay);
+    }
+    assert!(delays[3] > delays[0], "delays grow: {delays:?}");
+    assert!(delays.iter().all(|d| *d <= 8_000), "capped: {delays:?}");
+    let mut tail = delays[5..].to_vec();
+    tail.dedup();
+    assert!(tail.len() > 1, "jittered: {delays:?}");
+    // still not opened, never more than one handshake in flight
+    assert_eq!(d.s.state(), State::Handshaking);
+    d.nothing_sent();
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    assert_eq!(d.take_events(), vec![Event::Opened, Event::Connected]);
+}
+
+#[test]
+fn concurrent_limit_and_dos_denials_are_retried() {
+    for reason in [
+        "403::Organization concurrent user limit exceeded",
+        "403::To protect all customers from excessive use and Denial of Service attacks, we limit the number of simultaneous connections per server.",
+        "SERVER_UNAVAILABLE",
+    ] {
+        let mut d = Driver::new(Driver::cfg());
+        d.s.open(0).unwrap();
+        d.pump();
+        let hs = d.take(RequestKind::Handshake);
+        d.reply(&hs, 200, batch(vec![hs_denied(&hs, reason)]));
+        let ev = d.take_events();
+        assert!(matches!(ev[..], [Event::Connecting, Event::Reconnecting { reason: ReconnectReason::ServerBusy, .. }]), "{reason}: {ev:?}");
+        d.fire();
+        let _ = d.take(RequestKind::Handshake);
+    }
+}
+
+#[test]
+fn advice_is_reset_after_successful_handshake_no_loop() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    let hs = d.take(RequestKind::Handshake);
+    // Salesforce's handshake reply carries no advice at all
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_ok(&c)])); // no advice either
+    for _ in 0..5 {
+        let c = d.take(RequestKind::Connect);
+        d.nothing_sent();
+        d.reply(&c, 200, batch(vec![connect_ok(&c)]));
+    }
+    assert_eq!(d.s.stats().handshakes, 2, "no handshake loop");
+    assert_eq!(d.s.state(), State::Connected);
+}
+
+#[test]
+fn repeated_unknown_client_after_rehandshake_backs_off() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let mut c = d.take(RequestKind::Connect);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+        let wait = if d.sent.is_empty() { d.fire() } else { 0 };
+        waits.push(wait);
+        let hs = d.take(RequestKind::Handshake);
+        d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+        c = d.take(RequestKind::Connect);
+    }
+    assert_eq!(waits[0], 0);
+    assert!(waits[1..].iter().all(|w| *w > 0), "{waits:?}");
+    assert!(waits[3] > waits[1] / 2, "{waits:?}");
+}
+
+#[test]
+fn network_errors_on_connect_retry_with_backoff() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.fail(&c, TransportFailure::Network("connection reset".into()));
+    let ev = d.take_events();
+    let [Event::Reconnecting { reason: ReconnectReason::NetworkError, attempt: 1, delay }] = ev[..] else { panic!("{ev:?}") };
+    assert!((250..=500).contains(&delay));
+    assert_eq!(d.s.state(), State::Reconnecting);
+    d.nothing_sent();
+    assert_eq!(d.fire(), delay);
+    let c = d.take(RequestKind::Connect);
+    d.fail(&c, TransportFailure::Timeout);
+    let ev = d.take_events();
+    let [Event::Reconnecting { reason: ReconnectReason::Timeout, attempt: 2, delay }] = ev[..] else { panic!("{ev:?}") };
+    assert!((500..=1000).contains(&delay));
+    d.fire();
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 503, batch(vec![]));
+    assert!(matches!(d.take_events()[..], [Event::Reconnecting { reason: ReconnectReason::HttpStatus(503), attempt: 3, .. }]));
+    d.fire();
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![MsgBuf::Other])); // no connect reply in the body
+    assert!(matches!(d.take_events()[..], [Event::Reconnecting { reason: ReconnectReason::Malformed, attempt: 4, .. }]));
+    d.fire();
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_ok(&c)]));
+    assert_eq!(d.take_events(), vec![Event::Connected]);
+    assert_eq!(d.s.state(), State::Connected);
+    assert_eq!(d.s.stats().reconnects, 4);
+    // back-off resets after a successful connect
+    let c = d.take(RequestKind::Connect);
+    d.fail(&c, TransportFailure::Network("x".into()));
+    assert!(matches!(d.take_events()[..], [Event::Reconnecting { attempt: 1, .. }]));
+}
+
+#[test]
+fn connection_timeout_fails_after_recovery_window() {
+    let mut d = Driver::new(Config { connection_timeout: Some(10_000), ..Config::default() });
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    d.fail(&c, TransportFailure::Network("down".into()));
+    d.take_events();
+    let start = d.now;
+    loop {
+        d.fire();
+        if d.s.is_closed() {
+            break;
+        }
+        while let Some(r) = d.sent.pop_front() {
+            assert_eq!(r.kind, RequestKind::Connect);
+            d.fail(&r, TransportFailure::Network("down".into()));
+        }
+        assert!(d.now - start <= 10_000);
+    }
+    assert_eq!(d.now - start, 10_000, "fails exactly at the deadline");
+    let ev = d.take_events();
+    assert_eq!(
+        ev.iter().filter(|e| !matches!(e, Event::Reconnecting { .. })).cloned().collect::<Vec<_>>(),
+        vec![Event::OpDone { op, result: Err(ProtoError::Timeout) }, Event::Failed(ProtoError::Timeout), Event::Closed]
+    );
+    // the in-flight subscribe's late answer is ignored
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    assert!(d.take_events().is_empty());
+    d.nothing_sent();
+    assert_eq!(d.s.poll_timeout(), None);
+}
+
+#[test]
+fn open_network_errors_retry_until_connection_timeout() {
+    let mut d = Driver::new(Config { connection_timeout: Some(5_000), ..Config::default() });
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    d.fail(&hs, TransportFailure::Network("refused".into()));
+    let mut attempts = 1;
+    while !d.s.is_closed() {
+        d.fire();
+        while let Some(r) = d.sent.pop_front() {
+            attempts += 1;
+            d.fail(&r, TransportFailure::Network("refused".into()));
+        }
+    }
+    assert!(attempts >= 3, "retried: {attempts}");
+    let ev = d.take_events();
+    assert_eq!(&ev[ev.len() - 2..], &[Event::OpenFailed(ProtoError::Timeout), Event::Closed]);
+    assert!(!ev.contains(&Event::Opened));
+}
+
+#[test]
+fn open_rejections_fail_immediately() {
+    // 400 version error (with a Bayeux body on HTTP 400)
+    let mut d = Driver::new(Driver::cfg());
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    let e = "400::API version in the URI is mandatory. URI format: '/cometd/65.0'";
+    d.reply(&hs, 400, batch(vec![MsgBuf::Meta(MetaBuf { error: Some(e.into()), ..meta("/meta/handshake", None, false) })]));
+    let ev = d.take_events();
+    let [Event::Connecting, Event::OpenFailed(ProtoError::Server(se)), Event::Closed] = &ev[..] else { panic!("{ev:?}") };
+    assert_eq!(se.code, Some(400));
+    assert_eq!(se.message, "API version in the URI is mandatory. URI format: '/cometd/65.0'");
+    // unsupported connection type
+    let mut d = Driver::new(Driver::cfg());
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    let MsgBuf::Meta(mut m) = hs_ok(&hs) else { unreachable!() };
+    m.supported_connection_types_has_long_polling = Some(false);
+    d.reply(&hs, 200, batch(vec![MsgBuf::Meta(m)]));
+    assert_eq!(d.take_events(), vec![Event::Connecting, Event::OpenFailed(ProtoError::UnsupportedConnectionType), Event::Closed]);
+    // non-retryable HTTP status without a Bayeux body
+    let mut d = Driver::new(Driver::cfg());
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 404, batch(vec![]));
+    assert_eq!(
+        d.take_events(),
+        vec![Event::Connecting, Event::OpenFailed(ProtoError::Transport(TransportFailure::HttpStatus(404))), Event::Closed]
+    );
+    // open again after a failure starts over
+    d.s.open(d.now).unwrap();
+    d.pump();
+    let _hs = d.take(RequestKind::Handshake);
+    assert_eq!(d.s.open(d.now), Err(ProtoError::InvalidOperation("client is already open")));
+}
+
+#[test]
+fn replay_rejected_falls_back_when_configured() {
+    let mut d = Driver::new(Config { replay_fallback: Some(ALL_EVENTS), ..Driver::cfg() });
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    let marker = ReplayMarker { replay_id: 82, date_ms: WALL - 1000.0 };
+    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(82), Some(&marker)).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(82.0));
+    let err = "400::The replayId {82} you provided was invalid.  Please provide a valid ID, -2 to replay all events, or -1 to replay only new events.";
+    d.reply(&s, 200, batch(vec![sub_err(&s, err)]));
+    assert_eq!(
+        d.take_events(),
+        vec![Event::ReplayFallback { channel: "/topic/X".into(), replay_id: 82, fallback: -2, reason: FallbackReason::ReplayRejected }]
+    );
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(-2.0));
+    // if the fallback itself is rejected there is no loop: the error surfaces
+    d.reply(&s, 200, batch(vec![sub_err(&s, err)]));
+    let ev = d.take_events();
+    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.code == Some(400)), "{ev:?}");
+    assert_eq!(d.s.stats().fallbacks, 1);
+    assert_eq!(d.s.subscriptions().count(), 0);
+}
+
+#[test]
+fn replay_rejected_without_fallback_surfaces() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(82), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    let err = "400::The replayId for channel {/topic/X} wasn't found using the provided replay ID map {{}}.";
+    d.reply(&s, 200, batch(vec![sub_err(&s, err)]));
+    let ev = d.take_events();
+    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(_)) }] if *o == op), "{ev:?}");
+    // an automatic resubscribe rejected without a fallback fails the client (never hangs silently)
+    d.subscribe_ok("/topic/Y", Some(-1));
+    d.reply(&c, 200, events_batch("/topic/Y", &[3], WALL, connect_ok(&c)));
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let _c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/Y"), Some(3.0));
+    d.take_events();
+    d.reply(&s, 200, batch(vec![sub_err(&s, "400::The replayId {3} you provided was invalid.")]));
+    let ev = d.take_events();
+    assert!(matches!(&ev[..], [Event::AbortAll, Event::Failed(ProtoError::Server(e)), Event::Closed] if e.code == Some(400)), "{ev:?}");
+}
+
+#[test]
+fn retention_check_up_front() {
+    let mut d = Driver::new(Config { replay_fallback: Some(NEW_EVENTS), ..Driver::cfg() });
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    let old = ReplayMarker { replay_id: 40, date_ms: WALL - 25.0 * HOUR };
+    // PushTopic: 24 h retention -> fallback before even trying
+    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(40), Some(&old)).unwrap();
+    d.pump();
+    assert_eq!(
+        d.take_events(),
+        vec![Event::ReplayFallback { channel: "/topic/X".into(), replay_id: 40, fallback: -1, reason: FallbackReason::Retention }]
+    );
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(-1.0));
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    // platform event: 72 h retention -> the marker is still good
+    d.s.subscribe(d.now, WALL, "/event/E__e", Some(40), Some(&old)).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/event/E__e"), Some(40.0));
+    assert!(d.take_events().is_empty());
+    // no fallback configured: sent as is
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(40), Some(&old)).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(40.0));
+}
+
+#[test]
+fn replay_fallback_used_on_auto_resubscribe_without_marker_or_value() {
+    let mut d = Driver::new(Config { replay_fallback: Some(ALL_EVENTS), ..Driver::cfg() });
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    let r = d.subscribe_ok("/topic/X", None);
+    assert!(body(&r).get("ext").is_none(), "explicit subscribe sends what the caller gave");
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let _c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(-2.0));
+}
+
+#[test]
+fn duplicates_after_resubscribe_are_not_delivered() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-2));
+    d.reply(&c, 200, events_batch("/topic/X", &[1, 2, 3], WALL, connect_ok(&c)));
+    assert_eq!(d.delivered, vec![0, 1, 2]);
+    let c = d.take(RequestKind::Connect);
+    // a server replaying overlapping events: 2 and 3 are duplicates, 4 is new
+    let mut b = events_batch("/topic/X", &[2, 3, 4], WALL, connect_ok(&c));
+    b.push_event("/topic/Other", Some(1), None); // a channel the client does not track: delivered as is
+    b.push_event("/topic/X", None, None); // no replay id: cannot be a known duplicate
+    d.reply(&c, 200, b);
+    assert_eq!(d.delivered, vec![2, 4, 5]);
+    assert_eq!(d.s.pending_count(), 6);
+    assert_eq!(d.s.stats().events_delivered, 6);
+    // an explicit subscribe restarts the filter (the caller asked for a replay)
+    let _c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-2));
+    let c = d.sent.pop_front();
+    assert!(c.is_none());
+}
+
+#[test]
+fn events_in_control_responses_are_delivered_but_not_in_handshake_responses() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(-2), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    d.reply(&s, 200, events_batch("/topic/X", &[7], WALL, sub_ok(&s)));
+    assert_eq!(d.delivered, vec![0]);
+    assert_eq!(d.s.marker("/topic/X?f=1").map(|m| m.replay_id), Some(7));
+}
+
+#[test]
+fn persist_markers_on_consumption_coalesced_never_backwards() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    let stored = ReplayMarker { replay_id: 4, date_ms: WALL + 4.0 };
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(4), Some(&stored)).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.take_events();
+    let mut b = events_batch("/topic/X", &[5, 6, 7], WALL, connect_ok(&c));
+    b.push_event("/event/Nope__e", Some(1), Some(WALL));
+    d.reply(&c, 200, b);
+    assert!(d.take_events().is_empty(), "nothing persisted before consumption");
+    d.consume(2);
+    assert_eq!(d.take_events(), vec![Event::PersistMarker { channel: "/topic/X".into(), marker: ReplayMarker { replay_id: 6, date_ms: WALL + 6.0 } }]);
+    // two consumptions before the shell drains: one pending PersistMarker per channel, the newest
+    d.s.handle_consumed(d.now, 1);
+    d.s.handle_consumed(d.now, 1);
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::PersistMarker { channel: "/topic/X".into(), marker: ReplayMarker { replay_id: 7, date_ms: WALL + 7.0 } }]);
+    assert_eq!(d.s.pending_count(), 0);
+    d.consume(10); // over-consumption is harmless
+    assert!(d.take_events().is_empty());
+    // replayed older events (after an explicit ALL_EVENTS subscribe) never move the marker back
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-2));
+    d.reply(&c, 200, events_batch("/topic/X", &[3], WALL, connect_ok(&c)));
+    assert_eq!(d.delivered, vec![0]);
+    d.consume(1);
+    assert!(d.take_events().is_empty());
+}
+
+#[test]
+fn prefetch_pause_and_resume() {
+    let mut d = Driver::new(Config { max_pending: Some(3), ..Driver::cfg() });
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    // a batch is delivered whole even if it overshoots the limit
+    d.reply(&c, 200, events_batch("/topic/X", &[1, 2, 3, 4], WALL, connect_ok(&c)));
+    assert_eq!(d.delivered.len(), 4);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::Reconnecting { reason: ReconnectReason::BufferFullPause, attempt: 0, delay: 0 }]
+    );
+    d.nothing_sent();
+    assert_eq!(d.s.state(), State::Connected);
+    d.now += 1_000;
+    d.consume(1); // pending 3: still full
+    d.nothing_sent();
+    d.consume(1); // pending 2 < 3: resume at once
+    let c = d.take(RequestKind::Connect);
+    assert!(body(&c).get("advice").is_none());
+    d.reply(&c, 200, events_batch("/topic/X", &[5], WALL, connect_ok(&c)));
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::Connected), "{ev:?}");
+    assert!(ev.iter().any(|e| matches!(e, Event::Reconnecting { reason: ReconnectReason::BufferFullPause, .. })), "paused again: {ev:?}");
+}
+
+#[test]
+fn prefetch_pause_longer_than_max_pause_rehandshakes_from_markers() {
+    let mut d = Driver::new(Config { max_pending: Some(2), max_pause: 25_000, ..Driver::cfg() });
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(&c, 200, events_batch("/topic/X", &[11, 12], WALL, connect_ok(&c)));
+    d.take_events();
+    d.nothing_sent();
+    d.now += 30_000;
+    d.consume(2);
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::Rehandshake { reason: ReconnectReason::BufferFullPause }), "{ev:?}");
+    // no dead connect: straight to a handshake, immediately
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(12.0), "resume after the last buffered event");
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    assert!(d.take_events().contains(&Event::Connected));
+}
+
+#[test]
+fn multiple_clients_advice_interval_is_honoured() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    let adv = Advice { reconnect: Some(Reconnect::Retry), interval: Some(2000), timeout: Some(110_000), multiple_clients: true };
+    d.reply(&c, 200, batch(vec![MsgBuf::Meta(MetaBuf { advice: Some(adv), ..meta("/meta/connect", Some(mid(&c)), true) })]));
+    assert_eq!(
+        d.take_events(),
+        vec![Event::Reconnecting { reason: ReconnectReason::MultipleClients, attempt: 0, delay: 2000 }]
+    );
+    d.nothing_sent();
+    assert_eq!(d.fire(), 2000);
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![MsgBuf::Meta(MetaBuf { advice: Some(adv), ..meta("/meta/connect", Some(mid(&c)), true) })]));
+    assert!(d.take_events().is_empty(), "announced once");
+    assert_eq!(d.fire(), 2000);
+}
+
+#[test]
+fn close_flow() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    let op = d.s.subscribe(d.now, WALL, "/topic/Y", Some(-1), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    let queued = d.s.unsubscribe(d.now, "/topic/X").unwrap();
+    d.s.close(d.now);
+    d.pump();
+    let closed = ProtoError::InvalidOperation("client is closed");
+    assert_eq!(
+        d.take_events(),
+        vec![
+            Event::OpDone { op: queued, result: Err(closed.clone()) },
+            Event::OpDone { op, result: Err(closed.clone()) },
+            Event::AbortAll
+        ]
+    );
+    assert_eq!(d.s.state(), State::Closing);
+    // the disconnect waits for the control slot (the subscribe still in flight)
+    d.nothing_sent();
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    assert!(d.take_events().is_empty());
+    let disc = d.take(RequestKind::Disconnect);
+    assert_eq!(disc.body, format!(r#"[{{"channel":"/meta/disconnect","clientId":"{CID}","id":"{}"}}]"#, mid(&disc)));
+    assert!(disc.timeout <= 10_000);
+    // late long-poll outcome after the abort: ignored
+    d.fail(&c, TransportFailure::Network("aborted".into()));
+    assert!(d.take_events().is_empty());
+    d.reply(&disc, 200, batch(vec![MsgBuf::Meta(meta("/meta/disconnect", Some(mid(&disc)), true))]));
+    assert_eq!(d.take_events(), vec![Event::Closed]);
+    assert!(d.s.is_closed());
+    assert_eq!(d.s.connection_type(), None);
+    d.s.close(d.now); // idempotent
+    d.pump();
+    assert!(d.take_events().is_empty());
+    assert_eq!(d.s.subscribe(d.now, WALL, "/topic/X", None, None), Err(closed.clone()));
+    assert_eq!(d.s.unsubscribe(d.now, "/topic/X"), Err(closed.clone()));
+    assert_eq!(d.s.publish(d.now, "/u/x", "1"), Err(closed));
+}
+
+#[test]
+fn close_disconnect_failure_still_closes_and_close_before_session_is_immediate() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    d.s.close(d.now);
+    d.pump();
+    let disc = d.take(RequestKind::Disconnect);
+    assert_eq!(d.take_events(), vec![Event::AbortAll]);
+    d.fail(&disc, TransportFailure::Timeout);
+    assert_eq!(d.take_events(), vec![Event::Closed]);
+
+    let mut d = Driver::new(Driver::cfg());
+    d.s.close(0);
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::Closed]);
+
+    let mut d = Driver::new(Driver::cfg());
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    d.s.close(0);
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::Connecting, Event::Closed]);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.nothing_sent();
+}
+
+#[test]
+fn persist_markers_are_emitted_before_closed() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(&c, 200, events_batch("/topic/X", &[1], WALL, connect_ok(&c)));
+    let _c = d.take(RequestKind::Connect);
+    d.s.handle_consumed(d.now, 1);
+    d.s.close(d.now);
+    let disc = d.s.poll_transmit(d.now).unwrap();
+    d.s.handle_response_buf(d.now, disc.id, 200, &batch(vec![MsgBuf::Meta(meta("/meta/disconnect", None, true))]));
+    d.pump();
+    let ev = d.take_events();
+    assert!(matches!(ev[..], [Event::PersistMarker { .. }, Event::AbortAll, Event::Closed]), "{ev:?}");
+}
+
+#[test]
+fn publish_reports_reply_position() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    assert!(matches!(d.s.publish(d.now, "/u/x", "  "), Err(ProtoError::InvalidArgument { name: "data", .. })));
+    let op = d.s.publish(d.now, "/u/x", r#"{"a":"b"}"#).unwrap();
+    d.pump();
+    let p = d.take(RequestKind::Publish);
+    let id = mid(&p);
+    assert_eq!(p.body, format!(r#"[{{"channel":"/u/x","clientId":"{CID}","id":"{id}","data":{{"a":"b"}}}}]"#));
+    let mut b = BatchBuf::new();
+    b.push_other();
+    b.push_meta(meta("/u/x", Some(id), true));
+    d.reply(&p, 200, b);
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(Some(1)) }]);
+    // a failed publish
+    let op = d.s.publish(d.now, "/u/x", "1").unwrap();
+    d.pump();
+    let p = d.take(RequestKind::Publish);
+    d.reply(&p, 200, batch(vec![MsgBuf::Meta(MetaBuf { error: Some("403::Publish denied".into()), ..meta("/u/x", Some(mid(&p)), false) })]));
+    let ev = d.take_events();
+    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.code == Some(403)), "{ev:?}");
+    // publish is not retried after a transport failure
+    let op = d.s.publish(d.now, "/u/x", "1").unwrap();
+    d.pump();
+    let p = d.take(RequestKind::Publish);
+    d.fail(&p, TransportFailure::Timeout);
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Err(ProtoError::Transport(TransportFailure::Timeout)) }]);
+    d.nothing_sent();
+}
+
+#[test]
+fn subscribe_transport_failure_is_retried_with_backoff() {
+    let mut d = Driver::new(Config { connection_timeout: Some(10_000), ..Config::default() });
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    d.fail(&s, TransportFailure::Network("reset".into()));
+    d.nothing_sent();
+    let wait = d.fire();
+    assert!(wait > 0);
+    let s = d.take(RequestKind::Subscribe);
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    // a subscribe that keeps failing gives up after the connection timeout
+    let op = d.s.subscribe(d.now, WALL, "/topic/Y", Some(-1), None).unwrap();
+    d.pump();
+    let start = d.now;
+    let mut s = d.take(RequestKind::Subscribe);
+    loop {
+        d.now += 3_000;
+        d.fail(&s, TransportFailure::Timeout);
+        if d.sent.is_empty() && !d.events.is_empty() {
+            break;
+        }
+        d.fire();
+        s = d.take(RequestKind::Subscribe);
+    }
+    assert!(d.now - start >= 10_000);
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Err(ProtoError::Transport(TransportFailure::Timeout)) }]);
+    assert_eq!(d.s.subscriptions().collect::<Vec<_>>(), vec!["/topic/X"]);
+}
+
+#[test]
+fn subscribe_server_errors_and_unknown_client_on_subscribe() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    let op = d.s.subscribe(d.now, WALL, "/topic/Nope", Some(-1), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    d.reply(&s, 200, batch(vec![sub_err(&s, "400::The channel you requested to subscribe to does not exist {/topic/Nope}")]));
+    let ev = d.take_events();
+    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.message.contains("does not exist")), "{ev:?}");
+    assert_eq!(d.s.subscriptions().count(), 0);
+    // unknown client on an explicit subscribe: re-handshake, then the subscribe is sent again
+    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
+    d.pump();
+    let s = d.take(RequestKind::Subscribe);
+    d.reply(&s, 200, batch(vec![sub_err(&s, "403::Unknown client")]));
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::Rehandshake { reason: ReconnectReason::UnknownClient }) && ev.contains(&Event::AbortAll), "{ev:?}");
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let _c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(body(&s).get("subscription").and_then(Value::str), Some("/topic/X"));
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+}
+
+#[test]
+fn unsubscribe_removes_channel_from_resubscribe_set() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.subscribe_ok("/topic/Y", Some(-1));
+    let op = d.s.unsubscribe(d.now, "/topic/X").unwrap();
+    d.pump();
+    assert_eq!(d.s.subscriptions().collect::<Vec<_>>(), vec!["/topic/Y"]);
+    let u = d.take(RequestKind::Unsubscribe);
+    assert_eq!(
+        u.body,
+        format!(r#"[{{"channel":"/meta/unsubscribe","clientId":"{CID}","subscription":"/topic/X","id":"{}"}}]"#, mid(&u))
+    );
+    d.reply(&u, 200, batch(vec![MsgBuf::Meta(meta("/meta/unsubscribe", Some(mid(&u)), true))]));
+    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let _c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(body(&s).get("subscription").and_then(Value::str), Some("/topic/Y"));
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.nothing_sent();
+}
+
+#[test]
+fn stale_and_unknown_responses_are_ignored() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.s.handle_response_buf(d.now, RequestId(999), 200, &batch(vec![connect_ok(&c)]));
+    d.s.handle_failure(d.now, RequestId(998), TransportFailure::Timeout);
+    d.pump();
+    d.nothing_sent();
+    assert!(d.take_events().is_empty());
+    // a reply with a foreign id is not our reply
+    let b = batch(vec![MsgBuf::Meta(meta("/meta/connect", Some("12345".into()), true))]);
+    d.reply(&c, 200, b);
+    assert!(matches!(d.take_events()[..], [Event::Reconnecting { reason: ReconnectReason::Malformed, .. }]));
+    // the borrowed Batch API works the same way
+    d.fire();
+    let c = d.take(RequestKind::Connect);
+    let id = mid(&c);
+    let channels = ["/topic/X"];
+    let msgs = [
+        Msg::Other,
+        Msg::Event { channel: 7, replay_id: Some(1), date_ms: None }, // bad channel index: delivered untracked
+        Msg::Meta(MetaView { channel: "/meta/connect", successful: Some(true), id: Some(&id), ..Default::default() }),
+    ];
+    d.s.handle_response(d.now, c.id, 200, &Batch { channels: &channels, messages: &msgs });
+    let mut out = vec![42];
+    d.s.take_deliveries(&mut out);
+    assert_eq!(out, vec![1]);
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::Connected]);
+}
+
+#[test]
+fn connect_server_errors_with_none_advice_are_fatal_and_503_retries() {
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    let MsgBuf::Meta(mut m) = connect_err(&c, "401::Authentication invalid", Reconnect::None) else { unreachable!() };
+    m.failure_reason = Some("503::Server is too busy.  Please try your request again later.".into());
+    d.reply(&c, 200, batch(vec![MsgBuf::Meta(m)]));
+    let ev = d.take_events();
+    assert_eq!(ev[0], Event::Rehandshake { reason: ReconnectReason::ServerBusy });
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Organization total events daily limit exceeded", Reconnect::None)]));
+    let ev = d.take_events();
+    assert!(matches!(&ev[..], [Event::Failed(ProtoError::Server(e)), Event::Closed] if e.code == Some(403)), "{ev:?}");
+}
+
+#[test]
+fn validation_of_arguments() {
+    let mut d = Driver::new(Driver::cfg());
+    assert!(matches!(d.s.subscribe(0, WALL, "/meta/connect", None, None), Err(ProtoError::InvalidArgument { name: "channel", .. })));
+    assert!(matches!(d.s.subscribe(0, WALL, "topic", None, None), Err(ProtoError::InvalidArgument { .. })));
+    assert!(matches!(d.s.publish(0, "", "1"), Err(ProtoError::InvalidArgument { .. })));
+    assert!(matches!(d.s.unsubscribe(0, "/*"), Err(ProtoError::InvalidArgument { .. })));
+    d.pump();
+    assert!(d.take_events().is_empty());
+}
+
+#[test]
+fn handle_timeout_extra_calls_are_noops() {
+    let mut d = Driver::new(Config::default());
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    for t in [0, 1, 100_000, 1_000_000] {
+        d.s.handle_timeout(t);
+    }
+    d.pump();
+    d.nothing_sent();
+    assert!(d.take_events().is_empty());
+    assert_eq!(d.s.state(), State::Connected);
+}
+
+#[test]
+fn deterministic_transcript_for_a_seed() {
+    fn run(seed: u64) -> Vec<Millis> {
+        let mut d = Driver::new(Config { seed, ..Driver::cfg() });
+        d.s.open(0).unwrap();
+        d.pump();
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let hs = d.take(RequestKind::Handshake);
+            d.fail(&hs, TransportFailure::Network("x".into()));
+            out.push(d.fire());
+        }
+        out
+    }
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
