@@ -1399,8 +1399,11 @@ impl Session {
     }
 }
 
+/// The server lost (or never had) our session: `403::Unknown client`, `403::Client has not
+/// completed handshake`, `400::Client .. has established a session, but no BAYEUX_BROWSER cookie present`.
 fn is_unknown_client(err: &ServerError) -> bool {
-    err.message.to_ascii_lowercase().contains("unknown client")
+    let m = err.message.to_ascii_lowercase();
+    m.contains("unknown client") || m.contains("not completed handshake") || m.contains("cookie present")
 }
 
 fn is_auth_error(err: &ServerError) -> bool {

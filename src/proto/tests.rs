@@ -1211,3 +1211,21 @@ fn deterministic_transcript_for_a_seed() {
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
 }
+
+#[test]
+fn lost_session_variants_rehandshake() {
+    for e in [
+        "400::Client 4xg15eeny70m2bbfjbxps2fqlt00 has established a session, but no BAYEUX_BROWSER cookie present",
+        "403::Client has not completed handshake",
+        "402::Unknown client",
+    ] {
+        let mut d = Driver::new(Driver::cfg());
+        d.open();
+        let c = d.take(RequestKind::Connect);
+        let MsgBuf::Meta(mut m) = connect_err(&c, e, Reconnect::Retry) else { unreachable!() };
+        m.advice = None;
+        d.reply(&c, 200, batch(vec![MsgBuf::Meta(m)]));
+        assert_eq!(d.take_events(), vec![Event::Rehandshake { reason: ReconnectReason::UnknownClient }], "{e}");
+        let _hs = d.take(RequestKind::Handshake);
+    }
+}
