@@ -113,6 +113,9 @@ fn main() {
         }
     };
     let code = rt.block_on(async move {
+        // Install the signal handlers before announcing readiness, so a signal sent right after
+        // the listening line is never missed.
+        let signals = Signals::install();
         let handle = match Server::start(config).await {
             Ok(h) => h,
             Err(e) => {
@@ -122,7 +125,7 @@ fn main() {
         };
         println!("sfemu listening on {}", handle.url());
         let _ = std::io::stdout().flush();
-        wait_for_signal().await;
+        signals.wait().await;
         handle.shutdown().await;
         0
     });
@@ -130,20 +133,38 @@ fn main() {
     std::process::exit(code);
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+/// SIGINT/SIGTERM listeners.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => Some((t, i)),
+            _ => None,
+        };
+        Signals { streams }
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Signals {
+        Signals {}
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.streams {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -119,20 +119,11 @@ pub fn record_id(prefix: &str) -> String {
 
 /// A random RFC 4122 version-4 UUID in lowercase hex.
 pub fn uuid4() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = |r: std::ops::Range<usize>| r.map(|i| format!("{:02x}", b[i])).collect::<String>();
-    let v = format!("{:x}", (b[6] & 0x0f) | 0x40);
-    let var = format!("{:x}", (b[8] & 0x3f) | 0x80);
-    format!(
-        "{}-{}-{}{}-{}{}-{}",
-        h(0..4),
-        h(4..6),
-        v,
-        &h(6..8)[1..],
-        var,
-        &h(8..10)[2..],
-        h(10..16)
-    )
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// A stable 22-character schema id for a channel (base64url of a hash), like `dffQ2QLzDNHqwB8_sHMxdA`.
