@@ -1229,3 +1229,163 @@ fn lost_session_variants_rehandshake() {
         let _hs = d.take(RequestKind::Handshake);
     }
 }
+
+/// Random inputs (replies, errors, garbage, failures, timers, user ops) never panic, and the core
+/// never hands out more than one long-poll plus one control request at a time.
+#[test]
+fn random_inputs_keep_invariants() {
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+    let errors = [
+        "403::Unknown client",
+        "401::Authentication invalid",
+        "400::The replayId {1} you provided was invalid.",
+        "403::Handshake denied",
+        "503::busy",
+        "garbage",
+        "",
+    ];
+    let channels = ["/topic/A", "/event/B__e", "/u/C"];
+    let mut opened_total = 0u32;
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let cfg = Config {
+            max_pending: if seed % 2 == 0 { Some(3) } else { None },
+            connection_timeout: if seed % 3 == 0 { None } else { Some(20_000) },
+            replay_fallback: if seed % 5 == 0 { None } else { Some(-1) },
+            seed,
+            ..Config::default()
+        };
+        let mut s = Session::new(cfg);
+        let mut now: Millis = 0;
+        let mut outstanding: Vec<Request> = Vec::new();
+        let mut need_auth = false;
+        let _ = s.open(now);
+        for _step in 0..400 {
+            // drain: events first (AbortAll), then transmits; check the invariant
+            while let Some(e) = s.poll_event() {
+                match e {
+                    Event::AbortAll => outstanding.retain(|r| r.kind != RequestKind::Connect),
+                    Event::Closed => outstanding.clear(),
+                    Event::NeedAuth => need_auth = true,
+                    _ => {}
+                }
+            }
+            while let Some(r) = s.poll_transmit(now) {
+                assert!(parse(&r.body).map(|v| v.is_array()).unwrap_or(false), "bad body {}", r.body);
+                outstanding.push(r);
+                let connects = outstanding.iter().filter(|r| r.kind == RequestKind::Connect).count();
+                let controls = outstanding.len() - connects;
+                assert!(connects <= 1 && controls <= 1, "seed {seed}: {outstanding:?}");
+            }
+            // liveness: an open session always has something to wait for
+            if !s.is_closed() && s.state() != State::Idle && outstanding.is_empty() && s.poll_timeout().is_none() {
+                let paused = s.config().max_pending.is_some_and(|n| s.pending_count() >= n);
+                assert!(need_auth || paused, "seed {seed}: stuck in {:?}", s.state());
+            }
+            opened_total += u32::from(s.state() == State::Connected);
+            match rng.pick(12) {
+                0..=4 if !outstanding.is_empty() => {
+                    let i = rng.pick(outstanding.len() as u64) as usize;
+                    let r = outstanding.remove(i);
+                    let id = mid(&r);
+                    let chan = match r.kind {
+                        RequestKind::Handshake => "/meta/handshake",
+                        RequestKind::Connect => "/meta/connect",
+                        RequestKind::Subscribe => "/meta/subscribe",
+                        RequestKind::Unsubscribe => "/meta/unsubscribe",
+                        RequestKind::Disconnect => "/meta/disconnect",
+                        RequestKind::Publish => "/u/C",
+                    };
+                    let mut b = BatchBuf::new();
+                    for _ in 0..rng.pick(4) {
+                        let c = channels[rng.pick(3) as usize];
+                        b.push_event(c, Some(rng.pick(20) as i64), Some(WALL + rng.pick(100) as f64));
+                    }
+                    if rng.pick(10) == 0 {
+                        b.push_meta(MetaBuf { channel: "/meta/disconnect".into(), ..Default::default() });
+                    }
+                    let ok = rng.pick(3) != 0;
+                    let reconnect = [None, Some(Reconnect::Retry), Some(Reconnect::Handshake), Some(Reconnect::None)][rng.pick(4) as usize];
+                    let mut m = MetaBuf {
+                        channel: chan.into(),
+                        id: if rng.pick(4) == 0 { None } else { Some(id) },
+                        successful: if rng.pick(8) == 0 { None } else { Some(ok) },
+                        client_id: Some(CID.into()),
+                        advice: if rng.pick(2) == 0 { None } else { Some(Advice { reconnect, interval: Some(rng.pick(3) * 1000), timeout: Some(110_000), multiple_clients: rng.pick(5) == 0 }) },
+                        supported_connection_types_has_long_polling: Some(rng.pick(20) != 0),
+                        ..Default::default()
+                    };
+                    if !ok {
+                        m.error = Some(errors[rng.pick(errors.len() as u64) as usize].into());
+                        if rng.pick(2) == 0 {
+                            m.failure_reason = Some(errors[rng.pick(errors.len() as u64) as usize].into());
+                        }
+                    }
+                    if rng.pick(10) != 0 {
+                        b.push_meta(m);
+                    } else {
+                        b.push_other();
+                    }
+                    let status = [200, 200, 200, 400, 401, 500, 429][rng.pick(7) as usize];
+                    s.handle_response_buf(now, r.id, status, &b);
+                    let mut out = Vec::new();
+                    s.take_deliveries(&mut out);
+                    assert!(out.iter().all(|p| (*p as usize) < b.messages.len()));
+                }
+                5 if !outstanding.is_empty() => {
+                    let r = outstanding.remove(0);
+                    let f = [TransportFailure::Timeout, TransportFailure::Network("x".into()), TransportFailure::HttpStatus(502), TransportFailure::HttpStatus(401)][rng.pick(4) as usize].clone();
+                    s.handle_failure(now, r.id, f);
+                }
+                6 => {
+                    now += rng.pick(40_000);
+                    s.handle_timeout(now);
+                }
+                7 => {
+                    let n = rng.pick(4) as usize;
+                    s.handle_consumed(now, n);
+                }
+                8 => {
+                    let c = channels[rng.pick(3) as usize];
+                    let _ = match rng.pick(3) {
+                        0 => s.subscribe(now, WALL, c, Some(rng.pick(5) as i64 - 2), None).map(|_| ()),
+                        1 => s.unsubscribe(now, c).map(|_| ()),
+                        _ => s.publish(now, c, "{}").map(|_| ()),
+                    };
+                }
+                9 if need_auth => {
+                    need_auth = false;
+                    if rng.pick(6) == 0 {
+                        s.handle_auth_failed(now, "nope");
+                    } else {
+                        s.handle_authenticated(now);
+                    }
+                }
+                10 if rng.pick(20) == 0 => s.close(now),
+                11 if s.is_closed() => {
+                    need_auth = false;
+                    let _ = s.open(now);
+                }
+                _ => {
+                    if let Some(t) = s.poll_timeout() {
+                        now = now.max(t);
+                        s.handle_timeout(now);
+                    }
+                }
+            }
+            assert!(s.pending_count() <= 400 * 4);
+        }
+    }
+    assert!(opened_total > 1000, "the random walk reaches the connected state: {opened_total}");
+}
