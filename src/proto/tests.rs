@@ -1389,3 +1389,116 @@ fn random_inputs_keep_invariants() {
     }
     assert!(opened_total > 1000, "the random walk reaches the connected state: {opened_total}");
 }
+
+/// One line per request handed out and per event, in the order the shell sees them.
+fn transcript_line(r: &Request) -> String {
+    let b = body(r);
+    let mut line = format!("-> {} #{}", r.kind.as_str(), mid(r));
+    if let Some(sub) = b.get("subscription").and_then(Value::str) {
+        line.push_str(&format!(" {sub}"));
+        if let Some(n) = replay_of(r, replay_key(sub)) {
+            line.push_str(&format!(" replay={n}"));
+        }
+    }
+    if b.get("advice").is_some() {
+        line.push_str(" advice.timeout=0");
+    }
+    line
+}
+
+impl Driver {
+    fn record(&mut self, t: &mut Vec<String>) {
+        for e in self.take_events() {
+            t.push(format!("   {e:?}"));
+        }
+    }
+    fn next_req(&mut self, t: &mut Vec<String>) -> Request {
+        let r = self.sent.pop_front().expect("a request");
+        t.push(transcript_line(&r));
+        r
+    }
+}
+
+#[test]
+fn transcript_session_story() {
+    let mut d = Driver::new(Driver::cfg());
+    let mut t = Vec::new();
+    d.s.open(0).unwrap();
+    d.pump();
+    d.record(&mut t);
+    let hs = d.next_req(&mut t);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.next_req(&mut t);
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    d.record(&mut t);
+    let c = d.next_req(&mut t);
+    d.s.subscribe(d.now, WALL, "/event/E__e", Some(-2), None).unwrap();
+    d.pump();
+    let s = d.next_req(&mut t);
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.record(&mut t);
+    d.reply(&c, 200, events_batch("/event/E__e", &[100, 101], WALL, connect_ok(&c)));
+    t.push(format!("   deliver {:?}", d.delivered));
+    d.consume(2);
+    d.record(&mut t);
+    let c = d.next_req(&mut t);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.record(&mut t);
+    let hs = d.next_req(&mut t);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.next_req(&mut t);
+    let s = d.next_req(&mut t);
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    d.record(&mut t);
+    let c = d.next_req(&mut t);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    d.record(&mut t);
+    d.s.handle_authenticated(d.now);
+    d.pump();
+    d.record(&mut t);
+    let hs = d.next_req(&mut t);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.next_req(&mut t);
+    let s = d.next_req(&mut t);
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    d.record(&mut t);
+    let _c = d.next_req(&mut t);
+    d.s.close(d.now);
+    d.pump();
+    d.record(&mut t);
+    let disc = d.next_req(&mut t);
+    d.reply(&disc, 200, batch(vec![MsgBuf::Meta(meta("/meta/disconnect", Some(mid(&disc)), true))]));
+    d.record(&mut t);
+    d.nothing_sent();
+    let expected = r#"
+   Connecting
+-> handshake #1
+-> connect #2 advice.timeout=0
+   Opened
+   Connected
+-> connect #3
+-> subscribe #4 /event/E__e replay=-2
+   OpDone { op: OpId(1), result: Ok(None) }
+   deliver [0, 1]
+   PersistMarker { channel: "/event/E__e", marker: ReplayMarker { replay_id: 101, date_ms: 1700000000101.0 } }
+-> connect #5
+   Rehandshake { reason: UnknownClient }
+-> handshake #6
+-> connect #7 advice.timeout=0
+-> subscribe #8 /event/E__e replay=101
+   Connected
+-> connect #9
+   NeedAuth
+   Reauthenticated
+-> handshake #10
+-> connect #11 advice.timeout=0
+-> subscribe #12 /event/E__e replay=101
+   Connected
+-> connect #13
+   AbortAll
+-> disconnect #14
+   Closed"#;
+    assert_eq!(t.join("\n"), expected.trim_start_matches('\n'));
+}
