@@ -1,0 +1,332 @@
+/**
+ * Authenticators: how the client obtains an access token and the instance URL.
+ *
+ * The OAuth requests are built, sent and checked by the wasm shell (`src/auth`, `src/wasm`);
+ * these classes hold the configuration and expose the results as the seed does
+ * (`instanceUrl`, `tokenType`, `accessToken`, `issuedAt`, `id`, ...). Secrets are kept in private
+ * fields: they are not enumerable, not in `JSON.stringify`, and never in an error message.
+ * @module
+ */
+
+import { oauthToken, jwtSigningInput, jwtAssertion } from "./wasm/sfstream.js";
+import { AuthenticationError, fromWasmError } from "./errors.js";
+
+/** What an authenticator yields. */
+export interface TokenInfo {
+  accessToken: string;
+  instanceUrl: string;
+  tokenType?: string;
+  id?: string | null;
+  issuedAt?: string | null;
+  signature?: string | null;
+  scope?: string | null;
+}
+
+/** Anything that can produce a token: the classes below, or your own object. */
+export interface Authenticator {
+  authenticate(): Promise<TokenInfo>;
+  /** API version used for the CometD endpoint, e.g. "62.0". */
+  readonly apiVersion?: string;
+}
+
+/** The default API version of the CometD endpoint. */
+export const DEFAULT_API_VERSION = "62.0";
+/** Salesforce's production login host. */
+export const LOGIN_URL = "https://login.salesforce.com";
+/** Salesforce's sandbox login host. */
+export const SANDBOX_LOGIN_URL = "https://test.salesforce.com";
+
+/** Options shared by the OAuth authenticators. */
+export interface OAuthOptions {
+  /** Token endpoint host. Default `https://login.salesforce.com`; a My Domain or a local emulator URL works too. */
+  loginUrl?: string;
+  /** Shortcut for `loginUrl: "https://test.salesforce.com"`. */
+  sandbox?: boolean;
+  /** API version of the CometD endpoint. Default "62.0". */
+  apiVersion?: string;
+  /** Allow plain `http://` to a host other than loopback. Off by default: tokens must not cross a network in clear. */
+  allowInsecureHttp?: boolean;
+}
+
+function requireString(name: string, v: unknown): string {
+  if (typeof v !== "string" || v.length === 0) throw new TypeError(`${name} must be a non-empty string`);
+  return v;
+}
+
+function checkApiVersion(v: unknown): string {
+  if (v === undefined) return DEFAULT_API_VERSION;
+  if (typeof v !== "string" || !/^\d{2,3}\.0$/.test(v) || Number(v) < 37) {
+    throw new TypeError(`apiVersion must be a string like "62.0" (37.0 or later), got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+interface TokenResult {
+  accessToken: string;
+  instanceUrl: string;
+  id: string | null;
+  tokenType: string;
+  issuedAt: string | null;
+  signature: string | null;
+  scope: string | null;
+  refreshToken: string | null;
+}
+
+/** Common base: configuration and the results of the last successful authentication. */
+export abstract class AuthenticatorBase implements Authenticator {
+  readonly loginUrl: string;
+  readonly apiVersion: string;
+  readonly allowInsecureHttp: boolean;
+  /** Instance URL of the last successful authentication. */
+  instanceUrl: string | null = null;
+  /** Token type (`Bearer`). */
+  tokenType: string | null = null;
+  /** Identity URL. */
+  id: string | null = null;
+  /** Issue time, epoch milliseconds as a string. */
+  issuedAt: string | null = null;
+  /** Salesforce's signature of `id` + `issuedAt`. */
+  signature: string | null = null;
+  /** Granted scopes. */
+  scope: string | null = null;
+  #accessToken: string | null = null;
+
+  constructor(options: OAuthOptions = {}) {
+    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    if (options.loginUrl !== undefined && options.sandbox) {
+      throw new TypeError("pass either loginUrl or sandbox, not both");
+    }
+    this.loginUrl = options.loginUrl !== undefined ? requireString("loginUrl", options.loginUrl) : options.sandbox ? SANDBOX_LOGIN_URL : LOGIN_URL;
+    this.apiVersion = checkApiVersion(options.apiVersion);
+    this.allowInsecureHttp = options.allowInsecureHttp === true;
+  }
+
+  /** The access token of the last successful authentication (kept in memory only). */
+  get accessToken(): string | null {
+    return this.#accessToken;
+  }
+
+  /** The grant parameters sent to the token endpoint. @internal */
+  protected abstract grant(): Promise<Record<string, string>>;
+
+  /** Called with the refresh token when Salesforce returns one. @internal */
+  protected onRefreshToken(_token: string): void {}
+
+  async authenticate(): Promise<TokenInfo> {
+    let r: TokenResult;
+    try {
+      r = (await oauthToken(this.loginUrl, await this.grant(), this.allowInsecureHttp)) as TokenResult;
+    } catch (e) {
+      throw fromWasmError(e);
+    }
+    this.#accessToken = r.accessToken;
+    this.instanceUrl = r.instanceUrl;
+    this.tokenType = r.tokenType;
+    this.id = r.id;
+    this.issuedAt = r.issuedAt;
+    this.signature = r.signature;
+    this.scope = r.scope;
+    if (r.refreshToken) this.onRefreshToken(r.refreshToken);
+    return { accessToken: r.accessToken, instanceUrl: r.instanceUrl, tokenType: r.tokenType, id: r.id, issuedAt: r.issuedAt, signature: r.signature, scope: r.scope };
+  }
+
+  /** A redacted summary, safe to log. */
+  toJSON(): Record<string, unknown> {
+    return { type: this.constructor.name, loginUrl: this.loginUrl, apiVersion: this.apiVersion, instanceUrl: this.instanceUrl };
+  }
+}
+
+/** Options of {@link PasswordAuthenticator}. */
+export interface PasswordAuthenticatorOptions extends OAuthOptions {
+  consumerKey: string;
+  consumerSecret: string;
+  username: string;
+  /** The password, followed by the security token where the org requires one. */
+  password: string;
+}
+
+/**
+ * OAuth 2.0 username-password flow. Salesforce retires it on 20 February 2027: prefer
+ * {@link JwtBearerAuthenticator} or {@link ClientCredentialsAuthenticator}.
+ */
+export class PasswordAuthenticator extends AuthenticatorBase {
+  /** OAuth client id (the consumer key). */
+  readonly clientId: string;
+  /** Salesforce username. */
+  readonly username: string;
+  readonly #secret: string;
+  readonly #password: string;
+  constructor(options: PasswordAuthenticatorOptions) {
+    super(options);
+    this.clientId = requireString("consumerKey", options.consumerKey);
+    this.#secret = requireString("consumerSecret", options.consumerSecret);
+    this.username = requireString("username", options.username);
+    this.#password = requireString("password", options.password);
+  }
+  protected async grant(): Promise<Record<string, string>> {
+    return { grantType: "password", clientId: this.clientId, clientSecret: this.#secret, username: this.username, password: this.#password };
+  }
+}
+
+/** Options of {@link RefreshTokenAuthenticator}. */
+export interface RefreshTokenAuthenticatorOptions extends OAuthOptions {
+  consumerKey: string;
+  /** Required unless the connected app waives the secret for refresh. */
+  consumerSecret?: string;
+  refreshToken: string;
+}
+
+/** OAuth 2.0 refresh-token flow. A rotated refresh token returned by Salesforce replaces the old one. */
+export class RefreshTokenAuthenticator extends AuthenticatorBase {
+  readonly clientId: string;
+  readonly #secret: string | null;
+  #refreshToken: string;
+  constructor(options: RefreshTokenAuthenticatorOptions) {
+    super(options);
+    this.clientId = requireString("consumerKey", options.consumerKey);
+    this.#secret = options.consumerSecret === undefined ? null : requireString("consumerSecret", options.consumerSecret);
+    this.#refreshToken = requireString("refreshToken", options.refreshToken);
+  }
+  /** The refresh token in use. */
+  get refreshToken(): string {
+    return this.#refreshToken;
+  }
+  protected async grant(): Promise<Record<string, string>> {
+    const g: Record<string, string> = { grantType: "refresh_token", clientId: this.clientId, refreshToken: this.#refreshToken };
+    if (this.#secret !== null) g.clientSecret = this.#secret;
+    return g;
+  }
+  protected override onRefreshToken(token: string): void {
+    this.#refreshToken = token;
+  }
+}
+
+/** Options of {@link ClientCredentialsAuthenticator}. */
+export interface ClientCredentialsAuthenticatorOptions extends OAuthOptions {
+  consumerKey: string;
+  consumerSecret: string;
+}
+
+/** OAuth 2.0 client-credentials flow (My Domain login URL only; the app runs as its "Run As" user). */
+export class ClientCredentialsAuthenticator extends AuthenticatorBase {
+  readonly clientId: string;
+  readonly #secret: string;
+  constructor(options: ClientCredentialsAuthenticatorOptions) {
+    super(options);
+    this.clientId = requireString("consumerKey", options.consumerKey);
+    this.#secret = requireString("consumerSecret", options.consumerSecret);
+  }
+  protected async grant(): Promise<Record<string, string>> {
+    return { grantType: "client_credentials", clientId: this.clientId, clientSecret: this.#secret };
+  }
+}
+
+/** Options of {@link JwtBearerAuthenticator}. */
+export interface JwtBearerAuthenticatorOptions extends OAuthOptions {
+  consumerKey: string;
+  username: string;
+  /** The RSA private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
+  privateKey: string;
+  /** `aud` claim. Default: the login URL's origin (login.salesforce.com / test.salesforce.com / your site). */
+  audience?: string;
+  /** Lifetime of the assertion in seconds. Default 180. */
+  assertionLifetime?: number;
+}
+
+function pemToDer(pem: string): Uint8Array {
+  const m = /-----BEGIN PRIVATE KEY-----([\s\S]+?)-----END PRIVATE KEY-----/.exec(pem);
+  if (!m || m[1] === undefined) {
+    throw new TypeError("privateKey must be a PKCS#8 PEM (-----BEGIN PRIVATE KEY-----); convert a PKCS#1 key with `openssl pkcs8 -topk8 -nocrypt`");
+  }
+  const b64 = m[1].replace(/\s+/g, "");
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** OAuth 2.0 JWT bearer flow: an RS256 assertion signed with WebCrypto. */
+export class JwtBearerAuthenticator extends AuthenticatorBase {
+  readonly clientId: string;
+  readonly username: string;
+  readonly audience: string;
+  readonly assertionLifetime: number;
+  readonly #der: Uint8Array;
+  #key: Promise<CryptoKey> | null = null;
+  constructor(options: JwtBearerAuthenticatorOptions) {
+    super(options);
+    this.clientId = requireString("consumerKey", options.consumerKey);
+    this.username = requireString("username", options.username);
+    this.#der = pemToDer(requireString("privateKey", options.privateKey));
+    this.audience = options.audience !== undefined ? requireString("audience", options.audience) : new URL(this.loginUrl).origin;
+    const life = options.assertionLifetime ?? 180;
+    if (typeof life !== "number" || !Number.isInteger(life) || life <= 0 || life > 3600) {
+      throw new TypeError("assertionLifetime must be an integer number of seconds between 1 and 3600");
+    }
+    this.assertionLifetime = life;
+  }
+  protected async grant(): Promise<Record<string, string>> {
+    const subtle = globalThis.crypto?.subtle;
+    if (!subtle) throw new AuthenticationError("WebCrypto (crypto.subtle) is not available in this runtime");
+    if (this.#key === null) {
+      const der = this.#der;
+      this.#key = subtle.importKey("pkcs8", der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, ["sign"]);
+    }
+    let key: CryptoKey;
+    try {
+      key = await this.#key;
+    } catch (e) {
+      this.#key = null;
+      throw new AuthenticationError("privateKey could not be imported as an RSA PKCS#8 key", {}, { cause: e });
+    }
+    const input = jwtSigningInput(this.clientId, this.username, this.audience, Math.floor(Date.now() / 1000), this.assertionLifetime);
+    const sig = new Uint8Array(await subtle.sign("RSASSA-PKCS1-v1_5", key, new TextEncoder().encode(input)));
+    return { grantType: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion: jwtAssertion(input, sig) };
+  }
+}
+
+/** Options of {@link AccessTokenAuthenticator}. */
+export type AccessTokenSource = TokenInfo | (() => Promise<TokenInfo> | TokenInfo);
+
+/**
+ * A token you already have (for example from a session, or from your own OAuth code), or an
+ * async function that returns a fresh one; the function is called again when Salesforce
+ * invalidates the token.
+ */
+export class AccessTokenAuthenticator implements Authenticator {
+  readonly apiVersion: string;
+  instanceUrl: string | null = null;
+  tokenType: string | null = null;
+  readonly #source: AccessTokenSource;
+  #accessToken: string | null = null;
+  constructor(source: AccessTokenSource, options: { apiVersion?: string } = {}) {
+    if (typeof source !== "function") {
+      if (source === null || typeof source !== "object") throw new TypeError("source must be { accessToken, instanceUrl } or a function returning it");
+      requireString("accessToken", source.accessToken);
+      requireString("instanceUrl", source.instanceUrl);
+    }
+    this.#source = source;
+    this.apiVersion = checkApiVersion(options.apiVersion);
+  }
+  get accessToken(): string | null {
+    return this.#accessToken;
+  }
+  async authenticate(): Promise<TokenInfo> {
+    let info: TokenInfo;
+    try {
+      info = typeof this.#source === "function" ? await this.#source() : this.#source;
+    } catch (e) {
+      throw new AuthenticationError("the access-token function failed", {}, { cause: e });
+    }
+    if (info === null || typeof info !== "object" || typeof info.accessToken !== "string" || info.accessToken === "" || typeof info.instanceUrl !== "string") {
+      throw new AuthenticationError("the access-token source returned no accessToken/instanceUrl");
+    }
+    this.#accessToken = info.accessToken;
+    this.instanceUrl = info.instanceUrl;
+    this.tokenType = info.tokenType ?? "Bearer";
+    return { accessToken: info.accessToken, instanceUrl: info.instanceUrl, tokenType: this.tokenType };
+  }
+  toJSON(): Record<string, unknown> {
+    return { type: "AccessTokenAuthenticator", apiVersion: this.apiVersion, instanceUrl: this.instanceUrl };
+  }
+}

@@ -1,0 +1,443 @@
+/**
+ * The streaming client.
+ * @module
+ */
+
+import { WasmClient } from "./wasm/sfstream.js";
+import type { Authenticator, PasswordAuthenticatorOptions } from "./auth.js";
+import { DEFAULT_API_VERSION, PasswordAuthenticator } from "./auth.js";
+import { ClientInvalidOperation, fromWasmError } from "./errors.js";
+import type { ReplayConfig, ReplayOption } from "./replay.js";
+import { ReplayMarker, ReplayOption as ReplayOptions, toStorage, type ReplayMarkerStorage } from "./replay.js";
+
+/** A message received from Salesforce: the Bayeux message exactly as sent. */
+export interface Message<Data = unknown> {
+  /** The channel, e.g. `/topic/InvoiceStatementUpdates` or `/event/Low_Ink__e`. */
+  channel: string;
+  /** The event: `{ event: { replayId, createdDate, ... }, sobject | payload, schema? }`. */
+  data: Data;
+  clientId?: string;
+  [field: string]: unknown;
+}
+
+/** Why the client is reconnecting. */
+export type ReconnectReason =
+  | "networkError"
+  | "timeout"
+  | "unknownClient"
+  | "serverDisconnect"
+  | "multipleClients"
+  | "authenticationInvalid"
+  | "serverBusy"
+  | "bufferFull"
+  | "malformedResponse"
+  | `http${number}`;
+
+/** Counters reported with `connected` status events and by {@link Client.stats}. */
+export interface ClientStats {
+  handshakes: number;
+  connects: number;
+  reconnects: number;
+  rehandshakes: number;
+  reauthentications: number;
+  replayFallbacks: number;
+  eventsDelivered: number;
+  /** `performance.now()` time of the last successful connect, or null. */
+  lastConnectAt: number | null;
+}
+
+/** Status events: what the connection is doing. Never contains a token, secret or password. */
+export type StatusEvent =
+  | { type: "connecting"; at: number }
+  | { type: "connected"; at: number; stats: ClientStats }
+  | { type: "reconnecting"; at: number; reason: ReconnectReason; attempt: number; delay: number }
+  | { type: "rehandshake"; at: number; reason: ReconnectReason }
+  | { type: "reauthenticated"; at: number }
+  | { type: "replayFallback"; at: number; channel: string; replayId: number; fallback: number; reason: "replayRejected" | "retention" }
+  | { type: "storageError"; at?: number; channel: string; message: string }
+  | { type: "failed"; at: number; error: Error }
+  | { type: "closed"; at: number };
+
+/** A logger hook: receives one line per status event. */
+export type Logger = (level: "debug" | "info" | "warn" | "error", message: string, status: StatusEvent) => void;
+
+/** Options of {@link Client}. Durations are in milliseconds. */
+export interface ClientOptions {
+  /**
+   * Replay: `ReplayOption.NEW_EVENTS` (default) or `ReplayOption.ALL_EVENTS`, a
+   * {@link ReplayMarkerStorage}, or a Map-like object (wrapped in `MappingStorage`).
+   */
+  replay?: ReplayConfig;
+  /** Replay option to fall back to when Salesforce rejects a stored replay id (outside retention). */
+  replayFallback?: ReplayOption | null;
+  /** How long to try to re-establish a lost connection before `receive()` raises `TransportTimeoutError`. Default 10000 ms; null = forever. */
+  connectionTimeout?: number | null;
+  /** Most messages to prefetch before polling pauses. Default 100; 0 or less = unbounded. */
+  maxPendingCount?: number;
+  /** CometD API version. Default: the authenticator's, else "62.0". */
+  apiVersion?: string;
+  /** Extra time allowed on top of the server's 110 s hold before a long-poll counts as lost. Default 10000 ms. */
+  networkAllowance?: number;
+  /** Called for every status event. */
+  onStatus?: (status: StatusEvent) => void;
+  /** Optional logger. */
+  logger?: Logger;
+}
+
+/** Options of {@link Client.receive}. */
+export interface ReceiveOptions {
+  /** Abort waiting; the promise rejects with `signal.reason` and no message is lost. */
+  signal?: AbortSignal;
+}
+
+const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "onStatus", "logger"]);
+
+function checkOptions(options: ClientOptions): void {
+  if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) throw new TypeError(`unknown option ${key}`);
+  }
+  const { replayFallback, connectionTimeout, maxPendingCount, networkAllowance, onStatus, logger } = options;
+  if (replayFallback !== undefined && replayFallback !== null && replayFallback !== ReplayOptions.ALL_EVENTS && replayFallback !== ReplayOptions.NEW_EVENTS) {
+    throw new TypeError("replayFallback must be ReplayOption.ALL_EVENTS, ReplayOption.NEW_EVENTS or null");
+  }
+  if (connectionTimeout !== undefined && connectionTimeout !== null && (typeof connectionTimeout !== "number" || !Number.isFinite(connectionTimeout) || connectionTimeout < 0)) {
+    throw new TypeError("connectionTimeout must be a number of milliseconds >= 0, or null to wait forever");
+  }
+  if (maxPendingCount !== undefined && (typeof maxPendingCount !== "number" || !Number.isInteger(maxPendingCount))) {
+    throw new TypeError("maxPendingCount must be an integer (0 or less means unbounded)");
+  }
+  if (networkAllowance !== undefined && (typeof networkAllowance !== "number" || !Number.isFinite(networkAllowance) || networkAllowance < 0)) {
+    throw new TypeError("networkAllowance must be a number of milliseconds >= 0");
+  }
+  if (onStatus !== undefined && typeof onStatus !== "function") throw new TypeError("onStatus must be a function");
+  if (logger !== undefined && typeof logger !== "function") throw new TypeError("logger must be a function");
+  if (options.apiVersion !== undefined && (typeof options.apiVersion !== "string" || !/^\d{2,3}\.0$/.test(options.apiVersion) || Number(options.apiVersion) < 37)) {
+    throw new TypeError('apiVersion must be a string like "62.0" (37.0 or later)');
+  }
+}
+
+function checkChannel(channel: unknown): string {
+  if (typeof channel !== "string" || channel.length === 0) throw new TypeError("channel must be a non-empty string");
+  return channel;
+}
+
+interface Waiter {
+  resolve(m: Message): void;
+  reject(e: unknown): void;
+}
+
+function levelOf(s: StatusEvent): "debug" | "info" | "warn" | "error" {
+  switch (s.type) {
+    case "failed":
+    case "storageError":
+      return "error";
+    case "reconnecting":
+    case "rehandshake":
+    case "replayFallback":
+      return "warn";
+    case "connected":
+    case "closed":
+    case "reauthenticated":
+      return "info";
+    default:
+      return "debug";
+  }
+}
+
+function describe(s: StatusEvent): string {
+  switch (s.type) {
+    case "reconnecting":
+      return `reconnecting (${s.reason}), attempt ${s.attempt}, in ${s.delay} ms`;
+    case "rehandshake":
+      return `re-handshaking (${s.reason})`;
+    case "replayFallback":
+      return `replay id ${s.replayId} of ${s.channel} not usable (${s.reason}); falling back to ${s.fallback}`;
+    case "storageError":
+      return `replay storage error on ${s.channel}: ${s.message}`;
+    case "failed":
+      return `failed: ${s.error.message}`;
+    default:
+      return s.type;
+  }
+}
+
+/**
+ * A Salesforce Streaming API client.
+ *
+ * ```ts
+ * await using client = new Client(authenticator);
+ * await client.open();
+ * await client.subscribe("/topic/one");
+ * for await (const message of client) console.log(message.channel, message.data);
+ * ```
+ *
+ * Prefetching: once open, the client long-polls in the background and buffers up to
+ * `maxPendingCount` messages. Breaking out of `for await` ends that loop only: the client stays
+ * open (close it, or let `await using` do so).
+ */
+export class Client implements AsyncIterable<Message> {
+  readonly authenticator: Authenticator;
+  readonly #wasm: WasmClient;
+  readonly #storage: ReplayMarkerStorage;
+  readonly #listeners = new Set<(s: StatusEvent) => void>();
+  readonly #logger: Logger | undefined;
+  readonly #buffer: Message[] = [];
+  #head = 0;
+  readonly #waiters: Waiter[] = [];
+  /** Messages handed to the application and not yet reported as consumed. */
+  #taken = 0;
+  #failure: Error | null = null;
+
+  constructor(authenticator: Authenticator, options: ClientOptions = {}) {
+    if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
+      throw new TypeError("authenticator must be an object with an authenticate() method");
+    }
+    checkOptions(options);
+    this.authenticator = authenticator;
+    this.#storage = toStorage(options.replay);
+    this.#logger = options.logger;
+    if (options.onStatus) this.#listeners.add(options.onStatus);
+    const apiVersion = options.apiVersion ?? authenticator.apiVersion ?? DEFAULT_API_VERSION;
+    const host = {
+      onEvents: (body: Message[], positions: Uint32Array) => this.#onEvents(body, positions),
+      onStatus: (s: StatusEvent) => this.#emit(s),
+      onFailed: (e: unknown) => this.#onFailed(e),
+      authenticate: () => authenticator.authenticate(),
+      getReplayMarker: (channel: string) => this.#storage.getReplayStart(channel),
+      setReplayMarker: (channel: string, m: { replayId: number; date: string | null }) =>
+        this.#storage.setReplayMarker(channel, new ReplayMarker(m.date, m.replayId)),
+    };
+    this.#wasm = new WasmClient(host, {
+      apiVersion,
+      maxPendingCount: options.maxPendingCount ?? 100,
+      connectionTimeout: options.connectionTimeout === undefined ? 10_000 : options.connectionTimeout,
+      replayFallback: options.replayFallback ?? null,
+      networkAllowance: options.networkAllowance ?? 10_000,
+      seed: Math.floor(Math.random() * 2 ** 52),
+    });
+  }
+
+  /** Authenticate, handshake and connect. Long-polling (and prefetching) starts here. */
+  async open(): Promise<void> {
+    this.#failure = null;
+    try {
+      await this.#wasm.open();
+    } catch (e) {
+      throw fromWasmError(e);
+    }
+  }
+
+  /** Disconnect from Salesforce and store the replay markers of every message taken. */
+  async close(): Promise<void> {
+    this.#reportTaken();
+    try {
+      await this.#wasm.close();
+    } catch (e) {
+      throw fromWasmError(e);
+    } finally {
+      this.#wakeAll();
+    }
+  }
+
+  /** Subscribe to `channel`, replaying from its stored marker when a replay storage is configured. */
+  async subscribe(channel: string): Promise<void> {
+    checkChannel(channel);
+    try {
+      await this.#wasm.subscribe(channel);
+    } catch (e) {
+      throw fromWasmError(e);
+    }
+  }
+
+  /** Unsubscribe from `channel`. */
+  async unsubscribe(channel: string): Promise<void> {
+    checkChannel(channel);
+    try {
+      await this.#wasm.unsubscribe(channel);
+    } catch (e) {
+      throw fromWasmError(e);
+    }
+  }
+
+  /** Publish `data` to a generic streaming channel (`/u/...`); resolves to the server's reply. */
+  async publish(channel: string, data: unknown): Promise<Record<string, unknown>> {
+    checkChannel(channel);
+    const json = JSON.stringify(data);
+    if (json === undefined) throw new TypeError("data must be JSON-serialisable");
+    try {
+      return (await this.#wasm.publish(channel, json)) as Record<string, unknown>;
+    } catch (e) {
+      throw fromWasmError(e);
+    }
+  }
+
+  /**
+   * The next message. Raises `TransportTimeoutError` or `ServerError` if the connection is lost
+   * for good (after the buffered messages), and `ClientInvalidOperation` when closed and drained.
+   */
+  receive(options: ReceiveOptions = {}): Promise<Message> {
+    this.#reportTaken();
+    const signal = options.signal;
+    if (signal !== undefined && !(typeof signal === "object" && signal !== null && "aborted" in signal)) {
+      return Promise.reject(new TypeError("signal must be an AbortSignal"));
+    }
+    if (this.#head < this.#buffer.length) return Promise.resolve(this.#take());
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#wasm.closed) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<Message>((resolve, reject) => {
+      const w: Waiter = {
+        resolve: (m) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(m);
+        },
+        reject: (e) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+      };
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(w);
+    });
+  }
+
+  /**
+   * Iterate over messages. Ends quietly when the client is closed (or `signal` aborts); throws
+   * when the connection is lost for good.
+   */
+  async *messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
+    for (;;) {
+      let m: Message;
+      try {
+        m = await this.receive(options);
+      } catch (e) {
+        if (options.signal?.aborted && e === options.signal.reason) return;
+        if (e instanceof ClientInvalidOperation) return;
+        throw e;
+      }
+      yield m;
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
+    return this.messages();
+  }
+
+  /** `await using client = ...` closes the client. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Listen to status events; returns a function that removes the listener. */
+  onStatus(listener: (s: StatusEvent) => void): () => void {
+    if (typeof listener !== "function") throw new TypeError("listener must be a function");
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** True before `open()`, and after `close()` or a fatal error. */
+  get closed(): boolean {
+    return this.#wasm.closed;
+  }
+  /** The subscribed channels. */
+  get subscriptions(): ReadonlySet<string> {
+    return new Set(this.#wasm.subscriptions as string[]);
+  }
+  /** `"long-polling"` while open, otherwise null. */
+  get connectionType(): string | null {
+    return this.#wasm.connectionType ?? null;
+  }
+  /** Messages received and waiting to be consumed. */
+  get pendingCount(): number {
+    return this.#buffer.length - this.#head;
+  }
+  /** Whether messages are waiting to be consumed. */
+  get hasPendingMessages(): boolean {
+    return this.pendingCount > 0;
+  }
+  /** Counters: handshakes, reconnects, events delivered... */
+  get stats(): ClientStats {
+    return this.#wasm.stats as ClientStats;
+  }
+
+  #take(): Message {
+    const m = this.#buffer[this.#head] as Message;
+    this.#buffer[this.#head] = undefined as unknown as Message;
+    this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
+      this.#buffer.splice(0, this.#head);
+      this.#head = 0;
+    }
+    this.#taken++;
+    return m;
+  }
+
+  /** Tell the core that the messages handed out so far were consumed (their markers may advance). */
+  #reportTaken(): void {
+    if (this.#taken > 0) {
+      const n = this.#taken;
+      this.#taken = 0;
+      this.#wasm.consumed(n);
+    }
+  }
+
+  #onEvents(body: Message[], positions: Uint32Array): void {
+    for (let i = 0; i < positions.length; i++) {
+      this.#buffer.push(body[positions[i] as number] as Message);
+    }
+    while (this.#waiters.length > 0 && this.#head < this.#buffer.length) {
+      const w = this.#waiters.shift() as Waiter;
+      w.resolve(this.#take());
+    }
+  }
+
+  #onFailed(e: unknown): void {
+    this.#failure = fromWasmError(e);
+    this.#wakeAll();
+  }
+
+  #wakeAll(): void {
+    if (this.#head < this.#buffer.length) return;
+    const err = this.#failure ?? new ClientInvalidOperation("the client is closed and has no pending messages");
+    for (const w of this.#waiters.splice(0)) w.reject(err);
+  }
+
+  #emit(raw: StatusEvent): void {
+    const s = raw.type === "failed" ? { ...raw, error: fromWasmError(raw.error) } : raw;
+    if (this.#logger) {
+      try {
+        this.#logger(levelOf(s), describe(s), s);
+      } catch {
+        // A throwing logger must not break the connection.
+      }
+    }
+    for (const l of this.#listeners) {
+      try {
+        l(s);
+      } catch {
+        // Same for listeners.
+      }
+    }
+  }
+}
+
+/** Options of {@link SalesforceStreamingClient}. */
+export type SalesforceStreamingClientOptions = PasswordAuthenticatorOptions & ClientOptions;
+
+/**
+ * A {@link Client} with a {@link PasswordAuthenticator}: the seed's convenience class.
+ */
+export class SalesforceStreamingClient extends Client {
+  constructor(options: SalesforceStreamingClientOptions) {
+    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    const { consumerKey, consumerSecret, username, password, loginUrl, sandbox, apiVersion, allowInsecureHttp, ...clientOptions } = options;
+    const auth = new PasswordAuthenticator({ consumerKey, consumerSecret, username, password, loginUrl, sandbox, apiVersion, allowInsecureHttp });
+    super(auth, clientOptions);
+  }
+}

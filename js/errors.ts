@@ -1,0 +1,183 @@
+/**
+ * The error hierarchy of aiosfstream, as JavaScript `Error` subclasses.
+ *
+ * ```text
+ * SfstreamError (alias AiosfstreamException)
+ * ├── AuthenticationError
+ * ├── ClientError
+ * │   └── ClientInvalidOperation
+ * ├── TransportError
+ * │   ├── TransportInvalidOperation
+ * │   ├── TransportTimeoutError
+ * │   └── TransportConnectionClosed
+ * └── ServerError
+ * ```
+ *
+ * Messages never contain a token, a secret or a password.
+ * @module
+ */
+
+/** Base class of every error this package throws (the seed's `AiosfstreamException`). */
+export class SfstreamError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The seed's name for {@link SfstreamError}. */
+export const AiosfstreamException = SfstreamError;
+/** The seed's name for {@link SfstreamError}. */
+export type AiosfstreamException = SfstreamError;
+
+/** Authentication failed: Salesforce rejected the login, or the authenticator could not reach it. */
+export class AuthenticationError extends SfstreamError {
+  /** Salesforce's OAuth `error` code, e.g. `invalid_grant`, when Salesforce answered. */
+  readonly error: string | null;
+  /** Salesforce's `error_description`, e.g. `authentication failure`. */
+  readonly errorDescription: string | null;
+  /** HTTP status of the token endpoint's answer, when there was one. */
+  readonly status: number | null;
+  constructor(
+    message: string,
+    details: { error?: string | null; errorDescription?: string | null; status?: number | null } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.error = details.error ?? null;
+    this.errorDescription = details.errorDescription ?? null;
+    this.status = details.status ?? null;
+  }
+}
+
+/** A client-side error. */
+export class ClientError extends SfstreamError {}
+
+/** The operation cannot be executed in the client's current state (for example, it is closed). */
+export class ClientInvalidOperation extends ClientError {}
+
+/** Transporting messages failed. */
+export class TransportError extends SfstreamError {}
+
+/** The operation cannot be executed in the transport's current state. */
+export class TransportInvalidOperation extends TransportError {}
+
+/** The connection could not be (re-)established within `connectionTimeout`. */
+export class TransportTimeoutError extends TransportError {}
+
+/** The connection closed unexpectedly. */
+export class TransportConnectionClosed extends TransportError {}
+
+/** A Bayeux message from the server as received: `channel` plus whatever Salesforce sent. */
+export interface ServerResponse {
+  channel: string;
+  successful?: boolean;
+  error?: string;
+  [field: string]: unknown;
+}
+
+/**
+ * Salesforce rejected a request (`successful: false`). The Bayeux `error` field
+ * (`code:args:message`) is parsed by the Rust core into {@link errorCode}, {@link errorArgs} and
+ * {@link errorMessage}.
+ */
+export class ServerError extends SfstreamError {
+  /** The reply that carried the error. */
+  readonly response: ServerResponse | null;
+  /** The raw `error` field, e.g. `403::Unknown client`. */
+  readonly error: string | null;
+  /** The numeric code, e.g. `403`. */
+  readonly errorCode: number | null;
+  /** The arguments part, e.g. `["denied_by_security_policy"]`. */
+  readonly errorArgs: string[];
+  /** The description part, e.g. `Unknown client`. */
+  readonly errorMessage: string | null;
+  constructor(
+    message: string,
+    details: {
+      response?: ServerResponse | null;
+      error?: string | null;
+      errorCode?: number | null;
+      errorArgs?: string[];
+      errorMessage?: string | null;
+    } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.response = details.response ?? null;
+    this.error = details.error ?? null;
+    this.errorCode = details.errorCode ?? null;
+    this.errorArgs = details.errorArgs ?? [];
+    this.errorMessage = details.errorMessage ?? null;
+  }
+}
+
+interface WasmErrorShape {
+  name?: unknown;
+  message?: unknown;
+  error?: unknown;
+  errorCode?: unknown;
+  errorArgs?: unknown;
+  errorMessage?: unknown;
+  response?: unknown;
+  errorDescription?: unknown;
+  status?: unknown;
+}
+
+function strOrNull(v: unknown): string | null {
+  return typeof v === "string" ? v : null;
+}
+
+/**
+ * Turn what the wasm shell rejected with into one of the classes above. Errors that are already
+ * ours pass through; anything else becomes a {@link ClientError} with the original as `cause`.
+ * @internal
+ */
+export function fromWasmError(e: unknown): Error {
+  if (e instanceof SfstreamError) return e;
+  if (typeof DOMException !== "undefined" && e instanceof DOMException && e.name === "AbortError") return e;
+  const shape: WasmErrorShape = e !== null && typeof e === "object" ? (e as WasmErrorShape) : {};
+  const name = typeof shape.name === "string" ? shape.name : "";
+  const message = typeof shape.message === "string" ? shape.message : String(e);
+  const options = { cause: e };
+  switch (name) {
+    case "ServerError":
+      return new ServerError(
+        message,
+        {
+          response: (shape.response as ServerResponse | undefined) ?? null,
+          error: strOrNull(shape.error),
+          errorCode: typeof shape.errorCode === "number" ? shape.errorCode : null,
+          errorArgs: Array.isArray(shape.errorArgs) ? shape.errorArgs.filter((a): a is string => typeof a === "string") : [],
+          errorMessage: strOrNull(shape.errorMessage),
+        },
+        options,
+      );
+    case "AuthenticationError":
+      return new AuthenticationError(
+        message,
+        {
+          error: strOrNull(shape.error),
+          errorDescription: strOrNull(shape.errorDescription),
+          status: typeof shape.status === "number" ? shape.status : null,
+        },
+        options,
+      );
+    case "ClientInvalidOperation":
+      return new ClientInvalidOperation(message, options);
+    case "TransportTimeoutError":
+      return new TransportTimeoutError(message, options);
+    case "TransportConnectionClosed":
+      return new TransportConnectionClosed(message, options);
+    case "TransportInvalidOperation":
+      return new TransportInvalidOperation(message, options);
+    case "TransportError":
+      return new TransportError(message, options);
+    case "TypeError":
+      return new TypeError(message, options);
+    case "ClientError":
+      return new ClientError(message, options);
+    default:
+      return new ClientError(message, options);
+  }
+}

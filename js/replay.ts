@@ -1,0 +1,182 @@
+/**
+ * Replay configuration: which events a subscription asks Salesforce for, and where the client
+ * keeps the last replay marker of each channel so that it resumes where it left off.
+ * @module
+ */
+
+/** Replay options supported by Salesforce (the `ext.replay` values). */
+export const ReplayOption = {
+  /** Every event still in the retention window, then new ones. */
+  ALL_EVENTS: -2,
+  /** Only events published after the subscription. */
+  NEW_EVENTS: -1,
+} as const;
+/** `ReplayOption.ALL_EVENTS` (-2) or `ReplayOption.NEW_EVENTS` (-1). */
+export type ReplayOption = (typeof ReplayOption)[keyof typeof ReplayOption];
+
+/** The replay id of an event and its creation date (ISO 8601), as stored per channel. */
+export class ReplayMarker {
+  /** Creation date of the event, ISO 8601 (`2024-05-01T10:00:00.000Z`), or null if unknown. */
+  readonly date: string | null;
+  /** Replay id of the event. */
+  readonly replayId: number;
+  constructor(date: string | null, replayId: number) {
+    this.date = date;
+    this.replayId = replayId;
+  }
+  /** Plain-object form, what storages persist. */
+  toJSON(): { date: string | null; replayId: number } {
+    return { date: this.date, replayId: this.replayId };
+  }
+  /**
+   * Read a marker from stored data (a marker, a plain object or its JSON text). Returns null for
+   * anything that is not a valid marker, so corrupt or foreign data never becomes a replay id.
+   */
+  static from(value: unknown): ReplayMarker | null {
+    let v = value;
+    if (typeof v === "string") {
+      try {
+        v = JSON.parse(v);
+      } catch {
+        return null;
+      }
+    }
+    if (v === null || typeof v !== "object") return null;
+    const o = v as { date?: unknown; replayId?: unknown };
+    if (typeof o.replayId !== "number" || !Number.isSafeInteger(o.replayId)) return null;
+    const date = typeof o.date === "string" && !Number.isNaN(Date.parse(o.date)) ? o.date : null;
+    return new ReplayMarker(date, o.replayId);
+  }
+}
+
+/** What the client asks a storage for when it subscribes. */
+export interface ReplayStart {
+  replayId: number;
+  date: string | null;
+}
+
+/**
+ * Base class for replay-marker storages: implement {@link getReplayMarker} and
+ * {@link setReplayMarker} over any store (a database, an edge KV, a file...).
+ */
+export abstract class ReplayMarkerStorage {
+  /** The stored marker of `subscription`, or null when there is none. */
+  abstract getReplayMarker(subscription: string): Promise<ReplayMarker | null>;
+  /** Store `marker` for `subscription`. */
+  abstract setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void>;
+  /**
+   * What to subscribe with: the stored marker, or null for "no replay extension".
+   * Subclasses with a default (such as {@link DefaultMappingStorage}) override this.
+   */
+  async getReplayStart(subscription: string): Promise<ReplayStart | null> {
+    const m = await this.getReplayMarker(subscription);
+    return m === null ? null : { replayId: m.replayId, date: m.date };
+  }
+}
+
+/** Anything with Map-like `get` and `set` (a `Map`, a KV wrapper...), sync or async. */
+export interface MapLike {
+  get(key: string): unknown;
+  set(key: string, value: unknown): unknown;
+}
+
+/** Replay markers kept in a Map-like object; channels without a marker get only new events. */
+export class MappingStorage extends ReplayMarkerStorage {
+  readonly mapping: MapLike;
+  constructor(mapping: MapLike) {
+    super();
+    if (mapping === null || typeof mapping !== "object" || typeof mapping.get !== "function" || typeof mapping.set !== "function") {
+      throw new TypeError("mapping must be an object with get and set methods");
+    }
+    this.mapping = mapping;
+  }
+  async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
+    return ReplayMarker.from(await this.mapping.get(subscription));
+  }
+  async setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
+    await this.mapping.set(subscription, marker.toJSON());
+  }
+}
+
+function checkReplayId(name: string, id: unknown): number {
+  if (typeof id !== "number" || !Number.isSafeInteger(id) || id < -2) {
+    throw new TypeError(`${name} must be an integer replay id (-2, -1 or a stored id), got ${String(id)}`);
+  }
+  return id;
+}
+
+/** Like {@link MappingStorage}, but channels without a marker start from `defaultId`. */
+export class DefaultMappingStorage extends MappingStorage {
+  readonly defaultId: number;
+  constructor(mapping: MapLike, defaultId: number) {
+    super(mapping);
+    this.defaultId = checkReplayId("defaultId", defaultId);
+  }
+  override async getReplayStart(subscription: string): Promise<ReplayStart | null> {
+    const m = await this.getReplayMarker(subscription);
+    return m === null ? { replayId: this.defaultId, date: null } : { replayId: m.replayId, date: m.date };
+  }
+}
+
+/** Always subscribes with the same replay id; stores nothing. */
+export class ConstantReplayId extends ReplayMarkerStorage {
+  readonly defaultId: number;
+  constructor(defaultId: number) {
+    super();
+    this.defaultId = checkReplayId("defaultId", defaultId);
+  }
+  async getReplayMarker(_subscription: string): Promise<ReplayMarker | null> {
+    return null;
+  }
+  async setReplayMarker(_subscription: string, _marker: ReplayMarker): Promise<void> {}
+  override async getReplayStart(_subscription: string): Promise<ReplayStart | null> {
+    return { replayId: this.defaultId, date: null };
+  }
+}
+
+/** What the `replay` option accepts. */
+export type ReplayConfig = ReplayOption | ReplayMarkerStorage | MapLike | null | undefined;
+
+function isStorageLike(v: object): v is ReplayMarkerStorage {
+  const s = v as { getReplayMarker?: unknown; setReplayMarker?: unknown };
+  return typeof s.getReplayMarker === "function" && typeof s.setReplayMarker === "function";
+}
+
+/**
+ * Normalise the `replay` option (the seed's rules): a {@link ReplayOption} means a constant
+ * replay id; a storage is used as is; a Map-like object is wrapped in {@link MappingStorage};
+ * nothing means only new events.
+ * @internal
+ */
+export function toStorage(replay: ReplayConfig): ReplayMarkerStorage {
+  if (replay === undefined || replay === null) return new ConstantReplayId(ReplayOption.NEW_EVENTS);
+  if (typeof replay === "number") {
+    if (replay !== ReplayOption.ALL_EVENTS && replay !== ReplayOption.NEW_EVENTS) {
+      throw new TypeError("replay must be ReplayOption.ALL_EVENTS, ReplayOption.NEW_EVENTS, a ReplayMarkerStorage or a Map-like object");
+    }
+    return new ConstantReplayId(replay);
+  }
+  if (typeof replay === "object") {
+    if (replay instanceof ReplayMarkerStorage) return replay;
+    if (isStorageLike(replay)) return new ForeignStorage(replay);
+    if (typeof (replay as MapLike).get === "function" && typeof (replay as MapLike).set === "function") {
+      return new MappingStorage(replay as MapLike);
+    }
+  }
+  throw new TypeError("replay must be ReplayOption.ALL_EVENTS, ReplayOption.NEW_EVENTS, a ReplayMarkerStorage or a Map-like object");
+}
+
+/** A user object with `getReplayMarker`/`setReplayMarker` that does not extend the base class. */
+class ForeignStorage extends ReplayMarkerStorage {
+  readonly #inner: ReplayMarkerStorage;
+  constructor(inner: ReplayMarkerStorage) {
+    super();
+    this.#inner = inner;
+  }
+  async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
+    return ReplayMarker.from(await this.#inner.getReplayMarker(subscription));
+  }
+  setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
+    return this.#inner.setReplayMarker(subscription, marker);
+  }
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// npm run build: Rust core + shell -> wasm32 (release) -> wasm-bindgen (the pinned version,
+// checked) -> wasm-opt from the npm `binaryen` package (never Debian's) -> tsc -> dist/.
+// Also reports the shipped size (minified, gzipped) to dist/size.json.
+import { execFileSync } from "node:child_process";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const WASM_BINDGEN_VERSION = "0.2.130";
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const run = (cmd, args, opts = {}) => {
+  console.log(`[build] ${cmd} ${args.join(" ")}`);
+  execFileSync(cmd, args, { stdio: "inherit", cwd: root, ...opts });
+};
+
+const version = execFileSync("wasm-bindgen", ["--version"], { encoding: "utf8" }).trim().split(/\s+/)[1];
+if (version !== WASM_BINDGEN_VERSION) {
+  console.error(`[build] wasm-bindgen ${WASM_BINDGEN_VERSION} required, found ${version}: run \`npm run setup\``);
+  process.exit(1);
+}
+
+run("cargo", ["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "sfstream"]);
+const raw = join(root, "target", "wasm32-unknown-unknown", "release", "sfstream.wasm");
+const gen = join(root, "js", "wasm");
+rmSync(gen, { recursive: true, force: true });
+run("wasm-bindgen", ["--target", "web", "--out-dir", gen, "--out-name", "sfstream", raw]);
+
+const bgWasm = join(gen, "sfstream_bg.wasm");
+// rustc's default wasm32 features; wasm-opt must be told, since wasm-bindgen drops the features section.
+run(bin("wasm-opt"), [
+  "-Oz",
+  "--enable-bulk-memory",
+  "--enable-nontrapping-float-to-int",
+  "--enable-sign-ext",
+  "--enable-reference-types",
+  "--enable-multivalue",
+  "--enable-mutable-globals",
+  bgWasm,
+  "-o",
+  bgWasm,
+]);
+
+const dist = join(root, "dist");
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(join(dist, "wasm"), { recursive: true });
+for (const f of ["sfstream.js", "sfstream.d.ts", "sfstream_bg.wasm"]) copyFileSync(join(gen, f), join(dist, "wasm", f));
+// The projection snippet (src/wasm/project.js) that wasm-bindgen places next to the glue.
+cpSync(join(gen, "snippets"), join(dist, "wasm", "snippets"), { recursive: true });
+run(bin("tsc"), ["-p", "tsconfig.json"]);
+
+// Size: the browser build, minified (wrapper + glue bundled by esbuild) and the wasm, gzipped.
+const esbuild = await import("esbuild");
+const bundled = await esbuild.build({
+  entryPoints: [join(dist, "browser.js")],
+  bundle: true,
+  minify: true,
+  format: "esm",
+  write: false,
+  target: "es2022",
+  logLevel: "silent",
+});
+const js = bundled.outputFiles[0].contents;
+const wasm = readFileSync(join(dist, "wasm", "sfstream_bg.wasm"));
+const size = {
+  wasmBytes: wasm.length,
+  wasmGzip: gzipSync(wasm, { level: 9 }).length,
+  jsMinBytes: js.length,
+  jsMinGzip: gzipSync(js, { level: 9 }).length,
+};
+size.totalGzip = size.wasmGzip + size.jsMinGzip;
+writeFileSync(join(dist, "size.json"), JSON.stringify(size, null, 2) + "\n");
+console.log(`[build] size: wasm ${size.wasmBytes} B (${size.wasmGzip} B gz), js ${size.jsMinBytes} B min (${size.jsMinGzip} B gz), total ${size.totalGzip} B gz`);
+if (!existsSync(join(dist, "index.d.ts"))) {
+  console.error("[build] tsc produced no dist/index.d.ts");
+  process.exit(1);
+}

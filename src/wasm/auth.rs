@@ -1,0 +1,149 @@
+//! OAuth exports: the token request (built and checked by [`crate::auth`], sent here with
+//! `fetch`) and the JWT helpers the TypeScript `JwtBearerAuthenticator` signs with WebCrypto.
+
+use js_sys::{Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen::JsCast;
+use web_sys::{Headers, RequestInit, Response};
+
+use super::error::js_error;
+use super::js as g;
+use crate::auth::{self, AuthError, Grant, TokenFields};
+
+fn field(obj: &JsValue, key: &str) -> Option<String> {
+    Reflect::get(obj, &JsValue::from_str(key)).ok().and_then(|v| v.as_string())
+}
+
+fn required(obj: &JsValue, key: &'static str) -> Result<String, JsValue> {
+    field(obj, key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| js_error("TypeError", &format!("{key} must be a non-empty string")))
+}
+
+fn set(obj: &JsValue, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+fn auth_error(e: &AuthError, status: Option<u16>) -> JsValue {
+    let err = js_error("AuthenticationError", &e.to_string());
+    if let AuthError::OAuth { error, description } = e {
+        set(&err, "error", &JsValue::from_str(error));
+        set(&err, "errorDescription", &description.as_deref().map_or(JsValue::NULL, JsValue::from_str));
+    }
+    if let Some(s) = status {
+        set(&err, "status", &JsValue::from_f64(f64::from(s)));
+    }
+    err
+}
+
+fn grant_from(js: &JsValue) -> Result<Grant, JsValue> {
+    let kind = required(js, "grantType")?;
+    Ok(match kind.as_str() {
+        "password" => Grant::Password {
+            client_id: required(js, "clientId")?,
+            client_secret: required(js, "clientSecret")?,
+            username: required(js, "username")?,
+            password: required(js, "password")?,
+        },
+        "refresh_token" => Grant::RefreshToken {
+            client_id: required(js, "clientId")?,
+            client_secret: field(js, "clientSecret").filter(|s| !s.is_empty()),
+            refresh_token: required(js, "refreshToken")?,
+        },
+        "client_credentials" => Grant::ClientCredentials {
+            client_id: required(js, "clientId")?,
+            client_secret: required(js, "clientSecret")?,
+        },
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => Grant::JwtBearer { assertion: required(js, "assertion")? },
+        _ => return Err(js_error("TypeError", "grantType is not a supported OAuth grant")),
+    })
+}
+
+/// POST the grant to `{loginUrl}/services/oauth2/token` and return the validated result as
+/// `{ accessToken, instanceUrl, id, tokenType, issuedAt, signature, scope, refreshToken }`.
+/// Rejects with an `AuthenticationError` carrying Salesforce's `error` and `error_description`.
+#[wasm_bindgen(js_name = oauthToken)]
+pub async fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http: bool) -> Result<JsValue, JsValue> {
+    let grant = grant_from(&grant)?;
+    let url = auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
+    let headers = Headers::new()?;
+    headers.set("Content-Type", "application/x-www-form-urlencoded")?;
+    headers.set("Accept", "application/json")?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(&grant.form_body()));
+    init.set_headers(&headers);
+    let resp = JsFuture::from(g::global_fetch(&url, &init)).await.map_err(|e| {
+        let err = js_error("AuthenticationError", "could not reach the token endpoint");
+        set(&err, "cause", &e);
+        err
+    })?;
+    let resp: Response = resp.dyn_into().map_err(|_| js_error("AuthenticationError", "fetch returned no Response"))?;
+    let status = resp.status();
+    let body = match resp.json() {
+        Ok(p) => JsFuture::from(p).await.ok(),
+        Err(_) => None,
+    };
+    let Some(body) = body.filter(|b| b.is_object()) else {
+        return Err(auth_error(
+            &AuthError::InvalidField { name: "body", reason: format!("HTTP {status} without a JSON object") },
+            Some(status),
+        ));
+    };
+    if !(200..300).contains(&status) {
+        let error = field(&body, "error").unwrap_or_else(|| format!("http_{status}"));
+        let description = field(&body, "error_description");
+        return Err(auth_error(&AuthError::from_error_response(&error, description.as_deref()), Some(status)));
+    }
+    let strings: Vec<Option<String>> = [
+        "access_token",
+        "instance_url",
+        "id",
+        "token_type",
+        "issued_at",
+        "signature",
+        "scope",
+        "refresh_token",
+    ]
+    .iter()
+    .map(|k| field(&body, k))
+    .collect();
+    let f = |i: usize| strings.get(i).and_then(|s| s.as_deref());
+    let fields = TokenFields {
+        access_token: f(0),
+        instance_url: f(1),
+        id: f(2),
+        token_type: f(3),
+        issued_at: f(4),
+        signature: f(5),
+        scope: f(6),
+        refresh_token: f(7),
+    };
+    let t = auth::validate_token_response(&fields).map_err(|e| auth_error(&e, Some(status)))?;
+    let out: JsValue = Object::new().into();
+    set(&out, "accessToken", &JsValue::from_str(&t.access_token));
+    set(&out, "instanceUrl", &JsValue::from_str(&t.instance_url));
+    let opt = |s: &str| if s.is_empty() { JsValue::NULL } else { JsValue::from_str(s) };
+    set(&out, "id", &opt(&t.id));
+    set(&out, "tokenType", &JsValue::from_str(&t.token_type));
+    set(&out, "issuedAt", &opt(&t.issued_at));
+    set(&out, "signature", &opt(&t.signature));
+    set(&out, "scope", &opt(&t.scope));
+    set(&out, "refreshToken", &t.refresh_token.as_deref().map_or(JsValue::NULL, JsValue::from_str));
+    Ok(out)
+}
+
+/// `base64url(header) "." base64url(claims)` of an RS256 JWT bearer assertion (exp in seconds).
+#[wasm_bindgen(js_name = jwtSigningInput)]
+pub fn jwt_signing_input(client_id: &str, username: &str, audience: &str, now_secs: f64, lifetime_secs: f64) -> String {
+    let now = if now_secs.is_finite() && now_secs > 0.0 { now_secs as u64 } else { 0 };
+    let life = if lifetime_secs.is_finite() && lifetime_secs > 0.0 { lifetime_secs as u64 } else { 180 };
+    auth::jwt_signing_input(client_id, username, audience, now, life)
+}
+
+/// The complete assertion: signing input + "." + base64url(signature).
+#[wasm_bindgen(js_name = jwtAssertion)]
+pub fn jwt_assertion(signing_input: &str, signature: &[u8]) -> String {
+    auth::jwt_assertion(signing_input, signature)
+}

@@ -1,0 +1,972 @@
+//! The exported `WasmClient`: drives a [`Session`] and performs the I/O it asks for.
+//!
+//! Shape (after quinn's `ConnectionDriver`): every input — a user command, an HTTP response, a
+//! timer — is fed to the session, then [`drive`] drains its outputs: requests go to `fetch`,
+//! events resolve promises or reach the TypeScript host, and the one timer is re-armed only when
+//! the session's deadline changes. State lives in `Rc<RefCell<..>>`; no borrow is held across an
+//! `.await` or while JavaScript code runs.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::{Rc, Weak};
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{AbortController, Headers, RequestInit, Response};
+
+use super::error::{js_error, to_js};
+use super::js::{self as g, Host, Projection};
+use crate::proto::{
+    self, Advice, Batch, Config, CookieJar, Event, MetaView, Millis, Msg, Reconnect,
+    ReplayMarker, Request, RequestKind, Session, TransportFailure,
+};
+
+/// Delay between a consumed event and the write of its channel's marker: a burst of events costs
+/// one storage write per channel per interval, not one per event.
+const FLUSH_INTERVAL_MS: f64 = 200.0;
+/// Retries of a failing marker write during `close()` before `close()` reports it.
+const CLOSE_FLUSH_ATTEMPTS: u32 = 3;
+
+fn now_ms() -> Millis {
+    let t = g::performance_now();
+    if t.is_finite() && t > 0.0 {
+        t as Millis
+    } else {
+        0
+    }
+}
+
+fn set(obj: &JsValue, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn message_of(err: &JsValue) -> String {
+    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
+        let name: String = e.name().into();
+        let msg: String = e.message().into();
+        if msg.is_empty() {
+            name
+        } else {
+            format!("{name}: {msg}")
+        }
+    } else {
+        err.as_string().unwrap_or_else(|| "unknown error".to_owned())
+    }
+}
+
+struct Waiter {
+    resolve: Function,
+    reject: Function,
+}
+
+fn waiter() -> (Promise, Waiter) {
+    let mut slot: Option<Waiter> = None;
+    let promise = Promise::new(&mut |resolve, reject| {
+        slot = Some(Waiter { resolve, reject });
+    });
+    // The executor runs synchronously inside `new Promise`, so the slot is always filled.
+    let w = slot.unwrap_or_else(|| Waiter { resolve: Function::new_no_args(""), reject: Function::new_no_args("") });
+    (promise, w)
+}
+
+impl Waiter {
+    fn resolve(&self, v: &JsValue) {
+        let _ = self.resolve.call1(&JsValue::UNDEFINED, v);
+    }
+    fn reject(&self, v: &JsValue) {
+        let _ = self.reject.call1(&JsValue::UNDEFINED, v);
+    }
+}
+
+/// A meta message of one response, copied out of the projection.
+struct MetaOwned {
+    position: usize,
+    channel: String,
+    successful: Option<bool>,
+    error: Option<String>,
+    client_id: Option<String>,
+    id: Option<String>,
+    subscription: Option<String>,
+    advice: Option<Advice>,
+    failure_reason: Option<String>,
+    long_polling: Option<bool>,
+}
+
+const META_STRIDE: u32 = 13;
+
+fn read_metas(arr: &Array) -> Vec<MetaOwned> {
+    let n = arr.length() / META_STRIDE;
+    let mut out = Vec::with_capacity(n as usize);
+    for k in 0..n {
+        let b = k * META_STRIDE;
+        let s = |o: u32| arr.get(b + o).as_string();
+        let f = |o: u32| arr.get(b + o).as_f64();
+        let Some(pos) = f(0) else { continue };
+        let Some(channel) = s(1) else { continue };
+        let successful = match f(2) {
+            Some(x) if x == 1.0 => Some(true),
+            Some(x) if x == 0.0 => Some(false),
+            _ => None,
+        };
+        let reconnect = s(7).and_then(|r| match r.as_str() {
+            "retry" => Some(Reconnect::Retry),
+            "handshake" => Some(Reconnect::Handshake),
+            "none" => Some(Reconnect::None),
+            _ => None,
+        });
+        let interval = f(8).filter(|x| *x >= 0.0).map(|x| x as u64);
+        let timeout = f(9).filter(|x| *x >= 0.0).map(|x| x as u64);
+        let multiple_clients = f(10) == Some(1.0);
+        let advice = if reconnect.is_some() || interval.is_some() || timeout.is_some() || multiple_clients {
+            Some(Advice { reconnect, interval, timeout, multiple_clients })
+        } else {
+            None
+        };
+        let long_polling = match f(12) {
+            Some(x) if x == 1.0 => Some(true),
+            Some(x) if x == 0.0 => Some(false),
+            _ => None,
+        };
+        out.push(MetaOwned {
+            position: pos as usize,
+            channel,
+            successful,
+            error: s(3),
+            client_id: s(4),
+            id: s(5),
+            subscription: s(6),
+            advice,
+            failure_reason: s(11),
+            long_polling,
+        });
+    }
+    out
+}
+
+/// Kinds written by `sfProject` in the first slot of an event triple.
+const KIND_META: f64 = -2.0;
+
+struct Inner {
+    session: Session,
+    host: Host,
+    api_version: String,
+    endpoint: Option<String>,
+    /// `"<type> <token>"`: a secret. Never logged, never put in an error or a status event.
+    auth_header: Option<String>,
+    jar: CookieJar,
+    table: JsValue,
+    chans: Vec<String>,
+    inflight: HashMap<u64, (RequestKind, AbortController)>,
+    timer: Option<(Millis, JsValue)>,
+    timer_cb: Option<Closure<dyn FnMut()>>,
+    flush_cb: Option<Closure<dyn FnMut()>>,
+    flush_timer: Option<JsValue>,
+    ops: HashMap<u64, Waiter>,
+    open_waiter: Option<Waiter>,
+    closed_waiters: Vec<Waiter>,
+    /// Markers consumed but not yet written, newest per channel.
+    dirty: BTreeMap<String, ReplayMarker>,
+    writing: bool,
+    last_batch: JsValue,
+    failed: bool,
+}
+
+/// The JS-facing client core. Not part of the public TS API: `js/client.ts` wraps it.
+#[wasm_bindgen]
+pub struct WasmClient {
+    inner: Rc<RefCell<Inner>>,
+}
+
+fn opt_number(options: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
+    let v = get(options, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(x) if x.is_finite() => Ok(Some(x)),
+        _ => Err(js_error("TypeError", &format!("option {key} must be a finite number or null"))),
+    }
+}
+
+#[wasm_bindgen]
+impl WasmClient {
+    /// `options`: `{ apiVersion, maxPendingCount, connectionTimeout, replayFallback,
+    /// networkAllowance, requestTimeout, seed }` (already validated by the wrapper; rechecked here).
+    #[wasm_bindgen(constructor)]
+    pub fn new(host: Host, options: &JsValue) -> Result<WasmClient, JsValue> {
+        let mut config = Config::default();
+        let api_version = get(options, "apiVersion").as_string().unwrap_or_else(|| "62.0".to_owned());
+        if let Some(max) = opt_number(options, "maxPendingCount")? {
+            config.max_pending = if max <= 0.0 { None } else { Some(max as usize) };
+        }
+        let ct = get(options, "connectionTimeout");
+        if ct.is_null() {
+            config.connection_timeout = None;
+        } else if let Some(ms) = opt_number(options, "connectionTimeout")? {
+            if ms < 0.0 {
+                return Err(js_error("TypeError", "option connectionTimeout must be >= 0 or null"));
+            }
+            config.connection_timeout = Some(ms as Millis);
+        }
+        if let Some(fb) = opt_number(options, "replayFallback")? {
+            config.replay_fallback = Some(fb as i64);
+        }
+        if let Some(ms) = opt_number(options, "networkAllowance")? {
+            config.network_allowance = ms.max(0.0) as Millis;
+        }
+        if let Some(ms) = opt_number(options, "requestTimeout")? {
+            config.request_timeout = ms.max(1.0) as Millis;
+        }
+        if let Some(seed) = opt_number(options, "seed")? {
+            config.seed = seed.abs() as u64 | 1;
+        }
+        let inner = Rc::new(RefCell::new(Inner {
+            session: Session::new(config),
+            host,
+            api_version,
+            endpoint: None,
+            auth_header: None,
+            jar: CookieJar::default(),
+            table: g::sf_new_table(),
+            chans: Vec::new(),
+            inflight: HashMap::new(),
+            timer: None,
+            timer_cb: None,
+            flush_cb: None,
+            flush_timer: None,
+            ops: HashMap::new(),
+            open_waiter: None,
+            closed_waiters: Vec::new(),
+            dirty: BTreeMap::new(),
+            writing: false,
+            last_batch: JsValue::UNDEFINED,
+            failed: false,
+        }));
+        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
+        let timer_cb = Closure::<dyn FnMut()>::new(move || {
+            if let Some(rc) = weak.upgrade() {
+                if let Ok(mut i) = rc.try_borrow_mut() {
+                    i.timer = None;
+                    i.session.handle_timeout(now_ms());
+                }
+                drive(&rc);
+            }
+        });
+        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
+        let flush_cb = Closure::<dyn FnMut()>::new(move || {
+            if let Some(rc) = weak.upgrade() {
+                if let Ok(mut i) = rc.try_borrow_mut() {
+                    i.flush_timer = None;
+                }
+                spawn_local(async move {
+                    let _ = flush(&rc).await;
+                });
+            }
+        });
+        {
+            let mut i = inner.borrow_mut();
+            i.timer_cb = Some(timer_cb);
+            i.flush_cb = Some(flush_cb);
+        }
+        Ok(WasmClient { inner })
+    }
+
+    /// Authenticate, handshake and send the first connect. Resolves once connected.
+    pub fn open(&self) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            {
+                let i = rc.borrow();
+                if i.open_waiter.is_some() {
+                    return Err(js_error("ClientInvalidOperation", "the client is already opening"));
+                }
+                if !matches!(i.session.state(), proto::State::Idle | proto::State::Closed) {
+                    return Err(js_error("ClientInvalidOperation", "the client is already open"));
+                }
+            }
+            authenticate(&rc).await?;
+            let (promise, w) = waiter();
+            {
+                let mut i = rc.borrow_mut();
+                i.failed = false;
+                i.session.open(now_ms()).map_err(|e| to_js(&e))?;
+                i.open_waiter = Some(w);
+            }
+            drive(&rc);
+            JsFuture::from(promise).await
+        })
+    }
+
+    /// Subscribe to `channel`, with the replay id from the host's storage.
+    pub fn subscribe(&self, channel: String) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
+            ensure_open(&rc)?;
+            let stored = {
+                let p = rc.borrow().host.get_replay_marker(&channel);
+                JsFuture::from(p).await?
+            };
+            let (replay, marker) = read_stored_marker(&rc, &channel, &stored);
+            let (promise, w) = waiter();
+            {
+                let mut i = rc.borrow_mut();
+                let op = i
+                    .session
+                    .subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref())
+                    .map_err(|e| to_js(&e))?;
+                i.ops.insert(op.0, w);
+            }
+            drive(&rc);
+            JsFuture::from(promise).await
+        })
+    }
+
+    /// Unsubscribe from `channel`.
+    pub fn unsubscribe(&self, channel: String) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
+            ensure_open(&rc)?;
+            let (promise, w) = waiter();
+            {
+                let mut i = rc.borrow_mut();
+                let op = i.session.unsubscribe(now_ms(), &channel).map_err(|e| to_js(&e))?;
+                i.ops.insert(op.0, w);
+            }
+            drive(&rc);
+            JsFuture::from(promise).await
+        })
+    }
+
+    /// Publish already-serialised JSON `data` to `channel`; resolves to the server's reply.
+    pub fn publish(&self, channel: String, data_json: String) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
+            ensure_open(&rc)?;
+            let (promise, w) = waiter();
+            {
+                let mut i = rc.borrow_mut();
+                let op = i.session.publish(now_ms(), &channel, &data_json).map_err(|e| to_js(&e))?;
+                i.ops.insert(op.0, w);
+            }
+            drive(&rc);
+            JsFuture::from(promise).await
+        })
+    }
+
+    /// Disconnect, then write every pending replay marker. Idempotent.
+    pub fn close(&self) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let promise = {
+                let mut i = rc.borrow_mut();
+                if matches!(i.session.state(), proto::State::Idle | proto::State::Closed) {
+                    None
+                } else {
+                    let (promise, w) = waiter();
+                    i.closed_waiters.push(w);
+                    i.session.close(now_ms());
+                    Some(promise)
+                }
+            };
+            if let Some(p) = promise {
+                drive(&rc);
+                JsFuture::from(p).await?;
+            }
+            let mut attempts = 0;
+            loop {
+                match flush(&rc).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        attempts += 1;
+                        if attempts >= CLOSE_FLUSH_ATTEMPTS {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The application took `count` delivered messages out of the buffer.
+    pub fn consumed(&self, count: u32) {
+        if let Ok(mut i) = self.inner.try_borrow_mut() {
+            i.session.handle_consumed(now_ms(), count as usize);
+        }
+        drive(&self.inner);
+    }
+
+    /// True before `open()` and after `close()` or a fatal error.
+    #[wasm_bindgen(getter)]
+    pub fn closed(&self) -> bool {
+        let i = self.inner.borrow();
+        matches!(i.session.state(), proto::State::Idle | proto::State::Closed)
+    }
+
+    /// Channels subscribed (confirmed or pending).
+    #[wasm_bindgen(getter)]
+    pub fn subscriptions(&self) -> Array {
+        let i = self.inner.borrow();
+        i.session.subscriptions().map(JsValue::from_str).collect()
+    }
+
+    /// `"long-polling"` while open, otherwise null.
+    #[wasm_bindgen(getter, js_name = connectionType)]
+    pub fn connection_type(&self) -> Option<String> {
+        self.inner.borrow().session.connection_type().map(str::to_owned)
+    }
+
+    /// Messages delivered to the wrapper's buffer and not consumed yet.
+    #[wasm_bindgen(getter, js_name = pendingCount)]
+    pub fn pending_count(&self) -> u32 {
+        self.inner.borrow().session.pending_count() as u32
+    }
+
+    /// Counters of the session (handshakes, reconnects, ...).
+    #[wasm_bindgen(getter)]
+    pub fn stats(&self) -> JsValue {
+        stats_object(&self.inner.borrow().session)
+    }
+}
+
+fn stats_object(session: &Session) -> JsValue {
+    let s = session.stats();
+    let o: JsValue = Object::new().into();
+    let n = |x: u64| JsValue::from_f64(x as f64);
+    set(&o, "handshakes", &n(s.handshakes));
+    set(&o, "connects", &n(s.connects));
+    set(&o, "reconnects", &n(s.reconnects));
+    set(&o, "rehandshakes", &n(s.rehandshakes));
+    set(&o, "reauthentications", &n(s.reauths));
+    set(&o, "replayFallbacks", &n(s.fallbacks));
+    set(&o, "eventsDelivered", &n(s.events_delivered));
+    set(&o, "lastConnectAt", &if s.last_connect_at == 0 { JsValue::NULL } else { n(s.last_connect_at) });
+    o
+}
+
+fn ensure_open(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
+    let i = rc.borrow();
+    if i.session.is_closed() || matches!(i.session.state(), proto::State::Idle) {
+        return Err(js_error("ClientInvalidOperation", "the client is closed"));
+    }
+    Ok(())
+}
+
+/// Interpret what the host's storage returned: `{replayId, date}` or nothing. Foreign or corrupt
+/// data is reported as a status event and treated as no marker.
+fn read_stored_marker(rc: &Rc<RefCell<Inner>>, channel: &str, stored: &JsValue) -> (Option<i64>, Option<ReplayMarker>) {
+    if stored.is_null() || stored.is_undefined() {
+        return (None, None);
+    }
+    let id = get(stored, "replayId").as_f64();
+    let valid = matches!(id, Some(x) if x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0);
+    let Some(replay_id) = id.filter(|_| valid).map(|x| x as i64) else {
+        let status: JsValue = Object::new().into();
+        set(&status, "type", &JsValue::from_str("storageError"));
+        set(&status, "channel", &JsValue::from_str(channel));
+        set(&status, "message", &JsValue::from_str("the stored replay marker is not valid; subscribing without it"));
+        let host = rc.borrow().host.clone();
+        host.on_status(&status);
+        return (None, None);
+    };
+    let date = get(stored, "date");
+    let date_ms = date.as_string().map(|d| js_sys::Date::parse(&d)).filter(|x| x.is_finite());
+    let marker = date_ms.map(|date_ms| ReplayMarker { replay_id, date_ms });
+    (Some(replay_id), marker)
+}
+
+/// Ask the host's authenticator for a token and derive the CometD endpoint from it.
+async fn authenticate(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
+    let p = rc.borrow().host.authenticate();
+    let result = JsFuture::from(p).await?;
+    let token = get(&result, "accessToken").as_string().filter(|t| !t.is_empty());
+    let instance = get(&result, "instanceUrl").as_string();
+    let token_type = get(&result, "tokenType").as_string().filter(|t| !t.is_empty()).unwrap_or_else(|| "Bearer".to_owned());
+    let Some(token) = token else {
+        return Err(js_error("AuthenticationError", "the authenticator returned no accessToken"));
+    };
+    let Some(instance) = instance else {
+        return Err(js_error("AuthenticationError", "the authenticator returned no instanceUrl"));
+    };
+    let version = rc.borrow().api_version.clone();
+    let endpoint = crate::auth::cometd_url(&instance, &version)
+        .map_err(|e| js_error("AuthenticationError", &format!("unusable instanceUrl or apiVersion: {e}")))?;
+    let mut i = rc.borrow_mut();
+    i.endpoint = Some(endpoint);
+    i.auth_header = Some(format!("{token_type} {token}"));
+    Ok(())
+}
+
+/// Drain the session's outputs until it has nothing more to say.
+fn drive(rc: &Rc<RefCell<Inner>>) {
+    loop {
+        let mut sends = Vec::new();
+        let mut events = Vec::new();
+        {
+            let Ok(mut i) = rc.try_borrow_mut() else { return };
+            let now = now_ms();
+            while let Some(e) = i.session.poll_event() {
+                events.push(e);
+            }
+            while let Some(r) = i.session.poll_transmit(now) {
+                sends.push(r);
+            }
+            let deadline = i.session.poll_timeout();
+            arm_timer(&mut i, deadline, now);
+        }
+        if sends.is_empty() && events.is_empty() {
+            return;
+        }
+        for e in events {
+            handle_event(rc, e);
+        }
+        for r in sends {
+            start_request(rc, r);
+        }
+    }
+}
+
+fn arm_timer(i: &mut Inner, deadline: Option<Millis>, now: Millis) {
+    if let (Some(d), Some((cur, _))) = (deadline, &i.timer) {
+        if *cur == d {
+            return;
+        }
+    }
+    if let Some((_, id)) = i.timer.take() {
+        g::clear_timeout(&id);
+    }
+    if let (Some(d), Some(cb)) = (deadline, &i.timer_cb) {
+        let delay = d.saturating_sub(now) as f64 + 1.0;
+        let id = g::set_timeout(cb.as_ref().unchecked_ref(), delay);
+        i.timer = Some((d, id));
+    }
+}
+
+fn status(kind: &str) -> JsValue {
+    let o: JsValue = Object::new().into();
+    set(&o, "type", &JsValue::from_str(kind));
+    set(&o, "at", &JsValue::from_f64(g::date_now()));
+    o
+}
+
+fn reason_name(r: &proto::ReconnectReason) -> String {
+    use proto::ReconnectReason as R;
+    match r {
+        R::NetworkError => "networkError".into(),
+        R::Timeout => "timeout".into(),
+        R::HttpStatus(s) => format!("http{s}"),
+        R::UnknownClient => "unknownClient".into(),
+        R::ServerDisconnect => "serverDisconnect".into(),
+        R::MultipleClients => "multipleClients".into(),
+        R::AuthInvalid => "authenticationInvalid".into(),
+        R::ServerBusy => "serverBusy".into(),
+        R::BufferFullPause => "bufferFull".into(),
+        R::Malformed => "malformedResponse".into(),
+        #[allow(unreachable_patterns)]
+        other => format!("{other:?}"),
+    }
+}
+
+fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
+    let host = rc.borrow().host.clone();
+    match ev {
+        Event::Opened => {
+            let w = rc.borrow_mut().open_waiter.take();
+            if let Some(w) = w {
+                w.resolve(&JsValue::UNDEFINED);
+            }
+        }
+        Event::OpenFailed(err) => {
+            let w = rc.borrow_mut().open_waiter.take();
+            abort_inflight(rc, None);
+            let e = to_js(&err);
+            if let Some(w) = w {
+                w.reject(&e);
+            }
+        }
+        Event::Connecting => host.on_status(&status("connecting")),
+        Event::Connected => {
+            let s = status("connected");
+            set(&s, "stats", &stats_object(&rc.borrow().session));
+            host.on_status(&s);
+        }
+        Event::Reconnecting { reason, attempt, delay } => {
+            let s = status("reconnecting");
+            set(&s, "reason", &JsValue::from_str(&reason_name(&reason)));
+            set(&s, "attempt", &JsValue::from_f64(f64::from(attempt)));
+            set(&s, "delay", &JsValue::from_f64(delay as f64));
+            host.on_status(&s);
+        }
+        Event::Rehandshake { reason } => {
+            let s = status("rehandshake");
+            set(&s, "reason", &JsValue::from_str(&reason_name(&reason)));
+            host.on_status(&s);
+        }
+        Event::NeedAuth => {
+            let rc = rc.clone();
+            spawn_local(async move {
+                let outcome = authenticate(&rc).await;
+                {
+                    let mut i = rc.borrow_mut();
+                    match &outcome {
+                        Ok(()) => i.session.handle_authenticated(now_ms()),
+                        Err(e) => i.session.handle_auth_failed(now_ms(), &message_of(e)),
+                    }
+                }
+                drive(&rc);
+            });
+        }
+        Event::Reauthenticated => host.on_status(&status("reauthenticated")),
+        Event::ReplayFallback { channel, replay_id, fallback, reason } => {
+            let s = status("replayFallback");
+            set(&s, "channel", &JsValue::from_str(&channel));
+            set(&s, "replayId", &JsValue::from_f64(replay_id as f64));
+            set(&s, "fallback", &JsValue::from_f64(fallback as f64));
+            let why = match reason {
+                proto::FallbackReason::ReplayRejected => "replayRejected",
+                proto::FallbackReason::Retention => "retention",
+                #[allow(unreachable_patterns)]
+                _ => "other",
+            };
+            set(&s, "reason", &JsValue::from_str(why));
+            host.on_status(&s);
+        }
+        Event::OpDone { op, result } => {
+            let (w, reply) = {
+                let mut i = rc.borrow_mut();
+                let reply = match &result {
+                    Ok(Some(pos)) => Reflect::get_u32(&i.last_batch, *pos).unwrap_or(JsValue::UNDEFINED),
+                    _ => JsValue::UNDEFINED,
+                };
+                (i.ops.remove(&op.0), reply)
+            };
+            if let Some(w) = w {
+                match result {
+                    Ok(_) => w.resolve(&reply),
+                    Err(e) => w.reject(&to_js(&e)),
+                }
+            }
+        }
+        Event::PersistMarker { channel, marker } => {
+            let mut i = rc.borrow_mut();
+            i.dirty.insert(channel, marker);
+            if i.flush_timer.is_none() && !i.writing {
+                if let Some(cb) = &i.flush_cb {
+                    let id = g::set_timeout(cb.as_ref().unchecked_ref(), FLUSH_INTERVAL_MS);
+                    i.flush_timer = Some(id);
+                }
+            }
+        }
+        Event::Failed(err) => {
+            let e = to_js(&err);
+            let (open_w, ops) = {
+                let mut i = rc.borrow_mut();
+                i.failed = true;
+                let ops: Vec<Waiter> = i.ops.drain().map(|(_, w)| w).collect();
+                (i.open_waiter.take(), ops)
+            };
+            abort_inflight(rc, None);
+            if let Some(w) = open_w {
+                w.reject(&e);
+            }
+            for w in ops {
+                w.reject(&e);
+            }
+            let s = status("failed");
+            set(&s, "error", &e);
+            host.on_status(&s);
+            host.on_failed(&e);
+        }
+        Event::Closed => {
+            let (waiters, ops) = {
+                let mut i = rc.borrow_mut();
+                if let Some((_, id)) = i.timer.take() {
+                    g::clear_timeout(&id);
+                }
+                let ops: Vec<Waiter> = i.ops.drain().map(|(_, w)| w).collect();
+                (std::mem::take(&mut i.closed_waiters), ops)
+            };
+            abort_inflight(rc, None);
+            let closed = js_error("ClientInvalidOperation", "the client was closed");
+            for w in ops {
+                w.reject(&closed);
+            }
+            host.on_status(&status("closed"));
+            for w in waiters {
+                w.resolve(&JsValue::UNDEFINED);
+            }
+        }
+        Event::AbortAll => abort_inflight(rc, Some(RequestKind::Connect)),
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
+}
+
+/// Abort in-flight requests (of one kind, or all).
+fn abort_inflight(rc: &Rc<RefCell<Inner>>, kind: Option<RequestKind>) {
+    let controllers: Vec<AbortController> = {
+        let mut i = rc.borrow_mut();
+        let ids: Vec<u64> = i
+            .inflight
+            .iter()
+            .filter(|(_, (k, _))| kind.map_or(true, |want| *k == want))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|id| i.inflight.remove(&id)).map(|(_, c)| c).collect()
+    };
+    for c in controllers {
+        c.abort();
+    }
+}
+
+struct Fetched {
+    status: u16,
+    body: Option<JsValue>,
+}
+
+async fn perform_fetch(
+    url: &str,
+    body: &str,
+    auth: Option<&str>,
+    cookie: Option<&str>,
+    controller: &AbortController,
+    timeout: Millis,
+) -> Result<(Fetched, Array), TransportFailure> {
+    let headers = Headers::new().map_err(|e| TransportFailure::Network(message_of(&e)))?;
+    let _ = headers.set("Content-Type", "application/json;charset=UTF-8");
+    if let Some(a) = auth {
+        let _ = headers.set("Authorization", a);
+    }
+    if let Some(c) = cookie {
+        // Browsers drop this forbidden header silently and use their own jar.
+        let _ = headers.set("Cookie", c);
+    }
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(body));
+    init.set_headers(&headers);
+    init.set_signal(Some(&controller.signal()));
+
+    let timed_out = Rc::new(Cell::new(false));
+    let flag = timed_out.clone();
+    let ctrl = controller.clone();
+    let on_timeout = Closure::once(move || {
+        flag.set(true);
+        ctrl.abort();
+    });
+    let timer = g::set_timeout(on_timeout.as_ref().unchecked_ref(), timeout as f64);
+    let fail = |e: &JsValue| {
+        if timed_out.get() {
+            TransportFailure::Timeout
+        } else {
+            TransportFailure::Network(message_of(e))
+        }
+    };
+
+    let outcome = async {
+        let resp = JsFuture::from(g::global_fetch(url, &init)).await.map_err(|e| fail(&e))?;
+        let resp: Response = resp.dyn_into().map_err(|_| TransportFailure::Malformed("fetch returned no Response".into()))?;
+        let status = resp.status();
+        let cookies = g::sf_set_cookies(&resp.headers());
+        let json = match resp.json() {
+            Ok(p) => JsFuture::from(p).await,
+            Err(e) => Err(e),
+        };
+        match json {
+            Ok(v) => Ok((Fetched { status, body: Some(v) }, cookies)),
+            Err(e) => {
+                if timed_out.get() || controller.signal().aborted() {
+                    Err(fail(&e))
+                } else if status == 200 {
+                    Err(TransportFailure::Malformed("the response body is not JSON".into()))
+                } else {
+                    Ok((Fetched { status, body: None }, cookies))
+                }
+            }
+        }
+    }
+    .await;
+    g::clear_timeout(&timer);
+    drop(on_timeout);
+    outcome
+}
+
+fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
+    let (endpoint, auth, cookie, controller) = {
+        let mut i = rc.borrow_mut();
+        let controller = match AbortController::new() {
+            Ok(c) => c,
+            Err(e) => {
+                i.session.handle_failure(now_ms(), req.id, TransportFailure::Network(message_of(&e)));
+                drop(i);
+                let rc = rc.clone();
+                spawn_local(async move { drive(&rc) });
+                return;
+            }
+        };
+        i.inflight.insert(req.id.0, (req.kind, controller.clone()));
+        (i.endpoint.clone(), i.auth_header.clone(), i.jar.cookie_header(), controller)
+    };
+    let rc = rc.clone();
+    spawn_local(async move {
+        let outcome = match &endpoint {
+            Some(url) => perform_fetch(url, &req.body, auth.as_deref(), cookie.as_deref(), &controller, req.timeout).await,
+            None => Err(TransportFailure::Network("no endpoint: the client has not authenticated".into())),
+        };
+        let mut deliveries = Vec::new();
+        let mut delivered_body = JsValue::UNDEFINED;
+        let host;
+        {
+            let mut i = rc.borrow_mut();
+            i.inflight.remove(&req.id.0);
+            host = i.host.clone();
+            let now = now_ms();
+            match outcome {
+                Ok((fetched, cookies)) => {
+                    for c in cookies.iter() {
+                        if let Some(c) = c.as_string() {
+                            i.jar.handle_set_cookie(&c);
+                        }
+                    }
+                    match fetched.body {
+                        Some(body) => {
+                            let table = i.table.clone();
+                            match g::sf_project(&body, &table) {
+                                Some(p) => {
+                                    feed_batch(&mut i, now, req.id, fetched.status, &p);
+                                    i.session.take_deliveries(&mut deliveries);
+                                    i.last_batch = body.clone();
+                                    delivered_body = body;
+                                }
+                                None => {
+                                    let f = if fetched.status == 200 {
+                                        TransportFailure::Malformed("the response is not a JSON array".into())
+                                    } else {
+                                        TransportFailure::HttpStatus(fetched.status)
+                                    };
+                                    i.session.handle_failure(now, req.id, f);
+                                }
+                            }
+                        }
+                        None => i.session.handle_failure(now, req.id, TransportFailure::HttpStatus(fetched.status)),
+                    }
+                }
+                Err(f) => i.session.handle_failure(now, req.id, f),
+            }
+        }
+        if !deliveries.is_empty() {
+            host.on_events(&delivered_body, &deliveries);
+        }
+        drive(&rc);
+    });
+}
+
+/// Build the core's view of one projected response and hand it over.
+fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: &Projection) {
+    if let Some(new) = p.new_chans() {
+        for c in new.iter() {
+            i.chans.push(c.as_string().unwrap_or_default());
+        }
+    }
+    let ev = p.ev().to_vec();
+    let metas = p.metas().map(|m| read_metas(&m)).unwrap_or_default();
+    let n = ev.len() / 3;
+    let mut messages: Vec<Msg<'_>> = Vec::with_capacity(n);
+    let mut meta_iter = metas.iter().peekable();
+    for k in 0..n {
+        let kind = ev[3 * k];
+        if kind >= 0.0 {
+            let r = ev[3 * k + 1];
+            let d = ev[3 * k + 2];
+            messages.push(Msg::Event {
+                channel: kind as u32,
+                replay_id: if r.is_finite() { Some(r as i64) } else { None },
+                date_ms: if d.is_finite() { Some(d) } else { None },
+            });
+        } else if kind == KIND_META {
+            match meta_iter.peek() {
+                Some(m) if m.position == k => {
+                    let m = meta_iter.next();
+                    match m {
+                        Some(m) => messages.push(Msg::Meta(MetaView {
+                            channel: &m.channel,
+                            successful: m.successful,
+                            error: m.error.as_deref(),
+                            client_id: m.client_id.as_deref(),
+                            id: m.id.as_deref(),
+                            subscription: m.subscription.as_deref(),
+                            advice: m.advice.clone(),
+                            failure_reason: m.failure_reason.as_deref(),
+                            supported_connection_types_has_long_polling: m.long_polling,
+                        })),
+                        None => messages.push(Msg::Other),
+                    }
+                }
+                _ => messages.push(Msg::Other),
+            }
+        } else {
+            messages.push(Msg::Other);
+        }
+    }
+    let Inner { session, chans, .. } = i;
+    let channels: Vec<&str> = chans.iter().map(String::as_str).collect();
+    let batch = Batch { channels: &channels, messages: &messages };
+    session.handle_response(now, id, status, &batch);
+}
+
+/// Write every dirty marker through the host's storage. A failed write keeps its marker dirty
+/// (unless a newer one arrived meanwhile), is reported as a status event and is retried.
+async fn flush(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
+    loop {
+        let (batch, host) = {
+            let mut i = rc.borrow_mut();
+            if i.writing || i.dirty.is_empty() {
+                return Ok(());
+            }
+            i.writing = true;
+            (std::mem::take(&mut i.dirty), i.host.clone())
+        };
+        let mut failure = None;
+        for (channel, marker) in batch {
+            let m: JsValue = Object::new().into();
+            set(&m, "replayId", &JsValue::from_f64(marker.replay_id as f64));
+            let date = if marker.date_ms.is_finite() {
+                let d = js_sys::Date::new(&JsValue::from_f64(marker.date_ms));
+                JsValue::from(d.to_iso_string())
+            } else {
+                JsValue::NULL
+            };
+            set(&m, "date", &date);
+            let result = JsFuture::from(host.set_replay_marker(&channel, &m)).await;
+            if let Err(e) = result {
+                let s = status("storageError");
+                set(&s, "channel", &JsValue::from_str(&channel));
+                set(&s, "message", &JsValue::from_str(&message_of(&e)));
+                host.on_status(&s);
+                let mut i = rc.borrow_mut();
+                i.dirty.entry(channel).or_insert(marker);
+                failure = Some(e);
+            }
+        }
+        let mut i = rc.borrow_mut();
+        i.writing = false;
+        if let Some(e) = failure {
+            if i.flush_timer.is_none() {
+                if let Some(cb) = &i.flush_cb {
+                    let id = g::set_timeout(cb.as_ref().unchecked_ref(), 1000.0);
+                    i.flush_timer = Some(id);
+                }
+            }
+            return Err(js_error("ClientError", &format!("could not store a replay marker: {}", message_of(&e))));
+        }
+    }
+}

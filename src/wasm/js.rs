@@ -1,0 +1,81 @@
+//! Bindings to the JavaScript globals and to the small projection snippet.
+//!
+//! Everything binds to globals (`fetch`, `setTimeout`, `performance`), never to `window`: there is
+//! no `window` in Node, Deno, workers or workerd.
+
+use js_sys::{Array, Float64Array, Function, Promise};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = fetch)]
+    pub fn global_fetch(input: &str, init: &web_sys::RequestInit) -> Promise;
+
+    #[wasm_bindgen(js_name = setTimeout)]
+    pub fn set_timeout(handler: &Function, ms: f64) -> JsValue;
+
+    #[wasm_bindgen(js_name = clearTimeout)]
+    pub fn clear_timeout(id: &JsValue);
+
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    pub fn performance_now() -> f64;
+
+    #[wasm_bindgen(js_namespace = Date, js_name = now)]
+    pub fn date_now() -> f64;
+}
+
+#[wasm_bindgen(module = "/src/wasm/project.js")]
+extern "C" {
+    /// The per-response projection built by `sfProject`.
+    pub type Projection;
+
+    #[wasm_bindgen(js_name = sfProject)]
+    pub fn sf_project(body: &JsValue, table: &JsValue) -> Option<Projection>;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn ev(this: &Projection) -> Float64Array;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn metas(this: &Projection) -> Option<Array>;
+
+    #[wasm_bindgen(method, getter, js_name = newChans)]
+    pub fn new_chans(this: &Projection) -> Option<Array>;
+
+    #[wasm_bindgen(js_name = sfNewTable)]
+    pub fn sf_new_table() -> JsValue;
+
+    #[wasm_bindgen(js_name = sfSetCookies)]
+    pub fn sf_set_cookies(headers: &web_sys::Headers) -> Array;
+}
+
+/// The object the TypeScript wrapper hands to [`super::client::WasmClient`]: callbacks for what
+/// the shell produces, and the authenticator and replay-marker storage it consumes.
+#[wasm_bindgen]
+extern "C" {
+    #[derive(Clone)]
+    pub type Host;
+
+    /// Deliver `body[positions[i]]` for every i, in order. `positions` is only valid during the call.
+    #[wasm_bindgen(method, js_name = onEvents)]
+    pub fn on_events(this: &Host, body: &JsValue, positions: &[u32]);
+
+    /// A status event (a plain object with a `type`).
+    #[wasm_bindgen(method, js_name = onStatus)]
+    pub fn on_status(this: &Host, status: &JsValue);
+
+    /// The client failed for good; `receive()` raises this error once the buffer is drained.
+    #[wasm_bindgen(method, js_name = onFailed)]
+    pub fn on_failed(this: &Host, error: &JsValue);
+
+    /// Resolve to `{ accessToken, instanceUrl, tokenType }`.
+    #[wasm_bindgen(method)]
+    pub fn authenticate(this: &Host) -> Promise;
+
+    /// Resolve to `{ replayId, date }`, or null/undefined.
+    #[wasm_bindgen(method, js_name = getReplayMarker)]
+    pub fn get_replay_marker(this: &Host, channel: &str) -> Promise;
+
+    /// Store `{ replayId, date }` for `channel`.
+    #[wasm_bindgen(method, js_name = setReplayMarker)]
+    pub fn set_replay_marker(this: &Host, channel: &str, marker: &JsValue) -> Promise;
+}

@@ -1,0 +1,7 @@
+//! The wasm shell: performs the I/O the protocol core asks for (fetch, timers, cookies, replay
+//! storage through the host) and translates Rust errors into JavaScript ones.
+
+mod auth;
+mod client;
+mod error;
+mod js;

@@ -1,0 +1,143 @@
+// Per-response projection for the wasm shell (see ARCHITECTURE.md, "Messages do not cross the
+// boundary twice"). JS has already parsed the response; this walks the array once and hands Rust
+// only what the protocol core needs: for events a channel index, the replay id and the event date
+// as numbers; for meta replies a handful of strings. Event objects themselves never enter Rust.
+// Types are validated here, so a hostile body can never make a wasm getter throw.
+
+const EVENT_STRIDE = 3;
+export const KIND_OTHER = -1;
+export const KIND_META = -2;
+
+/** A channel-name table shared by one client and its Rust side: name -> index. */
+export function sfNewTable() {
+  return new Map();
+}
+
+function str(v) {
+  return typeof v === "string" ? v : undefined;
+}
+
+function idString(v) {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" && Number.isFinite(v)) return String(v);
+  return undefined;
+}
+
+function dateOf(data) {
+  const ev = data.event;
+  if (ev !== null && typeof ev === "object" && typeof ev.createdDate === "string") {
+    return Date.parse(ev.createdDate);
+  }
+  const p = data.payload;
+  if (p !== null && typeof p === "object") {
+    const h = p.ChangeEventHeader;
+    if (h !== null && typeof h === "object" && typeof h.commitTimestamp === "number") {
+      return h.commitTimestamp;
+    }
+    if (typeof p.CreatedDate === "string") return Date.parse(p.CreatedDate);
+  }
+  return NaN;
+}
+
+// Meta layout, 13 slots per message:
+// [position, channel, successful(1|0|-1), error, clientId, id, subscription,
+//  reconnect, interval(number|-1), timeout(number|-1), multipleClients(1|0), failureReason, longPolling(1|0|-1)]
+function pushMeta(out, i, m) {
+  let reconnect;
+  let interval = -1;
+  let timeout = -1;
+  let multiple = 0;
+  const a = m.advice;
+  if (a !== null && typeof a === "object") {
+    reconnect = str(a.reconnect);
+    if (typeof a.interval === "number" && a.interval >= 0) interval = a.interval;
+    if (typeof a.timeout === "number" && a.timeout >= 0) timeout = a.timeout;
+    if (a["multiple-clients"] === true) multiple = 1;
+  }
+  let failure;
+  const ext = m.ext;
+  if (ext !== null && typeof ext === "object") {
+    const sfdc = ext.sfdc;
+    if (sfdc !== null && typeof sfdc === "object") failure = str(sfdc.failureReason);
+  }
+  let lp = -1;
+  if (Array.isArray(m.supportedConnectionTypes)) {
+    lp = m.supportedConnectionTypes.includes("long-polling") ? 1 : 0;
+  }
+  out.push(
+    i,
+    m.channel,
+    m.successful === true ? 1 : m.successful === false ? 0 : -1,
+    str(m.error),
+    str(m.clientId),
+    idString(m.id),
+    str(m.subscription),
+    reconnect,
+    interval,
+    timeout,
+    multiple,
+    failure,
+    lp,
+  );
+}
+
+/**
+ * Project one parsed response. Returns null when the body is not an array.
+ * `ev` holds EVENT_STRIDE numbers per message: kind-or-channel-index, replayId (NaN if none), date ms (NaN if none).
+ */
+export function sfProject(body, table) {
+  if (!Array.isArray(body)) return null;
+  const n = body.length;
+  const ev = new Float64Array(n * EVENT_STRIDE);
+  let metas = null;
+  let newChans = null;
+  for (let i = 0; i < n; i++) {
+    const m = body[i];
+    const o = i * EVENT_STRIDE;
+    ev[o + 1] = NaN;
+    ev[o + 2] = NaN;
+    if (m === null || typeof m !== "object" || Array.isArray(m) || typeof m.channel !== "string") {
+      ev[o] = KIND_OTHER;
+      continue;
+    }
+    const ch = m.channel;
+    const data = m.data;
+    if (ch.startsWith("/meta/") || (data === undefined && (typeof m.successful === "boolean" || typeof m.error === "string"))) {
+      ev[o] = KIND_META;
+      if (metas === null) metas = [];
+      pushMeta(metas, i, m);
+      continue;
+    }
+    if (data === undefined) {
+      ev[o] = KIND_OTHER;
+      continue;
+    }
+    let idx = table.get(ch);
+    if (idx === undefined) {
+      idx = table.size;
+      table.set(ch, idx);
+      if (newChans === null) newChans = [];
+      newChans.push(ch);
+    }
+    ev[o] = idx;
+    if (data !== null && typeof data === "object") {
+      const e = data.event;
+      if (e !== null && typeof e === "object" && Number.isSafeInteger(e.replayId)) ev[o + 1] = e.replayId;
+      ev[o + 2] = dateOf(data);
+    }
+  }
+  return { ev, metas, newChans };
+}
+
+/** Every Set-Cookie header of a response, where the runtime exposes them (not in browsers). */
+export function sfSetCookies(headers) {
+  if (typeof headers.getSetCookie === "function") return headers.getSetCookie();
+  if (typeof headers.getAll === "function") {
+    try {
+      return headers.getAll("Set-Cookie");
+    } catch {
+      return [];
+    }
+  }
+  return [];
+}
