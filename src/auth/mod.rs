@@ -5,6 +5,7 @@
 //! output of any type of this module.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use core::fmt;
 

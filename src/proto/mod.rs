@@ -35,6 +35,7 @@
 //! * A publish is not retried after a transport failure (not idempotent); subscribe/unsubscribe are.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // `ProtoError::Server` carries the parsed reply by value, as the API specifies; errors are rare.
 #![allow(clippy::result_large_err)]
 
