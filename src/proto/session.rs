@@ -28,7 +28,7 @@ pub struct Config {
     /// rejects a replay id, and when a stored marker is past retention. Normally None.
     /// `Some(-1)` NEW_EVENTS or `Some(-2)` ALL_EVENTS, `None` = no fallback.
     pub replay_fallback: Option<i64>,
-    /// Prefetch buffer limit (aiosfstream `max_pending_count`); `None` = unbounded.
+    /// Prefetch buffer limit (aiosfstream `max_pending_count`); `None` (or `Some(0)`) = unbounded.
     pub max_pending: Option<usize>,
     /// Give up (re)connecting after this long; `None` = retry forever. aiosfstream default 10 000.
     pub connection_timeout: Option<Millis>,
@@ -1153,7 +1153,7 @@ impl Session {
     }
 
     fn buffer_full(&self) -> bool {
-        self.config.max_pending.is_some_and(|n| self.delivered.len() >= n)
+        self.config.max_pending.is_some_and(|n| n > 0 && self.delivered.len() >= n)
     }
 
     fn maybe_resume(&mut self, now: Millis) {

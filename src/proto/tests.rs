@@ -1502,3 +1502,14 @@ fn transcript_session_story() {
    Closed"#;
     assert_eq!(t.join("\n"), expected.trim_start_matches('\n'));
 }
+
+#[test]
+fn max_pending_zero_means_unbounded() {
+    let mut d = Driver::new(Config { max_pending: Some(0), ..Driver::cfg() });
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(&c, 200, events_batch("/topic/X", &[1, 2], WALL, connect_ok(&c)));
+    let _c = d.take(RequestKind::Connect);
+    assert!(d.take_events().is_empty());
+}
