@@ -35,20 +35,29 @@ pub const ERR_AUTH_REQUIRED: &str = "401::Request requires authentication";
 pub const ERR_CONCURRENT_LIMIT: &str = "403::Organization concurrent user limit exceeded";
 
 fn text(status: StatusCode, body: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut r = Response::new(HttpBody::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CT));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CT));
     r
 }
 
 /// A Bayeux error reply for the message `msg` (channel and id echoed).
 fn error_reply(msg: Option<&Map<String, Value>>, default_channel: &str, error: &str) -> Value {
     let mut r = Map::new();
-    let channel = msg.and_then(|m| m.get("channel")).and_then(Value::as_str).unwrap_or(default_channel);
+    let channel = msg
+        .and_then(|m| m.get("channel"))
+        .and_then(Value::as_str)
+        .unwrap_or(default_channel);
     r.insert("channel".into(), Value::String(channel.to_string()));
     if let Some(id) = msg.and_then(|m| m.get("id")) {
         r.insert("id".into(), id.clone());
@@ -60,7 +69,10 @@ fn error_reply(msg: Option<&Map<String, Value>>, default_channel: &str, error: &
 
 /// The authentication token of a request: `Authorization: Bearer|OAuth <t>` or a raw token, else the `sid` cookie.
 pub fn token_of(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         let t = v
             .strip_prefix("Bearer ")
@@ -105,7 +117,11 @@ struct Outcome {
 
 impl Outcome {
     fn reply(reply: Value) -> Outcome {
-        Outcome { events: Vec::new(), event_count: 0, reply }
+        Outcome {
+            events: Vec::new(),
+            event_count: 0,
+            reply,
+        }
     }
 }
 
@@ -144,7 +160,13 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let rest = path.strip_prefix("/cometd").unwrap_or("");
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    const SUFFIXES: [&str; 5] = ["handshake", "connect", "subscribe", "unsubscribe", "disconnect"];
+    const SUFFIXES: [&str; 5] = [
+        "handshake",
+        "connect",
+        "subscribe",
+        "unsubscribe",
+        "disconnect",
+    ];
     let (version, suffix_ok) = match segs.as_slice() {
         [] => (None, true),
         [v] if SUFFIXES.contains(v) => (None, true),
@@ -158,7 +180,12 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let headers = req.headers().clone();
     let body = match axum::body::to_bytes(req.into_body(), app.cfg.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "Maximum Request Size Exceeded"),
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Maximum Request Size Exceeded",
+            )
+        }
     };
 
     // Body: a JSON array (or the form-encoded `message=` parameter).
@@ -169,7 +196,9 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     // A form body carries the messages in `message=`; a "form" body without it (e.g. curl's
     // default content type) is read as raw JSON.
     let form_message = if is_form {
-        form_urlencoded::parse(&body).find(|(k, _)| k == "message").map(|(_, v)| v.into_owned())
+        form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "message")
+            .map(|(_, v)| v.into_owned())
     } else {
         None
     };
@@ -183,7 +212,9 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     let value = match parsed {
         Ok(v) => v,
-        Err(_) => return bad("Invalid JSON: the request body must be a JSON array of Bayeux messages"),
+        Err(_) => {
+            return bad("Invalid JSON: the request body must be a JSON array of Bayeux messages")
+        }
     };
     let Value::Array(items) = value else {
         return bad("The request body must be a JSON array of Bayeux messages");
@@ -210,16 +241,30 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         },
     };
     if let Some(err) = version_error {
-        let replies: Vec<Value> = msgs.iter().map(|m| error_reply(Some(m), "/meta/handshake", &err)).collect();
-        return json_response(StatusCode::BAD_REQUEST, Value::Array(replies).to_string().into_bytes());
+        let replies: Vec<Value> = msgs
+            .iter()
+            .map(|m| error_reply(Some(m), "/meta/handshake", &err))
+            .collect();
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            Value::Array(replies).to_string().into_bytes(),
+        );
     }
 
-    let channel_of = |m: &Map<String, Value>| m.get("channel").and_then(Value::as_str).map(str::to_string);
-    if msgs.len() > 1 && msgs.iter().any(|m| channel_of(m).as_deref() == Some("/meta/handshake")) {
+    let channel_of =
+        |m: &Map<String, Value>| m.get("channel").and_then(Value::as_str).map(str::to_string);
+    if msgs.len() > 1
+        && msgs
+            .iter()
+            .any(|m| channel_of(m).as_deref() == Some("/meta/handshake"))
+    {
         return bad("A /meta/handshake must be the only message in its request");
     }
 
-    let ctx = Ctx { token: token_of(&headers), browser: cookie(&headers, "BAYEUX_BROWSER") };
+    let ctx = Ctx {
+        token: token_of(&headers),
+        browser: cookie(&headers, "BAYEUX_BROWSER"),
+    };
     let alone = msgs.len() == 1;
     let mut set_cookies: Vec<String> = Vec::new();
     let mut events: Vec<u8> = Vec::new();
@@ -233,11 +278,17 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             Some("/meta/subscribe") => Outcome::reply(subscribe(&app, m, &ctx)),
             Some("/meta/unsubscribe") => Outcome::reply(unsubscribe(&app, m, &ctx)),
             Some("/meta/disconnect") => Outcome::reply(disconnect(&app, m, &ctx)),
-            Some(ch) if ch.starts_with("/meta/") => {
-                Outcome::reply(error_reply(Some(m), ch, &format!("400::Unknown meta channel {{{ch}}}")))
-            }
+            Some(ch) if ch.starts_with("/meta/") => Outcome::reply(error_reply(
+                Some(m),
+                ch,
+                &format!("400::Unknown meta channel {{{ch}}}"),
+            )),
             Some(ch) if ch.starts_with('/') => Outcome::reply(publish(&app, m, &ctx, ch)),
-            Some(_) => Outcome::reply(error_reply(Some(m), "", "400::Channel names must start with a leading '/'")),
+            Some(_) => Outcome::reply(error_reply(
+                Some(m),
+                "",
+                "400::Channel names must start with a leading '/'",
+            )),
             None => Outcome::reply(error_reply(Some(m), "", "400::Channel name not specified")),
         };
         if !out.events.is_empty() {
@@ -279,7 +330,12 @@ fn with_id(mut r: Map<String, Value>, m: &Map<String, Value>) -> Map<String, Val
     r
 }
 
-fn handshake(app: &App, m: &Map<String, Value>, ctx: &Ctx, set_cookies: &mut Vec<String>) -> Outcome {
+fn handshake(
+    app: &App,
+    m: &Map<String, Value>,
+    ctx: &Ctx,
+    set_cookies: &mut Vec<String>,
+) -> Outcome {
     let deny = |reason: &str| {
         bump(&app.counters.failed_handshakes, 1);
         let mut r = Map::new();
@@ -295,11 +351,15 @@ fn handshake(app: &App, m: &Map<String, Value>, ctx: &Ctx, set_cookies: &mut Vec
     };
     let (username, user_id) = match app.check(ctx.token.as_deref()) {
         None => return deny(ERR_AUTH_REQUIRED),
-        Some(TokenStatus::Valid { username, user_id, .. }) => (username, user_id),
+        Some(TokenStatus::Valid {
+            username, user_id, ..
+        }) => (username, user_id),
         Some(_) => return deny(ERR_AUTH_INVALID),
     };
     if let Some(types) = m.get("supportedConnectionTypes") {
-        let ok = types.as_array().is_some_and(|a| a.iter().any(|t| t.as_str() == Some("long-polling")));
+        let ok = types
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t.as_str() == Some("long-polling")));
         if !ok {
             return deny(&format!("400::Invalid connection type {{{}}}", types));
         }
@@ -338,10 +398,16 @@ fn handshake(app: &App, m: &Map<String, Value>, ctx: &Ctx, set_cookies: &mut Vec
     // Affinity cookie: Salesforce sends `path=/; Expires=…; SameSite=None; Secure`. The emulator
     // serves plain http, where browsers drop `Secure` and `SameSite=None` cookies, so both are omitted.
     let expires = http_date(crate::util::real_now_ms() + 3600 * 1000);
-    set_cookies.push(format!("sfdc-stream={}; path=/; Expires={expires}", new_affinity_cookie()));
+    set_cookies.push(format!(
+        "sfdc-stream={}; path=/; Expires={expires}",
+        new_affinity_cookie()
+    ));
     bump(&app.counters.handshakes, 1);
     let mut r = Map::new();
-    r.insert("ext".into(), json!({"replay": true, "payload.format": true}));
+    r.insert(
+        "ext".into(),
+        json!({"replay": true, "payload.format": true}),
+    );
     r.insert("minimumVersion".into(), json!("1.0"));
     r.insert("clientId".into(), json!(client_id));
     r.insert("supportedConnectionTypes".into(), json!(["long-polling"]));
@@ -367,7 +433,10 @@ fn check_session<'a>(
     ctx: &Ctx,
     status: &Option<TokenStatus>,
 ) -> Result<&'a mut Session, Refusal> {
-    let cid = m.get("clientId").and_then(Value::as_str).ok_or(Refusal::Unknown)?;
+    let cid = m
+        .get("clientId")
+        .and_then(Value::as_str)
+        .ok_or(Refusal::Unknown)?;
     let s = inner.sessions.get_mut(cid).ok_or(Refusal::Unknown)?;
     match &ctx.browser {
         None => return Err(Refusal::NoCookie(cid.to_string())),
@@ -392,7 +461,10 @@ fn refusal_reply(m: &Map<String, Value>, channel: &str, why: Refusal) -> Value {
     let mut r = Map::new();
     match why {
         Refusal::Unknown => {
-            r.insert("advice".into(), json!({"interval": 0, "reconnect": "handshake"}));
+            r.insert(
+                "advice".into(),
+                json!({"interval": 0, "reconnect": "handshake"}),
+            );
             r.insert("error".into(), json!(ERR_UNKNOWN_CLIENT));
         }
         Refusal::NoCookie(cid) => {
@@ -409,7 +481,10 @@ fn refusal_reply(m: &Map<String, Value>, channel: &str, why: Refusal) -> Value {
         }
         Refusal::UserMismatch(cid) => {
             r.insert("advice".into(), json!({"reconnect": "none", "interval": 0}));
-            r.insert("error".into(), json!("400::Authenticated user id does not match the session's user id"));
+            r.insert(
+                "error".into(),
+                json!("400::Authenticated user id does not match the session's user id"),
+            );
             r.insert("clientId".into(), json!(cid));
         }
     }
@@ -436,11 +511,17 @@ fn connect_reply(m: &Map<String, Value>, cid: &str, advice: Option<Value>) -> Va
 
 /// Copies pending events of session `cid` (up to `max_bytes`) into `out`, comma-separated; returns the count.
 fn collect(inner: &mut crate::state::Inner, cid: &str, max_bytes: usize, out: &mut Vec<u8>) -> u64 {
-    let crate::state::Inner { store, sessions, .. } = inner;
-    let Some(s) = sessions.get_mut(cid) else { return 0 };
+    let crate::state::Inner {
+        store, sessions, ..
+    } = inner;
+    let Some(s) = sessions.get_mut(cid) else {
+        return 0;
+    };
     let mut n = 0u64;
     for (ch_name, sub) in s.subs.iter_mut() {
-        let Some(ch) = store.channels.get(ch_name) else { continue };
+        let Some(ch) = store.channels.get(ch_name) else {
+            continue;
+        };
         let start = sub.cursor.max(ch.base_seq);
         let end = ch.end_seq();
         let mut seq = start;
@@ -448,10 +529,12 @@ fn collect(inner: &mut crate::state::Inner, cid: &str, max_bytes: usize, out: &m
             if out.len() >= max_bytes && n > 0 {
                 break;
             }
-            let Some(e) = ch.events.get((seq - ch.base_seq) as usize) else { break };
+            let Some(e) = ch.events.get((seq - ch.base_seq) as usize) else {
+                break;
+            };
             seq += 1;
             if let Some(t) = &e.targets {
-                if !t.iter().any(|u| *u == s.user_id) {
+                if !t.contains(&s.user_id) {
                     continue;
                 }
             }
@@ -492,7 +575,11 @@ impl Drop for HoldGuard<'_> {
     }
 }
 
-fn disconnect_outcome(inner: &mut crate::state::Inner, m: &Map<String, Value>, cid: &str) -> Outcome {
+fn disconnect_outcome(
+    inner: &mut crate::state::Inner,
+    m: &Map<String, Value>,
+    cid: &str,
+) -> Outcome {
     inner.remove_session(cid);
     Outcome {
         events: br#"{"channel":"/meta/disconnect","successful":true}"#.to_vec(),
@@ -516,11 +603,17 @@ async fn connect(app: &App, m: &Map<String, Value>, ctx: &Ctx, alone: bool) -> O
         let cid = s.client_id.clone();
         if let Some(ct) = m.get("connectionType") {
             if ct.as_str() != Some("long-polling") {
-                let shown = ct.as_str().map(str::to_string).unwrap_or_else(|| ct.to_string());
+                let shown = ct
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| ct.to_string());
                 let mut r = Map::new();
                 r.insert("clientId".into(), json!(cid));
                 r.insert("channel".into(), json!("/meta/connect"));
-                r.insert("error".into(), json!(format!("400::Invalid connection type {{{shown}}}")));
+                r.insert(
+                    "error".into(),
+                    json!(format!("400::Invalid connection type {{{shown}}}")),
+                );
                 r.insert("successful".into(), json!(false));
                 return Outcome::reply(Value::Object(with_id(r, m)));
             }
@@ -535,7 +628,11 @@ async fn connect(app: &App, m: &Map<String, Value>, ctx: &Ctx, alone: bool) -> O
         }
         s.gen += 1;
         s.last_activity = Instant::now();
-        let timeout0 = m.get("advice").and_then(|a| a.get("timeout")).and_then(Value::as_u64) == Some(0);
+        let timeout0 = m
+            .get("advice")
+            .and_then(|a| a.get("timeout"))
+            .and_then(Value::as_u64)
+            == Some(0);
         let first = !s.connected;
         let browser = s.browser.clone();
         let other_holds = inner
@@ -549,7 +646,9 @@ async fn connect(app: &App, m: &Map<String, Value>, ctx: &Ctx, alone: bool) -> O
         let n = collect(inner, &cid, max_bytes, &mut out);
         if n > 0 || immediate {
             let advice = if other_holds && !first {
-                Some(json!({"interval": app.cfg.multi_session_interval_ms, "multiple-clients": true, "reconnect": "retry", "timeout": hold_ms}))
+                Some(
+                    json!({"interval": app.cfg.multi_session_interval_ms, "multiple-clients": true, "reconnect": "retry", "timeout": hold_ms}),
+                )
             } else if first {
                 Some(json!({"interval": 0, "timeout": hold_ms, "reconnect": "retry"}))
             } else {
@@ -559,17 +658,28 @@ async fn connect(app: &App, m: &Map<String, Value>, ctx: &Ctx, alone: bool) -> O
                 s.connected = true;
                 s.last_activity = Instant::now();
             }
-            return Outcome { events: out, event_count: n, reply: connect_reply(m, &cid, advice) };
+            return Outcome {
+                events: out,
+                event_count: n,
+                reply: connect_reply(m, &cid, advice),
+            };
         }
         let waker = Arc::new(Notify::new());
         let gen = inner.sessions.get(&cid).map(|s| s.gen).unwrap_or(0);
         if let Some(s) = inner.sessions.get_mut(&cid) {
-            s.hold = Some(Hold { gen, waker: waker.clone() });
+            s.hold = Some(Hold {
+                gen,
+                waker: waker.clone(),
+            });
         }
         inner.held_by_browser.insert(browser, cid.clone());
         (cid, gen, waker)
     };
-    let guard = HoldGuard { app, cid: cid.clone(), gen };
+    let guard = HoldGuard {
+        app,
+        cid: cid.clone(),
+        gen,
+    };
     let deadline = Instant::now() + Duration::from_millis(hold_ms);
     let outcome = loop {
         let timed_out = tokio::select! {
@@ -590,7 +700,11 @@ async fn connect(app: &App, m: &Map<String, Value>, ctx: &Ctx, alone: bool) -> O
         let mut out = Vec::new();
         let n = collect(&mut inner, &cid, max_bytes, &mut out);
         if n > 0 || timed_out {
-            break Outcome { events: out, event_count: n, reply: connect_reply(m, &cid, None) };
+            break Outcome {
+                events: out,
+                event_count: n,
+                reply: connect_reply(m, &cid, None),
+            };
         }
     };
     drop(guard);
@@ -633,7 +747,11 @@ pub fn invalid_replay_error(shown: &str) -> String {
 
 fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
     if m.get("clientId").and_then(Value::as_str).is_none() {
-        return error_reply(Some(m), "/meta/subscribe", "403::Client has not completed handshake");
+        return error_reply(
+            Some(m),
+            "/meta/subscribe",
+            "403::Client has not completed handshake",
+        );
     }
     let status = app.check(ctx.token.as_deref());
     let now = app.now_ms();
@@ -651,10 +769,16 @@ fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
         _ => return subscribe_error(m, &cid, "400::Channel name not specified".into()),
     };
     if !subscription.starts_with('/') {
-        return subscribe_error(m, &cid, "400::Channel subscriptions must start with a leading '/'".into());
+        return subscribe_error(
+            m,
+            &cid,
+            "400::Channel subscriptions must start with a leading '/'".into(),
+        );
     }
     let base = subscription.split('?').next().unwrap_or("").to_string();
-    let not_exist = || format!("400::The channel you requested to subscribe to does not exist {{{subscription}}}");
+    let not_exist = || {
+        format!("400::The channel you requested to subscribe to does not exist {{{subscription}}}")
+    };
     let kind = match classify(&base) {
         Some(k) => k,
         None => return subscribe_error(m, &cid, not_exist()),
@@ -704,13 +828,19 @@ fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
     };
     ch.prune(now, max_events);
     let cursor = match ch.cursor_for(replay) {
-        Ok(c) => c,
-        Err(()) => return subscribe_error(m, &cid, invalid_replay_error(&replay.to_string())),
+        Some(c) => c,
+        None => return subscribe_error(m, &cid, invalid_replay_error(&replay.to_string())),
     };
     ch.subscribers.insert(cid.clone());
     let has_backlog = cursor < ch.end_seq();
     if let Some(s) = inner.sessions.get_mut(&cid) {
-        s.subs.insert(base.clone(), Sub { subscription: subscription.clone(), cursor });
+        s.subs.insert(
+            base.clone(),
+            Sub {
+                subscription: subscription.clone(),
+                cursor,
+            },
+        );
         if has_backlog {
             if let Some(h) = &s.hold {
                 h.waker.notify_one();
@@ -727,7 +857,11 @@ fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
 
 fn unsubscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
     if m.get("clientId").and_then(Value::as_str).is_none() {
-        return error_reply(Some(m), "/meta/unsubscribe", "403::Client has not completed handshake");
+        return error_reply(
+            Some(m),
+            "/meta/unsubscribe",
+            "403::Client has not completed handshake",
+        );
     }
     let status = app.check(ctx.token.as_deref());
     let mut guard = app.inner();
@@ -772,7 +906,10 @@ fn disconnect(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
     let status = match status {
         Some(TokenStatus::Valid { .. }) => status,
         _ => {
-            let s = m.get("clientId").and_then(Value::as_str).and_then(|c| inner.sessions.get(c));
+            let s = m
+                .get("clientId")
+                .and_then(Value::as_str)
+                .and_then(|c| inner.sessions.get(c));
             s.map(|s| TokenStatus::Valid {
                 username: s.username.clone(),
                 user_id: s.user_id.clone(),
@@ -817,7 +954,10 @@ fn publish(app: &App, m: &Map<String, Value>, ctx: &Ctx, channel: &str) -> Value
         Some(v) => v.to_string(),
         None => String::new(),
     };
-    let body = Body::Generic { payload: json_str(&payload), targets: None };
+    let body = Body::Generic {
+        payload: json_str(&payload),
+        targets: None,
+    };
     let _ = inner.publish(channel, &body, 1, now);
     let mut r = Map::new();
     r.insert("channel".into(), json!(channel));

@@ -37,6 +37,7 @@ fn bad(msg: impl Into<String>) -> Response {
 }
 
 /// Parses an optional JSON object body (empty body = `{}`).
+#[allow(clippy::result_large_err)]
 fn obj(body: &Bytes) -> Result<Map<String, Value>, Response> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Map::new());
@@ -56,7 +57,11 @@ async fn publish(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(channel) = req.get("channel").and_then(Value::as_str).map(str::to_string) else {
+    let Some(channel) = req
+        .get("channel")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return bad("\"channel\" is required");
     };
     let Some(kind) = classify(&channel) else {
@@ -70,7 +75,8 @@ async fn publish(State(app): State<Arc<App>>, body: Bytes) -> Response {
         },
     };
     let body = body_for(kind, &channel, &req, DEFAULT_USER_ID);
-    let fanout = (kind == Kind::ChangeEvent && channel != "/data/ChangeEvents").then_some("/data/ChangeEvents");
+    let fanout = (kind == Kind::ChangeEvent && channel != "/data/ChangeEvents")
+        .then_some("/data/ChangeEvents");
     let mut first = None;
     let mut last = 0i64;
     let mut done = 0u64;
@@ -121,7 +127,10 @@ async fn token(State(app): State<Arc<App>>, body: Bytes) -> Response {
     }
 }
 
-async fn drop_connections(State(app): State<Arc<App>>, conn: Option<Extension<ConnId>>) -> Response {
+async fn drop_connections(
+    State(app): State<Arc<App>>,
+    conn: Option<Extension<ConnId>>,
+) -> Response {
     let n = app.conns.drop_all(conn.map(|c| c.0 .0));
     Json(json!({"dropped": n})).into_response()
 }
@@ -169,7 +178,9 @@ async fn delay(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(ms) = req.get("ms").and_then(Value::as_u64) else { return bad("\"ms\" is required") };
+    let Some(ms) = req.get("ms").and_then(Value::as_u64) else {
+        return bad("\"ms\" is required");
+    };
     let count = req.get("count").and_then(Value::as_u64).unwrap_or(1);
     lock(&app.faults).delay = (count > 0).then_some((ms.min(600_000), count));
     Json(json!({"ms": ms, "count": count})).into_response()
@@ -221,7 +232,9 @@ async fn pushtopic(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(name) = req.get("name").and_then(Value::as_str) else { return bad("\"name\" is required") };
+    let Some(name) = req.get("name").and_then(Value::as_str) else {
+        return bad("\"name\" is required");
+    };
     let name = name.strip_prefix("/topic/").unwrap_or(name).to_string();
     if classify(&format!("/topic/{name}")).is_none() {
         return bad(format!("invalid PushTopic name: {name}"));
@@ -232,7 +245,8 @@ async fn pushtopic(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| default_entity(&name));
     app.inner().pushtopics.insert(name.clone(), entity.clone());
-    Json(json!({"name": name, "entity": entity, "channel": format!("/topic/{name}")})).into_response()
+    Json(json!({"name": name, "entity": entity, "channel": format!("/topic/{name}")}))
+        .into_response()
 }
 
 /// The entity a PushTopic watches when none is configured: the leading capitalised word of its
@@ -259,7 +273,9 @@ pub fn fire_record_change(
     record: Option<&str>,
 ) -> Value {
     let now = app.now_ms();
-    let rid = record.map(str::to_string).unwrap_or_else(|| record_id(key_prefix(entity)));
+    let rid = record
+        .map(str::to_string)
+        .unwrap_or_else(|| record_id(key_prefix(entity)));
     let event_type = match change_type {
         "CREATE" => "created",
         "DELETE" => "deleted",
@@ -271,17 +287,28 @@ pub fn fire_record_change(
     for (k, v) in fields {
         sobject.insert(k.clone(), v.clone());
     }
-    let topic_body = Body::PushTopic { event_type: event_type.into(), sobject: Value::Object(sobject).to_string() };
+    let topic_body = Body::PushTopic {
+        event_type: event_type.into(),
+        sobject: Value::Object(sobject).to_string(),
+    };
 
     let mut cdc_fields = fields.clone();
     let stamp = iso_seconds(now);
     if change_type == "CREATE" {
-        cdc_fields.entry("CreatedDate").or_insert_with(|| json!(stamp));
+        cdc_fields
+            .entry("CreatedDate")
+            .or_insert_with(|| json!(stamp));
     }
     if change_type == "CREATE" || change_type == "UPDATE" {
-        cdc_fields.entry("LastModifiedDate").or_insert_with(|| json!(stamp));
+        cdc_fields
+            .entry("LastModifiedDate")
+            .or_insert_with(|| json!(stamp));
     }
-    let changed_fields = if change_type == "UPDATE" { cdc_fields.keys().cloned().collect() } else { Vec::new() };
+    let changed_fields = if change_type == "UPDATE" {
+        cdc_fields.keys().cloned().collect()
+    } else {
+        Vec::new()
+    };
     let cdc_body = Body::Change {
         entity: entity.to_string(),
         change_type: change_type.to_string(),
@@ -300,7 +327,8 @@ pub fn fire_record_change(
         .collect();
     for name in inner.store.channels.keys() {
         if let Some(t) = name.strip_prefix("/topic/") {
-            if !inner.pushtopics.contains_key(t) && t.starts_with(entity) && !topics.contains(name) {
+            if !inner.pushtopics.contains_key(t) && t.starts_with(entity) && !topics.contains(name)
+            {
                 topics.push(name.clone());
             }
         }
@@ -326,13 +354,30 @@ async fn record_change(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(entity) = req.get("entity").and_then(Value::as_str) else { return bad("\"entity\" is required") };
-    if entity.is_empty() || !entity.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    let Some(entity) = req.get("entity").and_then(Value::as_str) else {
+        return bad("\"entity\" is required");
+    };
+    if entity.is_empty()
+        || !entity
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return bad("invalid entity name");
     }
-    let change_type = req.get("changeType").and_then(Value::as_str).unwrap_or("UPDATE");
+    let change_type = req
+        .get("changeType")
+        .and_then(Value::as_str)
+        .unwrap_or("UPDATE");
     const TYPES: [&str; 9] = [
-        "CREATE", "UPDATE", "DELETE", "UNDELETE", "GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW",
+        "CREATE",
+        "UPDATE",
+        "DELETE",
+        "UNDELETE",
+        "GAP_CREATE",
+        "GAP_UPDATE",
+        "GAP_DELETE",
+        "GAP_UNDELETE",
+        "GAP_OVERFLOW",
     ];
     if !TYPES.contains(&change_type) {
         return bad(format!("invalid changeType: {change_type}"));
@@ -343,7 +388,14 @@ async fn record_change(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Some(_) => return bad("\"fields\" must be an object"),
     };
     let record = req.get("recordId").and_then(Value::as_str);
-    Json(fire_record_change(&app, entity, change_type, &fields, record)).into_response()
+    Json(fire_record_change(
+        &app,
+        entity,
+        change_type,
+        &fields,
+        record,
+    ))
+    .into_response()
 }
 
 async fn reset(State(app): State<Arc<App>>) -> Response {
@@ -387,8 +439,11 @@ async fn stats(State(app): State<Arc<App>>) -> Response {
             }),
         );
     }
-    let pushtopics: Map<String, Value> =
-        inner.pushtopics.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let pushtopics: Map<String, Value> = inner
+        .pushtopics
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     Json(json!({
         "clients": inner.sessions.len(),
         "sessions": sessions,

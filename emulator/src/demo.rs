@@ -13,21 +13,62 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const ACCOUNTS: &[&str] = &[
-    "Acme Corporation", "Globex", "Initech", "Umbrella Health", "Stark Industries", "Wayne Enterprises",
-    "Hooli", "Soylent Foods", "Cyberdyne Systems", "Wonka Confectionery", "Tyrell Corp", "Vandelay Imports",
+    "Acme Corporation",
+    "Globex",
+    "Initech",
+    "Umbrella Health",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Hooli",
+    "Soylent Foods",
+    "Cyberdyne Systems",
+    "Wonka Confectionery",
+    "Tyrell Corp",
+    "Vandelay Imports",
 ];
 const STAGES: &[&str] = &[
-    "Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Proposal/Price Quote",
-    "Negotiation/Review", "Closed Won", "Closed Lost",
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Value Proposition",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
 ];
 const CASE_SUBJECTS: &[&str] = &[
-    "Cannot log in to portal", "Invoice shows wrong amount", "Shipment delayed", "Feature request: export to CSV",
-    "Printer out of ink", "Password reset not received", "API rate limit reached", "Damaged item on delivery",
+    "Cannot log in to portal",
+    "Invoice shows wrong amount",
+    "Shipment delayed",
+    "Feature request: export to CSV",
+    "Printer out of ink",
+    "Password reset not received",
+    "API rate limit reached",
+    "Damaged item on delivery",
 ];
-const CASE_STATUS: &[&str] = &["New", "Working", "Escalated", "Waiting on Customer", "Closed"];
+const CASE_STATUS: &[&str] = &[
+    "New",
+    "Working",
+    "Escalated",
+    "Waiting on Customer",
+    "Closed",
+];
 const PRIORITIES: &[&str] = &["Low", "Medium", "High", "Critical"];
-const PRODUCTS: &[&str] = &["GenWatt Diesel 200kW", "SLA: Gold", "Installation: Industrial", "Solar Panel X2", "Battery Pack 10kWh"];
-const INDUSTRIES: &[&str] = &["Technology", "Manufacturing", "Healthcare", "Retail", "Finance", "Energy"];
+const PRODUCTS: &[&str] = &[
+    "GenWatt Diesel 200kW",
+    "SLA: Gold",
+    "Installation: Industrial",
+    "Solar Panel X2",
+    "Battery Pack 10kWh",
+];
+const INDUSTRIES: &[&str] = &[
+    "Technology",
+    "Manufacturing",
+    "Healthcare",
+    "Retail",
+    "Finance",
+    "Energy",
+];
 const RATINGS: &[&str] = &["Hot", "Warm", "Cold"];
 
 fn pick<'a>(rng: &mut impl Rng, xs: &'a [&'a str]) -> &'a str {
@@ -45,7 +86,9 @@ fn obj(v: Value) -> Map<String, Value> {
 pub async fn run(app: Arc<App>) {
     {
         let mut inner = app.inner();
-        inner.pushtopics.insert("OpportunityUpdates".into(), "Opportunity".into());
+        inner
+            .pushtopics
+            .insert("OpportunityUpdates".into(), "Opportunity".into());
         inner.pushtopics.insert("CaseUpdates".into(), "Case".into());
     }
     let opps: Vec<String> = (0..8).map(|_| record_id("006")).collect();
@@ -69,7 +112,11 @@ pub async fn run(app: Arc<App>) {
                     "CloseDate": format!("2026-{:02}-{:02}", rng.gen_range(1..13), rng.gen_range(1..29)),
                 }));
                 let id = opps.choose(&mut rng).cloned();
-                let ct = if rng.gen_bool(0.15) { "CREATE" } else { "UPDATE" };
+                let ct = if rng.gen_bool(0.15) {
+                    "CREATE"
+                } else {
+                    "UPDATE"
+                };
                 fire_record_change(&app, "Opportunity", ct, &fields, id.as_deref());
             }
             1 => {
@@ -81,7 +128,11 @@ pub async fn run(app: Arc<App>) {
                     "CaseNumber": format!("{:08}", rng.gen_range(1000..99999)),
                 }));
                 let id = cases.choose(&mut rng).cloned();
-                let ct = if rng.gen_bool(0.2) { "CREATE" } else { "UPDATE" };
+                let ct = if rng.gen_bool(0.2) {
+                    "CREATE"
+                } else {
+                    "UPDATE"
+                };
                 fire_record_change(&app, "Case", ct, &fields, id.as_deref());
             }
             2 => {
@@ -96,7 +147,10 @@ pub async fn run(app: Arc<App>) {
                     "Total_Amount__c": (price * qty as f64 * 100.0).round() / 100.0,
                     "Currency__c": "USD",
                 });
-                let body = Body::Platform { fields: fields.to_string(), created_by: DEFAULT_USER_ID.into() };
+                let body = Body::Platform {
+                    fields: fields.to_string(),
+                    created_by: DEFAULT_USER_ID.into(),
+                };
                 let now = app.now_ms();
                 let _ = app.inner().publish("/event/Order_Placed__e", &body, 1, now);
             }

@@ -100,12 +100,19 @@ impl Server {
         let c2 = clock.clone();
         let now: oauth::NowFn = Arc::new(move || c2.now_ms());
         let mut ocfg = config.oauth.clone();
-        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
         let url = format!("http://{host}:{}", addr.port());
         ocfg.instance_url = url.clone();
         let oauth = OAuth::new(ocfg, now);
         oauth.set_instance_url(&url);
-        let allowed = config.channels.as_ref().map(|l| l.iter().map(|s| s.trim().to_string()).collect());
+        let allowed = config
+            .channels
+            .as_ref()
+            .map(|l| l.iter().map(|s| s.trim().to_string()).collect());
         let app = Arc::new(App {
             oauth,
             clock,
@@ -124,12 +131,23 @@ impl Server {
         });
         let router = server::router(app.clone());
         let stop = Arc::new(Notify::new());
-        let mut tasks = vec![tokio::spawn(server::accept_loop(listener, app.clone(), router, stop.clone()))];
+        let mut tasks = vec![tokio::spawn(server::accept_loop(
+            listener,
+            app.clone(),
+            router,
+            stop.clone(),
+        ))];
         tasks.push(tokio::spawn(bayeux::sweeper(app.clone())));
         if app.cfg.demo {
             tasks.push(tokio::spawn(demo::run(app.clone())));
         }
-        Ok(Handle { addr, url, app, stop, tasks })
+        Ok(Handle {
+            addr,
+            url,
+            app,
+            stop,
+            tasks,
+        })
     }
 }
 

@@ -21,7 +21,11 @@ struct Args {
     #[arg(long, env = "SFEMU_CONSUMER_KEY", default_value = "sfemu-consumer-key")]
     consumer_key: String,
     /// OAuth consumer secret.
-    #[arg(long, env = "SFEMU_CONSUMER_SECRET", default_value = "sfemu-consumer-secret")]
+    #[arg(
+        long,
+        env = "SFEMU_CONSUMER_SECRET",
+        default_value = "sfemu-consumer-secret"
+    )]
     consumer_secret: String,
     /// A user as USERNAME:PASSWORD (repeatable; default user@example.com:password).
     #[arg(long = "user", env = "SFEMU_USER", value_delimiter = ',')]
@@ -105,7 +109,10 @@ fn main() {
         www: args.www,
         ..Config::default()
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sfemu: cannot start the runtime: {e}");
@@ -143,7 +150,10 @@ impl Signals {
     #[cfg(unix)]
     fn install() -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        let streams = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(t), Ok(i)) => Some((t, i)),
             _ => None,
         };

@@ -22,11 +22,19 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 fn err(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!([{"message": message, "errorCode": code}]))).into_response()
+    (
+        status,
+        Json(json!([{"message": message, "errorCode": code}])),
+    )
+        .into_response()
 }
 
 fn not_found() -> Response {
-    err(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist")
+    err(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
 }
 
 fn method_not_allowed(method: &Method) -> Response {
@@ -59,13 +67,27 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         return not_found();
     }
     let (username, user_id) = match token_of(&headers).map(|t| app.oauth.check_token(&t)) {
-        Some(TokenStatus::Valid { username, user_id, .. }) => (username, user_id),
-        _ => return err(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid"),
+        Some(TokenStatus::Valid {
+            username, user_id, ..
+        }) => (username, user_id),
+        _ => {
+            return err(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+            )
+        }
     };
     let _ = username;
     let body = match axum::body::to_bytes(req.into_body(), 1024 * 1024).await {
         Ok(b) => b,
-        Err(_) => return err(StatusCode::PAYLOAD_TOO_LARGE, "JSON_PARSER_ERROR", "Request body too large"),
+        Err(_) => {
+            return err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "JSON_PARSER_ERROR",
+                "Request body too large",
+            )
+        }
     };
     let rest: Vec<&str> = segs[2..].iter().map(String::as_str).collect();
     match rest.as_slice() {
@@ -82,7 +104,9 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             create_streaming_channel(&app, &body)
         }
         ["StreamingChannel", id, "push"] => {
-            let Some(channel) = resolve_channel(&app, id) else { return not_found() };
+            let Some(channel) = resolve_channel(&app, id) else {
+                return not_found();
+            };
             match method {
                 Method::POST => push(&app, &channel, &body),
                 Method::GET => online(&app, &channel),
@@ -93,11 +117,20 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(err(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "Expected a JSON object")),
-        Err(e) => Err(err(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &format!("Malformed JSON: {e}"))),
+        Ok(_) => Err(err(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "Expected a JSON object",
+        )),
+        Err(e) => Err(err(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            &format!("Malformed JSON: {e}"),
+        )),
     }
 }
 
@@ -115,12 +148,19 @@ fn publish_platform_event(app: &App, name: &str, body: &Bytes, user_id: &str) ->
     if !app.channel_allowed(&inner, &channel) {
         return not_found();
     }
-    let b = Body::Platform { fields: Value::Object(fields).to_string(), created_by: user_id.to_string() };
+    let b = Body::Platform {
+        fields: Value::Object(fields).to_string(),
+        created_by: user_id.to_string(),
+    };
     let _ = inner.publish(&channel, &b, 1, now);
     drop(inner);
     let id = format!("e01xx{}AAA", random_from(B62, 10));
     let _ = uuid4;
-    (StatusCode::CREATED, Json(json!({"id": id, "success": true, "errors": []}))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "success": true, "errors": []})),
+    )
+        .into_response()
 }
 
 fn create_streaming_channel(app: &App, body: &Bytes) -> Response {
@@ -129,7 +169,11 @@ fn create_streaming_channel(app: &App, body: &Bytes) -> Response {
         Err(r) => return r,
     };
     let Some(name) = fields.get("Name").and_then(Value::as_str) else {
-        return err(StatusCode::BAD_REQUEST, "REQUIRED_FIELD_MISSING", "Required fields are missing: [Name]");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "REQUIRED_FIELD_MISSING",
+            "Required fields are missing: [Name]",
+        );
     };
     if classify(name) != Some(Kind::Generic) {
         return err(
@@ -139,13 +183,27 @@ fn create_streaming_channel(app: &App, body: &Bytes) -> Response {
         );
     }
     let mut inner = app.inner();
-    if let Some((id, _)) = inner.streaming_channels.iter().find(|(_, n)| n.as_str() == name) {
+    if let Some((id, _)) = inner
+        .streaming_channels
+        .iter()
+        .find(|(_, n)| n.as_str() == name)
+    {
         let id = id.clone();
-        return err(StatusCode::BAD_REQUEST, "DUPLICATE_VALUE", &format!("duplicate value found: Name duplicates value on record with id: {id}"));
+        return err(
+            StatusCode::BAD_REQUEST,
+            "DUPLICATE_VALUE",
+            &format!("duplicate value found: Name duplicates value on record with id: {id}"),
+        );
     }
     let id = format!("0M6xx{}AAA", random_from(B62, 10));
-    inner.streaming_channels.insert(id.clone(), name.to_string());
-    (StatusCode::CREATED, Json(json!({"id": id, "success": true, "errors": []}))).into_response()
+    inner
+        .streaming_channels
+        .insert(id.clone(), name.to_string());
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "success": true, "errors": []})),
+    )
+        .into_response()
 }
 
 /// A channel id (from `POST …/StreamingChannel`) or, for convenience, the channel name itself.
@@ -161,7 +219,13 @@ fn online_users(inner: &crate::state::Inner, channel: &str) -> Vec<String> {
         .store
         .channels
         .get(channel)
-        .map(|c| c.subscribers.iter().filter_map(|cid| inner.sessions.get(cid)).map(|s| s.user_id.clone()).collect())
+        .map(|c| {
+            c.subscribers
+                .iter()
+                .filter_map(|cid| inner.sessions.get(cid))
+                .map(|s| s.user_id.clone())
+                .collect()
+        })
         .unwrap_or_default();
     users.sort();
     users.dedup();
@@ -174,7 +238,11 @@ fn push(app: &App, channel: &str, body: &Bytes) -> Response {
         Err(r) => return r,
     };
     let Some(events) = req.get("pushEvents").and_then(Value::as_array) else {
-        return err(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "pushEvents is required");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "pushEvents is required",
+        );
     };
     let now = app.now_ms();
     let mut inner = app.inner();
@@ -187,12 +255,21 @@ fn push(app: &App, channel: &str, body: &Bytes) -> Response {
             None => String::new(),
         };
         if payload.chars().count() > 3000 {
-            return err(StatusCode::BAD_REQUEST, "INVALID_FIELD", "payload: data value too large (max length=3000)");
+            return err(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                "payload: data value too large (max length=3000)",
+            );
         }
         let users: Vec<String> = ev
             .get("userIds")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let (targets, fanout, status) = if users.is_empty() {
             (None, -1i64, Map::new())
@@ -206,7 +283,10 @@ fn push(app: &App, channel: &str, body: &Bytes) -> Response {
             }
             (Some(Arc::new(users)), n, status)
         };
-        let b = Body::Generic { payload: json_str(&payload), targets };
+        let b = Body::Generic {
+            payload: json_str(&payload),
+            targets,
+        };
         let _ = inner.publish(channel, &b, 1, now);
         out.push(json!({"fanoutCount": fanout, "userOnlineStatus": status}));
     }

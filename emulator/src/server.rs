@@ -37,21 +37,34 @@ pub fn router(app: Arc<App>) -> Router {
 /// CORS for the configured origins (credentials allowed), including preflight. Salesforce has no CORS
 /// on `/cometd`; this exists only for local development (`--cors ORIGIN`).
 async fn cors(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let allowed = origin
         .as_ref()
         .filter(|o| app.cfg.cors.iter().any(|c| c == *o || c == "*"))
         .cloned();
-    let Some(origin) = allowed else { return next.run(req).await };
+    let Some(origin) = allowed else {
+        return next.run(req).await;
+    };
     let add = |resp: &mut Response| {
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&origin) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         }
-        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     };
-    if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+    if req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
         let req_headers = req
             .headers()
             .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
@@ -60,9 +73,15 @@ async fn cors(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         let mut resp = StatusCode::NO_CONTENT.into_response();
         add(&mut resp);
         let h = resp.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        );
         h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, req_headers);
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
         return resp;
     }
     let mut resp = next.run(req).await;
@@ -72,7 +91,13 @@ async fn cors(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
 
 /// Content type by file extension.
 fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -92,8 +117,17 @@ fn content_type(path: &Path) -> &'static str {
 
 /// Serves `--www DIR` at `/` (GET/HEAD), else 404.
 async fn static_files(State(app): State<Arc<App>>, req: Request) -> Response {
-    let not_found = || (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "Not Found").into_response();
-    let Some(root) = app.cfg.www.clone() else { return not_found() };
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "Not Found",
+        )
+            .into_response()
+    };
+    let Some(root) = app.cfg.www.clone() else {
+        return not_found();
+    };
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return not_found();
     }
@@ -107,7 +141,11 @@ async fn static_files(State(app): State<Arc<App>>, req: Request) -> Response {
             _ => return not_found(),
         }
     }
-    if tokio::fs::metadata(&path).await.map(|m| m.is_dir()).unwrap_or(false) {
+    if tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
         if !raw.ends_with('/') {
             let loc = format!("{raw}/");
             return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, loc)]).into_response();
@@ -117,8 +155,19 @@ async fn static_files(State(app): State<Arc<App>>, req: Request) -> Response {
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             let ct = content_type(&path);
-            let body = if req.method() == Method::HEAD { Body::empty() } else { Body::from(bytes) };
-            ([(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+            let body = if req.method() == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::from(bytes)
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, ct),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                body,
+            )
+                .into_response()
         }
         Err(_) => not_found(),
     }
@@ -130,7 +179,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             if let Some(v) = hex {
                 out.push(v);
                 i += 3;
@@ -167,10 +218,11 @@ pub async fn accept_loop(listener: TcpListener, app: Arc<App>, router: Router, s
         let id = app.conns.next.fetch_add(1, Ordering::Relaxed);
         let router = router.clone();
         let app2 = app.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnId(id));
-            router.clone().oneshot(req.map(Body::new))
-        });
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnId(id));
+                router.clone().oneshot(req.map(Body::new))
+            });
         let mut live = lock(&app.conns.live);
         let task = tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

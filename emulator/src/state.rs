@@ -76,7 +76,9 @@ pub struct Inner {
 impl Inner {
     /// Removes a session, its subscriptions and wakes its held connect.
     pub fn remove_session(&mut self, client_id: &str) -> bool {
-        let Some(s) = self.sessions.remove(client_id) else { return false };
+        let Some(s) = self.sessions.remove(client_id) else {
+            return false;
+        };
         for ch in s.subs.keys() {
             if let Some(c) = self.store.channels.get_mut(ch) {
                 c.subscribers.remove(client_id);
@@ -103,7 +105,13 @@ impl Inner {
     }
 
     /// Publishes and wakes subscribers.
-    pub fn publish(&mut self, channel: &str, body: &Body, count: u64, now_ms: u64) -> Option<Published> {
+    pub fn publish(
+        &mut self,
+        channel: &str,
+        body: &Body,
+        count: u64,
+        now_ms: u64,
+    ) -> Option<Published> {
         let p = self.store.publish(channel, body, count, now_ms)?;
         self.wake_subscribers(channel);
         Some(p)
@@ -145,7 +153,11 @@ impl Conns {
     /// Aborts every connection except `keep`; returns how many.
     pub fn drop_all(&self, keep: Option<u64>) -> usize {
         let mut live = lock(&self.live);
-        let ids: Vec<u64> = live.keys().copied().filter(|id| Some(*id) != keep).collect();
+        let ids: Vec<u64> = live
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != keep)
+            .collect();
         for id in &ids {
             if let Some(h) = live.remove(id) {
                 h.abort();
@@ -197,9 +209,13 @@ impl App {
 
     /// Whether a /topic or /event channel exists (fixed list mode), or any name in open mode.
     pub fn channel_allowed(&self, inner: &Inner, channel: &str) -> bool {
-        let Some(list) = &self.allowed else { return true };
+        let Some(list) = &self.allowed else {
+            return true;
+        };
         if let Some(name) = channel.strip_prefix("/topic/") {
-            return list.contains(channel) || list.contains(name) || inner.pushtopics.contains_key(name);
+            return list.contains(channel)
+                || list.contains(name)
+                || inner.pushtopics.contains_key(name);
         }
         if let Some(name) = channel.strip_prefix("/event/") {
             return list.contains(channel) || list.contains(name);

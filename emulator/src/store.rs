@@ -44,21 +44,25 @@ impl Kind {
 /// Classifies a channel name (without a PushTopic filter). `None` when it is not a channel that a
 /// Salesforce org can have.
 pub fn classify(channel: &str) -> Option<Kind> {
-    let valid_name = |s: &str| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
+    let valid_name =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if let Some(name) = channel.strip_prefix("/topic/") {
         return valid_name(name).then_some(Kind::PushTopic);
     }
     if let Some(name) = channel.strip_prefix("/u/") {
         let ok = !name.is_empty()
             && name.split('/').all(|seg| {
-                !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             });
         return ok.then_some(Kind::Generic);
     }
     if let Some(name) = channel.strip_prefix("/event/") {
-        let ok = valid_name(name) && (name.ends_with("__e") || name.ends_with("__chn")) && name.len() > 3;
+        let ok = valid_name(name)
+            && (name.ends_with("__e") || name.ends_with("__chn"))
+            && name.len() > 3;
         return ok.then_some(Kind::PlatformEvent);
     }
     if let Some(name) = channel.strip_prefix("/data/") {
@@ -81,7 +85,9 @@ pub fn cdc_entity(channel: &str) -> Option<String> {
     if let Some(base) = name.strip_suffix("__ChangeEvent") {
         return Some(format!("{base}__c"));
     }
-    name.strip_suffix("ChangeEvent").filter(|b| !b.is_empty()).map(str::to_string)
+    name.strip_suffix("ChangeEvent")
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
 }
 
 /// The CDC channel of an entity: `Account` → `/data/AccountChangeEvent`, `Order__c` → `/data/Order__ChangeEvent`.
@@ -161,19 +167,19 @@ impl Channel {
         }
     }
 
-    /// Where a subscription starts for a replay value: `Ok(seq)` or `Err(())` when the id is invalid
+    /// Where a subscription starts for a replay value, or `None` when the id is invalid
     /// (unknown or no longer retained). Call [`Channel::prune`] first.
-    pub fn cursor_for(&self, replay: i64) -> Result<u64, ()> {
+    pub fn cursor_for(&self, replay: i64) -> Option<u64> {
         match replay {
-            -1 => Ok(self.end_seq()),
-            -2 => Ok(self.base_seq),
+            -1 => Some(self.end_seq()),
+            -2 => Some(self.base_seq),
             n => {
                 if n == self.last_replay_id && n > 0 {
                     // Caught up (even if that event has since aged out, the position is known).
-                    return Ok(self.end_seq());
+                    return Some(self.end_seq());
                 }
-                let idx = self.events.binary_search_by(|e| e.replay_id.cmp(&n)).map_err(|_| ())?;
-                Ok(self.base_seq + idx as u64 + 1)
+                let idx = self.events.binary_search_by(|e| e.replay_id.cmp(&n)).ok()?;
+                Some(self.base_seq + idx as u64 + 1)
             }
         }
     }
@@ -259,21 +265,32 @@ fn object_inner(obj: &str) -> &str {
 impl Store {
     /// A store that keeps at most `max_events` per channel.
     pub fn new(max_events: usize) -> Store {
-        Store { channels: HashMap::new(), published: 0, max_events }
+        Store {
+            channels: HashMap::new(),
+            published: 0,
+            max_events,
+        }
     }
 
     /// The channel, created on first use. `None` if the name is not a valid channel.
     pub fn channel_mut(&mut self, name: &str) -> Option<&mut Channel> {
         if !self.channels.contains_key(name) {
             let kind = classify(name)?;
-            self.channels.insert(name.to_string(), Channel::new(name, kind));
+            self.channels
+                .insert(name.to_string(), Channel::new(name, kind));
         }
         self.channels.get_mut(name)
     }
 
     /// Publishes `count` events with the same body on `channel`, at `now_ms`.
     /// Returns `None` if the channel name is invalid.
-    pub fn publish(&mut self, channel: &str, body: &Body, count: u64, now_ms: u64) -> Option<Published> {
+    pub fn publish(
+        &mut self,
+        channel: &str,
+        body: &Body,
+        count: u64,
+        now_ms: u64,
+    ) -> Option<Published> {
         let max_events = self.max_events;
         let ch = self.channel_mut(channel)?;
         let mut out = Published::default();
@@ -325,7 +342,14 @@ impl Store {
                     json.extend_from_slice(format!("\",\"replayId\":{replay_id}}}}}}}").as_bytes());
                     None
                 }
-                Body::Change { entity, change_type, record_ids, fields, changed_fields, commit_user } => {
+                Body::Change {
+                    entity,
+                    change_type,
+                    record_ids,
+                    fields,
+                    changed_fields,
+                    commit_user,
+                } => {
                     let inner = object_inner(fields);
                     let sep = if inner.is_empty() { "" } else { "," };
                     let header = serde_json::json!({
@@ -351,7 +375,12 @@ impl Store {
                     None
                 }
             };
-            ch.events.push_back(Event { replay_id, created_ms: now_ms, json: json.into_boxed_slice(), targets });
+            ch.events.push_back(Event {
+                replay_id,
+                created_ms: now_ms,
+                json: json.into_boxed_slice(),
+                targets,
+            });
             ch.published += 1;
             if out.count == 0 {
                 out.first = replay_id;
@@ -369,7 +398,10 @@ impl Store {
 /// `payload` (object or string), `payloadSize` (pads a string field), `type`/`changeType`/`entity`.
 pub fn body_for(kind: Kind, channel: &str, req: &Map<String, Value>, user_id: &str) -> Body {
     let payload = req.get("payload");
-    let size = req.get("payloadSize").and_then(Value::as_u64).map(|n| n.min(4 * 1024 * 1024) as usize);
+    let size = req
+        .get("payloadSize")
+        .and_then(Value::as_u64)
+        .map(|n| n.min(4 * 1024 * 1024) as usize);
     let pad = |n: usize| "x".repeat(n);
     let mut fields: Map<String, Value> = match payload {
         Some(Value::Object(m)) => m.clone(),
@@ -386,8 +418,15 @@ pub fn body_for(kind: Kind, channel: &str, req: &Map<String, Value>, user_id: &s
             if let Some(n) = size {
                 fields.insert("Description".into(), Value::String(pad(n)));
             }
-            let event_type = req.get("type").and_then(Value::as_str).unwrap_or("updated").to_string();
-            Body::PushTopic { event_type, sobject: Value::Object(fields).to_string() }
+            let event_type = req
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("updated")
+                .to_string();
+            Body::PushTopic {
+                event_type,
+                sobject: Value::Object(fields).to_string(),
+            }
         }
         Kind::Generic => {
             let text = match (payload, size) {
@@ -396,13 +435,19 @@ pub fn body_for(kind: Kind, channel: &str, req: &Map<String, Value>, user_id: &s
                 (Some(v), None) => v.to_string(),
                 (None, None) => "Hello from sfemu".to_string(),
             };
-            Body::Generic { payload: json_str(&text), targets: None }
+            Body::Generic {
+                payload: json_str(&text),
+                targets: None,
+            }
         }
         Kind::PlatformEvent => {
             if let Some(n) = size {
                 fields.insert("Payload__c".into(), Value::String(pad(n)));
             }
-            Body::Platform { fields: Value::Object(fields).to_string(), created_by: user_id.to_string() }
+            Body::Platform {
+                fields: Value::Object(fields).to_string(),
+                created_by: user_id.to_string(),
+            }
         }
         Kind::ChangeEvent => {
             let entity = req
@@ -411,7 +456,11 @@ pub fn body_for(kind: Kind, channel: &str, req: &Map<String, Value>, user_id: &s
                 .map(str::to_string)
                 .or_else(|| cdc_entity(channel))
                 .unwrap_or_else(|| "Account".to_string());
-            let change_type = req.get("changeType").and_then(Value::as_str).unwrap_or("UPDATE").to_string();
+            let change_type = req
+                .get("changeType")
+                .and_then(Value::as_str)
+                .unwrap_or("UPDATE")
+                .to_string();
             if let Some(n) = size {
                 fields.insert("Description".into(), Value::String(pad(n)));
             }
@@ -419,7 +468,11 @@ pub fn body_for(kind: Kind, channel: &str, req: &Map<String, Value>, user_id: &s
                 Some(id) => vec![id.to_string()],
                 None => vec![record_id(key_prefix(&entity))],
             };
-            let changed_fields = if change_type == "UPDATE" { fields.keys().cloned().collect() } else { Vec::new() };
+            let changed_fields = if change_type == "UPDATE" {
+                fields.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
             Body::Change {
                 entity,
                 change_type,
@@ -458,9 +511,15 @@ mod tests {
         assert_eq!(classify("/event/Low_Ink__e"), Some(Kind::PlatformEvent));
         assert_eq!(classify("/event/Low_Ink"), None);
         assert_eq!(classify("/data/ChangeEvents"), Some(Kind::ChangeEvent));
-        assert_eq!(classify("/data/AccountChangeEvent"), Some(Kind::ChangeEvent));
+        assert_eq!(
+            classify("/data/AccountChangeEvent"),
+            Some(Kind::ChangeEvent)
+        );
         assert_eq!(classify("/foo/bar"), None);
-        assert_eq!(cdc_entity("/data/Order__ChangeEvent").as_deref(), Some("Order__c"));
+        assert_eq!(
+            cdc_entity("/data/Order__ChangeEvent").as_deref(),
+            Some("Order__c")
+        );
         assert_eq!(cdc_channel("Order__c"), "/data/Order__ChangeEvent");
     }
 
@@ -468,7 +527,12 @@ mod tests {
     fn publish_shapes_are_valid_json() {
         let mut s = Store::new(1000);
         let empty = Map::new();
-        for ch in ["/topic/T", "/u/U", "/event/E__e", "/data/AccountChangeEvent"] {
+        for ch in [
+            "/topic/T",
+            "/u/U",
+            "/event/E__e",
+            "/data/AccountChangeEvent",
+        ] {
             let kind = classify(ch).unwrap_or(Kind::Generic);
             let body = body_for(kind, ch, &empty, DEFAULT_USER_ID);
             let p = s.publish(ch, &body, 3, 1_000_000).unwrap_or_default();
@@ -488,12 +552,12 @@ mod tests {
         let body = body_for(Kind::Generic, "/u/X", &Map::new(), DEFAULT_USER_ID);
         let p = s.publish("/u/X", &body, 5, 1000).unwrap_or_default();
         let ch = s.channels.get_mut("/u/X").unwrap_or_else(|| unreachable!());
-        assert_eq!(ch.cursor_for(-2), Ok(0));
-        assert_eq!(ch.cursor_for(-1), Ok(5));
-        assert_eq!(ch.cursor_for(p.first), Ok(1));
-        assert_eq!(ch.cursor_for(p.last + 100), Err(()));
+        assert_eq!(ch.cursor_for(-2), Some(0));
+        assert_eq!(ch.cursor_for(-1), Some(5));
+        assert_eq!(ch.cursor_for(p.first), Some(1));
+        assert_eq!(ch.cursor_for(p.last + 100), None);
         ch.prune(1000 + RETENTION_SHORT_MS + 1, 1000);
         assert!(ch.events.is_empty());
-        assert_eq!(ch.cursor_for(p.first), Err(()));
+        assert_eq!(ch.cursor_for(p.first), None);
     }
 }

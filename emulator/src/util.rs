@@ -43,13 +43,19 @@ impl Clock {
 
 /// Real wall-clock time in epoch milliseconds.
 pub fn real_now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Formats epoch milliseconds as Salesforce does in `createdDate`: `2016-03-29T16:40:08.208Z`.
 pub fn iso_millis(ms: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(ms / 1000);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", ms % 1000)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        ms % 1000
+    )
 }
 
 /// Formats epoch milliseconds without fraction, as CDC record dates: `2017-07-25T19:16:44Z`.
@@ -64,8 +70,9 @@ pub fn http_date(ms: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(secs);
     let days = secs / 86_400;
     let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        [(mo as usize).saturating_sub(1).min(11)];
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(mo as usize).saturating_sub(1).min(11)];
     format!("{wd}, {d:02} {mon} {y:04} {h:02}:{mi:02}:{s:02} GMT")
 }
 
@@ -92,7 +99,9 @@ const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 /// A random string of `len` characters from `alphabet`.
 pub fn random_from(alphabet: &[u8], len: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// A Bayeux clientId as Salesforce issues them: 25–28 lowercase base36 characters.
@@ -109,7 +118,12 @@ pub fn new_browser_id() -> String {
 /// An `sfdc-stream` affinity cookie value. Like the real one it contains `! / + =`, so a client
 /// that re-encodes cookie values is caught.
 pub fn new_affinity_cookie() -> String {
-    format!("!{}/{}+{}==", random_from(BASE62, 20), random_from(BASE62, 8), random_from(BASE62, 6))
+    format!(
+        "!{}/{}+{}==",
+        random_from(BASE62, 20),
+        random_from(BASE62, 8),
+        random_from(BASE62, 6)
+    )
 }
 
 /// An 18-character Salesforce record id with the given 3-character key prefix (e.g. `001`).
@@ -123,7 +137,14 @@ pub fn uuid4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// A stable 22-character schema id for a channel (base64url of a hash), like `dffQ2QLzDNHqwB8_sHMxdA`.

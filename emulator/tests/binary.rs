@@ -24,7 +24,9 @@ fn run_and_signal(signal: &str) {
     let stream = std::net::TcpStream::connect(("127.0.0.1", port));
     assert!(stream.is_ok());
     drop(stream);
-    let st = Command::new("kill").args([signal, &child.id().to_string()]).status();
+    let st = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
     assert!(st.is_ok_and(|s| s.success()));
     for _ in 0..100 {
         if let Ok(Some(status)) = child.try_wait() {

@@ -25,7 +25,10 @@ async fn pushtopic_shape() {
         json!({"channel":"/topic/InvoiceStatementUpdates","payload":{"Name":"INV-0001","Status__c":"Open"},"type":"created"})).await;
     assert_eq!(e["channel"], "/topic/InvoiceStatementUpdates");
     let ev = &e["data"]["event"];
-    assert!(is_iso_millis(ev["createdDate"].as_str().unwrap_or("")), "{e}");
+    assert!(
+        is_iso_millis(ev["createdDate"].as_str().unwrap_or("")),
+        "{e}"
+    );
     assert!(ev["replayId"].as_i64().unwrap_or(0) > 0);
     assert_eq!(ev["type"], "created");
     assert_eq!(e["data"]["sobject"]["Name"], "INV-0001");
@@ -36,10 +39,17 @@ async fn pushtopic_shape() {
 #[tokio::test]
 async fn generic_shape() {
     let emu = start().await;
-    let e = one_event(&emu, "/u/TestStreaming", json!({"channel":"/u/TestStreaming","payload":"This is a message."})).await;
+    let e = one_event(
+        &emu,
+        "/u/TestStreaming",
+        json!({"channel":"/u/TestStreaming","payload":"This is a message."}),
+    )
+    .await;
     assert_eq!(e["channel"], "/u/TestStreaming");
     assert_eq!(e["data"]["payload"], "This is a message.");
-    assert!(is_iso_millis(e["data"]["event"]["createdDate"].as_str().unwrap_or("")));
+    assert!(is_iso_millis(
+        e["data"]["event"]["createdDate"].as_str().unwrap_or("")
+    ));
     assert!(e["data"]["event"]["replayId"].is_i64());
     assert_eq!(e["data"]["event"].as_object().map(|o| o.len()), Some(2));
 }
@@ -51,8 +61,13 @@ async fn platform_event_shape() {
         json!({"channel":"/event/Low_Ink__e","payload":{"Printer_Model__c":"XZO-5","Ink_Percentage__c":0.2}})).await;
     let d = &e["data"];
     assert_eq!(d["schema"].as_str().map(str::len), Some(22));
-    assert!(is_iso_millis(d["payload"]["CreatedDate"].as_str().unwrap_or("")));
-    assert!(d["payload"]["CreatedById"].as_str().unwrap_or("").starts_with("005"));
+    assert!(is_iso_millis(
+        d["payload"]["CreatedDate"].as_str().unwrap_or("")
+    ));
+    assert!(d["payload"]["CreatedById"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("005"));
     assert_eq!(d["payload"]["Printer_Model__c"], "XZO-5");
     assert_eq!(d["payload"]["Ink_Percentage__c"], 0.2);
     assert_eq!(d["event"]["EventUuid"].as_str().map(str::len), Some(36));
@@ -73,7 +88,14 @@ async fn change_event_shape_and_fanout_to_change_events() {
     assert!(h["recordIds"][0].as_str().unwrap_or("").starts_with("001"));
     assert!(h["commitTimestamp"].as_u64().unwrap_or(0) > 1_500_000_000_000);
     assert_eq!(h["changedFields"], json!([]));
-    for k in ["changeOrigin", "transactionKey", "sequenceNumber", "isTransactionEnd", "commitNumber", "commitUser"] {
+    for k in [
+        "changeOrigin",
+        "transactionKey",
+        "sequenceNumber",
+        "isTransactionEnd",
+        "commitNumber",
+        "commitUser",
+    ] {
         assert!(h.get(k).is_some(), "{k} missing in {h}");
     }
     assert_eq!(e["data"]["payload"]["Name"], "Acme");
@@ -81,7 +103,10 @@ async fn change_event_shape_and_fanout_to_change_events() {
     assert_eq!(e["data"]["schema"].as_str().map(str::len), Some(22));
     let ev = all.collect(1, 3).await;
     assert_eq!(ev[0]["channel"], "/data/ChangeEvents");
-    assert_eq!(ev[0]["data"]["payload"]["ChangeEventHeader"]["entityName"], "Account");
+    assert_eq!(
+        ev[0]["data"]["payload"]["ChangeEventHeader"]["entityName"],
+        "Account"
+    );
 }
 
 #[tokio::test]
@@ -89,12 +114,29 @@ async fn any_topic_and_event_name_is_accepted_by_default_but_bad_prefixes_are_no
     let emu = start().await;
     let mut c = emu.client();
     c.start().await;
-    for ch in ["/topic/Anything", "/event/Whatever__e", "/data/ChangeEvents", "/data/Order__ChangeEvent", "/u/notifications/X"] {
+    for ch in [
+        "/topic/Anything",
+        "/event/Whatever__e",
+        "/data/ChangeEvents",
+        "/data/Order__ChangeEvent",
+        "/u/notifications/X",
+    ] {
         assert_eq!(c.subscribe(ch, None).await["successful"], true, "{ch}");
     }
-    for ch in ["/foo/bar", "/event/NoSuffix", "/topic/", "/topic/a/b", "/data/Nope", "/meta/connect"] {
+    for ch in [
+        "/foo/bar",
+        "/event/NoSuffix",
+        "/topic/",
+        "/topic/a/b",
+        "/data/Nope",
+        "/meta/connect",
+    ] {
         let r = c.subscribe(ch, None).await;
-        assert_eq!(r["error"], format!("400::The channel you requested to subscribe to does not exist {{{ch}}}"), "{ch}");
+        assert_eq!(
+            r["error"],
+            format!("400::The channel you requested to subscribe to does not exist {{{ch}}}"),
+            "{ch}"
+        );
         assert_eq!(r["subscription"], ch);
         assert_eq!(r["successful"], false);
     }
@@ -102,17 +144,29 @@ async fn any_topic_and_event_name_is_accepted_by_default_but_bad_prefixes_are_no
 
 #[tokio::test]
 async fn fixed_channel_list_refuses_other_names() {
-    let emu = start_with(|c| c.channels = Some(vec!["/topic/Allowed".into(), "Order_Placed__e".into()])).await;
+    let emu =
+        start_with(|c| c.channels = Some(vec!["/topic/Allowed".into(), "Order_Placed__e".into()]))
+            .await;
     let mut c = emu.client();
     c.start().await;
-    assert_eq!(c.subscribe("/topic/Allowed", None).await["successful"], true);
-    assert_eq!(c.subscribe("/event/Order_Placed__e", None).await["successful"], true);
+    assert_eq!(
+        c.subscribe("/topic/Allowed", None).await["successful"],
+        true
+    );
+    assert_eq!(
+        c.subscribe("/event/Order_Placed__e", None).await["successful"],
+        true
+    );
     let r = c.subscribe("/topic/Other", None).await;
-    assert_eq!(r["error"], "400::The channel you requested to subscribe to does not exist {/topic/Other}");
+    assert_eq!(
+        r["error"],
+        "400::The channel you requested to subscribe to does not exist {/topic/Other}"
+    );
     let r = c.subscribe("/event/Other__e", None).await;
     assert_eq!(r["successful"], false);
     // A PushTopic registered through the control API becomes valid.
-    emu.control("pushtopic", json!({"name":"Other","entity":"Account"})).await;
+    emu.control("pushtopic", json!({"name":"Other","entity":"Account"}))
+        .await;
     assert_eq!(c.subscribe("/topic/Other", None).await["successful"], true);
 }
 
@@ -124,8 +178,12 @@ async fn pushtopic_filter_subscription_is_accepted() {
     let ch = "/topic/Contacts?LastName='Smith'";
     let id = c.id();
     let cid = c.client_id.clone();
-    let r = c.ok(json!([{"channel":"/meta/subscribe","clientId":cid,"subscription":ch,"id":id,
-                         "ext":{"replay":{"/topic/Contacts":-1}}}])).await;
+    let r = c
+        .ok(
+            json!([{"channel":"/meta/subscribe","clientId":cid,"subscription":ch,"id":id,
+                         "ext":{"replay":{"/topic/Contacts":-1}}}]),
+        )
+        .await;
     assert_eq!(r[0]["successful"], true, "{r:?}");
     assert_eq!(r[0]["subscription"], ch);
 }

@@ -18,11 +18,28 @@ async fn handshake_reply_is_salesforce_shaped_and_sets_cookies() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap_or("").starts_with("application/json"));
-    let cookies: Vec<String> =
-        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap_or("").to_string()).collect();
-    assert!(cookies.iter().any(|c| c.starts_with("BAYEUX_BROWSER=") && c.contains("HttpOnly") && c.contains("Path=/")), "{cookies:?}");
-    assert!(cookies.iter().any(|c| c.starts_with("sfdc-stream=") && c.contains("path=/")), "{cookies:?}");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("application/json"));
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("BAYEUX_BROWSER=")
+            && c.contains("HttpOnly")
+            && c.contains("Path=/")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("sfdc-stream=") && c.contains("path=/")),
+        "{cookies:?}"
+    );
     let v: Value = r.json().await.unwrap_or(Value::Null);
     let h = &v[0];
     assert_eq!(h["channel"], "/meta/handshake");
@@ -32,9 +49,18 @@ async fn handshake_reply_is_salesforce_shaped_and_sets_cookies() {
     assert_eq!(h["minimumVersion"], "1.0");
     assert_eq!(h["supportedConnectionTypes"], json!(["long-polling"]));
     assert_eq!(h["ext"], json!({"replay": true, "payload.format": true}));
-    assert!(h.get("advice").is_none(), "Salesforce's handshake reply has no advice");
+    assert!(
+        h.get("advice").is_none(),
+        "Salesforce's handshake reply has no advice"
+    );
     let cid = h["clientId"].as_str().unwrap_or("");
-    assert!((25..=28).contains(&cid.len()) && cid.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()), "{cid}");
+    assert!(
+        (25..=28).contains(&cid.len())
+            && cid
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()),
+        "{cid}"
+    );
 }
 
 #[tokio::test]
@@ -77,12 +103,18 @@ async fn first_connect_is_immediate_with_advice_then_held() {
     let cr = reply(&r, "/meta/connect");
     assert_eq!(cr["successful"], true);
     assert_eq!(cr["clientId"], c.client_id.as_str());
-    assert_eq!(cr["advice"], json!({"interval": 0, "timeout": 700, "reconnect": "retry"}));
+    assert_eq!(
+        cr["advice"],
+        json!({"interval": 0, "timeout": 700, "reconnect": "retry"})
+    );
     // Second connect: held for the hold timeout, bare reply.
     let t = Instant::now();
     let r = c.connect().await;
     let el = t.elapsed();
-    assert!(el >= Duration::from_millis(650) && el < Duration::from_millis(3000), "{el:?}");
+    assert!(
+        el >= Duration::from_millis(650) && el < Duration::from_millis(3000),
+        "{el:?}"
+    );
     assert_eq!(r.len(), 1);
     assert_eq!(r[0]["successful"], true);
     assert!(r[0].get("advice").is_none());
@@ -168,13 +200,21 @@ async fn missing_cookie_for_known_client_gets_400() {
     let mut c = emu.client();
     c.handshake().await;
     // Same token, but a client without the cookie jar.
-    let nocookie = Bayeux { client_id: c.client_id.clone(), ..Bayeux::new(&emu.base, &c.token) };
+    let nocookie = Bayeux {
+        client_id: c.client_id.clone(),
+        ..Bayeux::new(&emu.base, &c.token)
+    };
     let cid = c.client_id.clone();
     let (st, v) = nocookie
         .send(&json!([{"channel":"/meta/connect","clientId":cid,"connectionType":"long-polling","id":"1"}]))
         .await;
     assert_eq!(st, 200);
-    assert_eq!(v[0]["error"], format!("400::Client {cid} has established a session, but no BAYEUX_BROWSER cookie present"));
+    assert_eq!(
+        v[0]["error"],
+        format!(
+            "400::Client {cid} has established a session, but no BAYEUX_BROWSER cookie present"
+        )
+    );
     assert_eq!(v[0]["successful"], false);
 }
 
@@ -223,9 +263,16 @@ async fn second_held_connect_on_same_browser_gets_multiple_clients_advice() {
     // Two sessions sharing one cookie jar.
     let mut a = emu.client();
     a.start().await;
-    let mut b = Bayeux { http: a.http.clone(), ..Bayeux::new(&emu.base, &a.token) };
+    let mut b = Bayeux {
+        http: a.http.clone(),
+        ..Bayeux::new(&emu.base, &a.token)
+    };
     b.start().await;
-    let mut a2 = Bayeux { http: a.http.clone(), client_id: a.client_id.clone(), ..Bayeux::new(&emu.base, &a.token) };
+    let mut a2 = Bayeux {
+        http: a.http.clone(),
+        client_id: a.client_id.clone(),
+        ..Bayeux::new(&emu.base, &a.token)
+    };
     let held = tokio::spawn(async move { a2.connect().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t = Instant::now();
@@ -245,13 +292,20 @@ async fn duplicate_connect_answers_the_previous_one() {
     let emu = start_with(|c| c.hold_timeout_ms = 4000).await;
     let mut c = emu.client();
     c.start().await;
-    let mut c2 = Bayeux { http: c.http.clone(), client_id: c.client_id.clone(), ..Bayeux::new(&emu.base, &c.token) };
+    let mut c2 = Bayeux {
+        http: c.http.clone(),
+        client_id: c.client_id.clone(),
+        ..Bayeux::new(&emu.base, &c.token)
+    };
     let t = Instant::now();
     let first = tokio::spawn(async move { c2.connect().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let second = tokio::spawn(async move { c.connect().await });
     let r1 = first.await.unwrap_or_default();
-    assert!(t.elapsed() < Duration::from_millis(2000), "the superseded connect is answered at once");
+    assert!(
+        t.elapsed() < Duration::from_millis(2000),
+        "the superseded connect is answered at once"
+    );
     assert_eq!(r1.len(), 1);
     assert_eq!(r1[0]["successful"], true);
     second.abort();
@@ -270,7 +324,8 @@ async fn revoked_or_expired_token_gets_401_with_reconnect_none() {
     // Expiry via the movable clock (default lifetime 2 h).
     let mut d = emu.client();
     d.start().await;
-    emu.control("clock", json!({"advanceMs": 3 * 3600 * 1000})).await;
+    emu.control("clock", json!({"advanceMs": 3 * 3600 * 1000}))
+        .await;
     let r = d.connect().await;
     assert_eq!(r[0]["error"], "401::Authentication invalid");
     assert_eq!(r[0]["advice"]["reconnect"], "none");
@@ -299,7 +354,10 @@ async fn handshake_denied_for_bad_or_missing_auth() {
     let (st, v) = bad.send(&hs).await;
     assert_eq!(st, 200);
     assert_eq!(v[0]["error"], "403::Handshake denied");
-    assert_eq!(v[0]["ext"]["sfdc"]["failureReason"], "401::Authentication invalid");
+    assert_eq!(
+        v[0]["ext"]["sfdc"]["failureReason"],
+        "401::Authentication invalid"
+    );
     assert!(v[0].get("clientId").is_none());
     assert_eq!(emu.stats().await["failedHandshakes"], 2);
 }
@@ -314,7 +372,10 @@ async fn concurrent_client_cap_denies_handshakes() {
     let mut c = emu.client();
     let h = c.handshake().await;
     assert_eq!(h["error"], "403::Handshake denied");
-    assert_eq!(h["ext"]["sfdc"]["failureReason"], "403::Organization concurrent user limit exceeded");
+    assert_eq!(
+        h["ext"]["sfdc"]["failureReason"],
+        "403::Organization concurrent user limit exceeded"
+    );
     assert_eq!(h["advice"]["reconnect"], "none");
 }
 
@@ -322,22 +383,48 @@ async fn concurrent_client_cap_denies_handshakes() {
 async fn http_level_errors() {
     let emu = start().await;
     let url = format!("{}/cometd/59.0", emu.base);
-    let r = emu.http.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let r = emu
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.text().await.unwrap_or_default(), "Only POST allowed");
     let post = |body: String| {
-        emu.http.post(&url).header("content-type", "application/json").body(body).send()
+        emu.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
     };
-    let r = post("{\"channel\":\"/meta/handshake\"}".into()).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.status(), 400, "a bare object is refused (strict JSON array)");
-    let r = post("[{\"channel\":".into()).await.unwrap_or_else(|e| panic!("{e}"));
+    let r = post("{\"channel\":\"/meta/handshake\"}".into())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.status(),
+        400,
+        "a bare object is refused (strict JSON array)"
+    );
+    let r = post("[{\"channel\":".into())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 400);
-    let big = format!("[{{\"channel\":\"/meta/handshake\",\"pad\":\"{}\"}}]", "x".repeat(40_000));
+    let big = format!(
+        "[{{\"channel\":\"/meta/handshake\",\"pad\":\"{}\"}}]",
+        "x".repeat(40_000)
+    );
     let r = post(big).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(r.text().await.unwrap_or_default(), "Maximum Request Size Exceeded");
+    assert_eq!(
+        r.text().await.unwrap_or_default(),
+        "Maximum Request Size Exceeded"
+    );
     // Just under the limit is fine.
-    let ok = format!("[{{\"channel\":\"/meta/handshake\",\"pad\":\"{}\"}}]", "x".repeat(32_000));
+    let ok = format!(
+        "[{{\"channel\":\"/meta/handshake\",\"pad\":\"{}\"}}]",
+        "x".repeat(32_000)
+    );
     let r = post(ok).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 200);
     // Handshake must be alone.
@@ -394,7 +481,10 @@ async fn user_mismatch_is_refused() {
     c.handshake().await;
     c.token = emu.token(OTHER);
     let r = c.connect().await;
-    assert_eq!(r[0]["error"], "400::Authenticated user id does not match the session's user id");
+    assert_eq!(
+        r[0]["error"],
+        "400::Authenticated user id does not match the session's user id"
+    );
     assert_eq!(r[0]["advice"]["reconnect"], "none");
 }
 
@@ -402,7 +492,9 @@ async fn user_mismatch_is_refused() {
 async fn subscribe_before_handshake() {
     let emu = start().await;
     let c = emu.client();
-    let (_, v) = c.send(&json!([{"channel":"/meta/subscribe","subscription":"/topic/X","id":"1"}])).await;
+    let (_, v) = c
+        .send(&json!([{"channel":"/meta/subscribe","subscription":"/topic/X","id":"1"}]))
+        .await;
     assert_eq!(v[0]["error"], "403::Client has not completed handshake");
 }
 
@@ -429,8 +521,13 @@ async fn client_disconnect_ends_the_session() {
     let mut c = emu.client();
     c.start().await;
     let cid = c.client_id.clone();
-    let r = c.ok(json!([{"channel":"/meta/disconnect","clientId":cid,"id":"10"}])).await;
-    assert_eq!(r[0], json!({"channel":"/meta/disconnect","clientId":cid,"id":"10","successful":true}));
+    let r = c
+        .ok(json!([{"channel":"/meta/disconnect","clientId":cid,"id":"10"}]))
+        .await;
+    assert_eq!(
+        r[0],
+        json!({"channel":"/meta/disconnect","clientId":cid,"id":"10","successful":true})
+    );
     let r = c.connect().await;
     assert_eq!(r[0]["error"], "403::Unknown client");
 }
@@ -444,11 +541,18 @@ async fn publish_over_cometd_on_u_channels_only() {
     let mut b = emu.client();
     b.start().await;
     let cid = b.client_id.clone();
-    let r = b.ok(json!([{"channel":"/u/chat","clientId":cid,"data":"hello","id":"p1"}])).await;
-    assert_eq!(r[0], json!({"channel":"/u/chat","id":"p1","successful":true}));
+    let r = b
+        .ok(json!([{"channel":"/u/chat","clientId":cid,"data":"hello","id":"p1"}]))
+        .await;
+    assert_eq!(
+        r[0],
+        json!({"channel":"/u/chat","id":"p1","successful":true})
+    );
     let ev = a.collect(1, 3).await;
     assert_eq!(ev[0]["data"]["payload"], "hello");
-    let r = b.ok(json!([{"channel":"/topic/Nope","clientId":cid,"data":{},"id":"p2"}])).await;
+    let r = b
+        .ok(json!([{"channel":"/topic/Nope","clientId":cid,"data":{},"id":"p2"}]))
+        .await;
     assert_eq!(r[0]["error"], "403::Publish denied");
     assert_eq!(r[0]["successful"], false);
 }
@@ -471,7 +575,10 @@ async fn server_initiated_disconnect_in_the_held_connect() {
     let t = Instant::now();
     let r = c.connect().await;
     assert!(t.elapsed() < Duration::from_millis(3000));
-    assert_eq!(r[0], json!({"channel":"/meta/disconnect","successful":true}));
+    assert_eq!(
+        r[0],
+        json!({"channel":"/meta/disconnect","successful":true})
+    );
     assert_eq!(r[1]["channel"], "/meta/connect");
     assert_eq!(r[1]["advice"]["reconnect"], "none");
     let r = c.connect().await;
@@ -486,7 +593,10 @@ async fn expire_sessions_answers_held_connects_with_unknown_client() {
     let base = emu.base.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let _ = reqwest::Client::new().post(format!("{base}/_sfemu/expire-sessions")).send().await;
+        let _ = reqwest::Client::new()
+            .post(format!("{base}/_sfemu/expire-sessions"))
+            .send()
+            .await;
     });
     let t = Instant::now();
     let r = c.connect().await;
@@ -494,14 +604,19 @@ async fn expire_sessions_answers_held_connects_with_unknown_client() {
     assert_eq!(r[0]["error"], "403::Unknown client");
     // Recovery: handshake and resubscribe.
     c.start().await;
-    assert_eq!(c.subscribe("/topic/Again", Some(-1)).await["successful"], true);
+    assert_eq!(
+        c.subscribe("/topic/Again", Some(-1)).await["successful"],
+        true
+    );
 }
 
 #[tokio::test]
 async fn form_encoded_message_parameter_is_accepted() {
     let emu = start().await;
     let msg = json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]).to_string();
-    let body: String = form_urlencoded::Serializer::new(String::new()).append_pair("message", &msg).finish();
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("message", &msg)
+        .finish();
     let r = emu
         .http
         .post(format!("{}/cometd/59.0", emu.base))

@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn bulk_publish_with_payload_size() {
     let emu = start().await;
-    let v = emu.control("publish", json!({"channel":"/topic/Bench","count":1000,"payloadSize":200})).await;
+    let v = emu
+        .control(
+            "publish",
+            json!({"channel":"/topic/Bench","count":1000,"payloadSize":200}),
+        )
+        .await;
     assert_eq!(v["published"], 1000);
     assert!(v["lastReplayId"].as_i64() > v["firstReplayId"].as_i64());
     let mut c = emu.client();
@@ -16,10 +21,18 @@ async fn bulk_publish_with_payload_size() {
     c.subscribe("/topic/Bench", Some(-2)).await;
     let ev = c.collect(1000, 5).await;
     assert_eq!(ev.len(), 1000);
-    assert_eq!(ev[0]["data"]["sobject"]["Description"].as_str().map(str::len), Some(200));
+    assert_eq!(
+        ev[0]["data"]["sobject"]["Description"]
+            .as_str()
+            .map(str::len),
+        Some(200)
+    );
     let s = emu.stats().await;
     assert_eq!(s["channels"]["/topic/Bench"]["published"], 1000);
-    assert_eq!(s["channels"]["/topic/Bench"]["lastReplayId"], v["lastReplayId"]);
+    assert_eq!(
+        s["channels"]["/topic/Bench"]["lastReplayId"],
+        v["lastReplayId"]
+    );
     assert!(s["delivered"].as_u64().unwrap_or(0) >= 1000);
 }
 
@@ -27,13 +40,24 @@ async fn bulk_publish_with_payload_size() {
 async fn token_endpoint_mints() {
     let emu = start().await;
     let v = emu.control("token", json!({"username": USER})).await;
-    for k in ["access_token", "instance_url", "id", "token_type", "issued_at"] {
+    for k in [
+        "access_token",
+        "instance_url",
+        "id",
+        "token_type",
+        "issued_at",
+    ] {
         assert!(v[k].is_string(), "{k}: {v}");
     }
     assert_eq!(v["instance_url"], emu.base.as_str());
     let v = emu.control("token", json!({})).await;
     assert!(v["access_token"].is_string());
-    let r = emu.http.post(format!("{}/_sfemu/token", emu.base)).json(&json!({"username":"nobody@x"})).send().await;
+    let r = emu
+        .http
+        .post(format!("{}/_sfemu/token", emu.base))
+        .json(&json!({"username":"nobody@x"}))
+        .send()
+        .await;
     assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 400);
 }
 
@@ -43,7 +67,11 @@ async fn drop_connections_and_restart() {
     let mut c = emu.client();
     c.start().await;
     c.subscribe("/topic/K", None).await;
-    let mut c2 = Bayeux { http: c.http.clone(), client_id: c.client_id.clone(), ..Bayeux::new(&emu.base, &c.token) };
+    let mut c2 = Bayeux {
+        http: c.http.clone(),
+        client_id: c.client_id.clone(),
+        ..Bayeux::new(&emu.base, &c.token)
+    };
     let held = tokio::spawn(async move {
         let id = c2.id();
         let cid = c2.client_id.clone();
@@ -88,17 +116,26 @@ async fn fail_and_delay_injection() {
     c.connect().await;
     assert!(t.elapsed() >= Duration::from_millis(380));
     let t = Instant::now();
-    c.ok(json!([{"channel":"/meta/connect","clientId":c.client_id,"advice":{"timeout":0}}])).await;
+    c.ok(json!([{"channel":"/meta/connect","clientId":c.client_id,"advice":{"timeout":0}}]))
+        .await;
     assert!(t.elapsed() < Duration::from_millis(300));
 }
 
 #[tokio::test]
 async fn clock_moves() {
     let emu = start().await;
-    let a = emu.control("clock", json!({})).await["nowMs"].as_u64().unwrap_or(0);
-    let b = emu.control("clock", json!({"advanceMs": 3_600_000})).await["nowMs"].as_u64().unwrap_or(0);
+    let a = emu.control("clock", json!({})).await["nowMs"]
+        .as_u64()
+        .unwrap_or(0);
+    let b = emu.control("clock", json!({"advanceMs": 3_600_000})).await["nowMs"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(b >= a + 3_600_000);
-    let c = emu.control("clock", json!({"setMs": 1_000_000_000_000u64})).await["nowMs"].as_u64().unwrap_or(0);
+    let c = emu
+        .control("clock", json!({"setMs": 1_000_000_000_000u64}))
+        .await["nowMs"]
+        .as_u64()
+        .unwrap_or(0);
     assert!((1_000_000_000_000..1_000_000_010_000).contains(&c));
 }
 
@@ -118,9 +155,17 @@ async fn expire_revoke_stats_and_reset() {
     assert!(s["sessions"][0]["browser"].is_string());
     assert_eq!(s["channels"]["/topic/St"]["count"], 3);
     assert!(s["connects"].as_u64().unwrap_or(0) >= 1);
-    assert_eq!(emu.control("expire-sessions", json!({})).await["expired"], 1);
+    assert_eq!(
+        emu.control("expire-sessions", json!({})).await["expired"],
+        1
+    );
     assert_eq!(emu.stats().await["clients"], 0);
-    assert!(emu.control("revoke-tokens", json!({})).await["revoked"].as_u64().unwrap_or(0) >= 1);
+    assert!(
+        emu.control("revoke-tokens", json!({})).await["revoked"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
     emu.control("reset", json!({})).await;
     let s = emu.stats().await;
     assert_eq!(s["channels"], json!({}));
@@ -137,11 +182,23 @@ async fn control_api_rejects_bad_input_and_keeps_serving() {
         ("fail", "{\"status\":200}"),
         ("clock", "{\"advanceMs\":\"x\"}"),
         ("record-change", "{}"),
-        ("record-change", "{\"entity\":\"Account\",\"changeType\":\"EXPLODE\"}"),
+        (
+            "record-change",
+            "{\"entity\":\"Account\",\"changeType\":\"EXPLODE\"}",
+        ),
         ("pushtopic", "{\"name\":\"bad name\"}"),
     ] {
-        let r = emu.http.post(format!("{}/_sfemu/{path}", emu.base)).body(body).send().await;
-        assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 400, "{path} {body}");
+        let r = emu
+            .http
+            .post(format!("{}/_sfemu/{path}", emu.base))
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(
+            r.map(|r| r.status().as_u16()).unwrap_or(0),
+            400,
+            "{path} {body}"
+        );
     }
     let v: Value = emu.stats().await;
     assert_eq!(v["clients"], 0);

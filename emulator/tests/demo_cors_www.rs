@@ -15,7 +15,13 @@ async fn demo_stream_covers_every_channel_kind() {
     .await;
     let mut c = emu.client();
     c.start().await;
-    for ch in ["/topic/OpportunityUpdates", "/topic/CaseUpdates", "/event/Order_Placed__e", "/data/AccountChangeEvent", "/data/ChangeEvents"] {
+    for ch in [
+        "/topic/OpportunityUpdates",
+        "/topic/CaseUpdates",
+        "/event/Order_Placed__e",
+        "/data/AccountChangeEvent",
+        "/data/ChangeEvents",
+    ] {
         assert_eq!(c.subscribe(ch, None).await["successful"], true);
     }
     let mut seen = HashSet::new();
@@ -35,7 +41,10 @@ async fn no_cors_by_default() {
     let emu = start().await;
     let r = emu
         .http
-        .request(reqwest::Method::OPTIONS, format!("{}/cometd/59.0", emu.base))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/cometd/59.0", emu.base),
+        )
         .header("Origin", "http://localhost:3000")
         .header("Access-Control-Request-Method", "POST")
         .send()
@@ -58,10 +67,16 @@ async fn cors_for_a_configured_origin() {
     let emu = start_with(|c| c.cors = vec!["http://localhost:3000".into()]).await;
     let r = emu
         .http
-        .request(reqwest::Method::OPTIONS, format!("{}/cometd/59.0", emu.base))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/cometd/59.0", emu.base),
+        )
         .header("Origin", "http://localhost:3000")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "authorization, content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -69,8 +84,14 @@ async fn cors_for_a_configured_origin() {
     let h = r.headers();
     assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
     assert_eq!(h["access-control-allow-credentials"], "true");
-    assert!(h["access-control-allow-methods"].to_str().unwrap_or("").contains("POST"));
-    assert_eq!(h["access-control-allow-headers"], "authorization, content-type");
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap_or("")
+        .contains("POST"));
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization, content-type"
+    );
     let r = emu
         .http
         .post(format!("{}/services/oauth2/token", emu.base))
@@ -78,7 +99,10 @@ async fn cors_for_a_configured_origin() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.headers()["access-control-allow-origin"], "http://localhost:3000");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
     // Other origins get nothing.
     let r = emu
         .http
@@ -103,15 +127,39 @@ async fn www_folder_is_served_with_content_types() {
     let get = |p: &str| emu.http.get(format!("{}{p}", emu.base)).send();
     let r = get("/").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap_or("").starts_with("text/html"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/html"));
     assert_eq!(r.text().await.unwrap_or_default(), "<h1>dash</h1>");
     let r = get("/app.js").await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(r.headers()["content-type"].to_str().unwrap_or("").starts_with("text/javascript"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/javascript"));
     let r = get("/pkg/x.wasm").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.headers()["content-type"], "application/wasm");
-    assert_eq!(get("/missing.txt").await.map(|r| r.status().as_u16()).unwrap_or(0), 404);
-    assert_eq!(get("/../etc/passwd").await.map(|r| r.status().as_u16()).unwrap_or(0), 404);
-    assert_eq!(get("/%2e%2e/%2e%2e/etc/passwd").await.map(|r| r.status().as_u16()).unwrap_or(0), 404);
+    assert_eq!(
+        get("/missing.txt")
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0),
+        404
+    );
+    assert_eq!(
+        get("/../etc/passwd")
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0),
+        404
+    );
+    assert_eq!(
+        get("/%2e%2e/%2e%2e/etc/passwd")
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0),
+        404
+    );
     // /cometd is still the endpoint, same origin.
     let v: Value = emu
         .http

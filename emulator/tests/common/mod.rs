@@ -23,12 +23,26 @@ pub struct Emu {
 
 /// Starts an emulator with short timeouts; `f` adjusts the config.
 pub async fn start_with(f: impl FnOnce(&mut Config)) -> Emu {
-    let mut cfg = Config { port: 0, hold_timeout_ms: 600, max_interval_ms: 5_000, ..Config::default() };
-    cfg.oauth.users = vec![(USER.into(), "password".into()), (OTHER.into(), "password2".into())];
+    let mut cfg = Config {
+        port: 0,
+        hold_timeout_ms: 600,
+        max_interval_ms: 5_000,
+        ..Config::default()
+    };
+    cfg.oauth.users = vec![
+        (USER.into(), "password".into()),
+        (OTHER.into(), "password2".into()),
+    ];
     f(&mut cfg);
-    let handle = Server::start(cfg).await.unwrap_or_else(|e| panic!("start: {e}"));
+    let handle = Server::start(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
     let base = handle.url();
-    Emu { handle, base, http: reqwest::Client::new() }
+    Emu {
+        handle,
+        base,
+        http: reqwest::Client::new(),
+    }
 }
 
 /// Starts an emulator with the test defaults.
@@ -39,7 +53,9 @@ pub async fn start() -> Emu {
 impl Emu {
     /// A fresh access token for `user`.
     pub fn token(&self, user: &str) -> String {
-        self.handle.token(user).unwrap_or_else(|| panic!("no token for {user}"))
+        self.handle
+            .token(user)
+            .unwrap_or_else(|| panic!("no token for {user}"))
     }
 
     /// A Bayeux client with its own cookie jar and a token for the default user.
@@ -62,13 +78,21 @@ impl Emu {
 
     /// `GET /_sfemu/stats`.
     pub async fn stats(&self) -> Value {
-        let r = self.http.get(format!("{}/_sfemu/stats", self.base)).send().await;
-        r.unwrap_or_else(|e| panic!("stats: {e}")).json().await.unwrap_or(Value::Null)
+        let r = self
+            .http
+            .get(format!("{}/_sfemu/stats", self.base))
+            .send()
+            .await;
+        r.unwrap_or_else(|e| panic!("stats: {e}"))
+            .json()
+            .await
+            .unwrap_or(Value::Null)
     }
 
     /// Publishes `count` events on `channel` via the control API.
     pub async fn publish(&self, channel: &str, count: u64) -> Value {
-        self.control("publish", json!({"channel": channel, "count": count})).await
+        self.control("publish", json!({"channel": channel, "count": count}))
+            .await
     }
 }
 
@@ -89,8 +113,17 @@ pub struct Bayeux {
 impl Bayeux {
     /// A client for `base` with `token`.
     pub fn new(base: &str, token: &str) -> Bayeux {
-        let http = reqwest::Client::builder().cookie_store(true).build().unwrap_or_else(|e| panic!("client: {e}"));
-        Bayeux { http, url: format!("{base}/cometd/59.0"), token: token.into(), client_id: String::new(), next_id: 0 }
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        Bayeux {
+            http,
+            url: format!("{base}/cometd/59.0"),
+            token: token.into(),
+            client_id: String::new(),
+            next_id: 0,
+        }
     }
 
     /// A message id.
@@ -128,8 +161,10 @@ impl Bayeux {
     pub async fn handshake(&mut self) -> Value {
         let id = self.id();
         let r = self
-            .ok(json!([{"channel":"/meta/handshake","version":"1.0","minimumVersion":"1.0",
-                        "supportedConnectionTypes":["long-polling"],"id":id}]))
+            .ok(
+                json!([{"channel":"/meta/handshake","version":"1.0","minimumVersion":"1.0",
+                        "supportedConnectionTypes":["long-polling"],"id":id}]),
+            )
             .await;
         let reply = r.into_iter().next().unwrap_or(Value::Null);
         if let Some(c) = reply["clientId"].as_str() {
@@ -149,11 +184,16 @@ impl Bayeux {
     pub async fn subscribe(&mut self, channel: &str, replay: Option<i64>) -> Value {
         let id = self.id();
         let cid = self.client_id.clone();
-        let mut m = json!({"channel":"/meta/subscribe","clientId":cid,"subscription":channel,"id":id});
+        let mut m =
+            json!({"channel":"/meta/subscribe","clientId":cid,"subscription":channel,"id":id});
         if let Some(r) = replay {
             m["ext"] = json!({"replay": {channel: r}});
         }
-        self.ok(json!([m])).await.into_iter().next().unwrap_or(Value::Null)
+        self.ok(json!([m]))
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or(Value::Null)
     }
 
     /// Handshake + first (immediate) connect.
@@ -184,10 +224,15 @@ impl Bayeux {
 
 /// The reply of a given meta channel in a response array.
 pub fn reply<'a>(r: &'a [Value], channel: &str) -> &'a Value {
-    r.iter().find(|m| m["channel"] == channel).unwrap_or(&Value::Null)
+    r.iter()
+        .find(|m| m["channel"] == channel)
+        .unwrap_or(&Value::Null)
 }
 
 /// The non-meta messages of a response array.
 pub fn events(r: &[Value]) -> Vec<Value> {
-    r.iter().filter(|m| !m["channel"].as_str().unwrap_or("").starts_with("/meta/")).cloned().collect()
+    r.iter()
+        .filter(|m| !m["channel"].as_str().unwrap_or("").starts_with("/meta/"))
+        .cloned()
+        .collect()
 }
