@@ -7,6 +7,7 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writ
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
+import { withLock } from "./lock.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const WASM_BINDGEN_VERSION = "0.2.130";
@@ -22,6 +23,8 @@ if (version !== WASM_BINDGEN_VERSION) {
   process.exit(1);
 }
 
+await withLock(join(root, "target", ".sfstream-build.lock"), async () => {
+mkdirSync(join(root, "target"), { recursive: true });
 run("cargo", ["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "sfstream"]);
 const raw = join(root, "target", "wasm32-unknown-unknown", "release", "sfstream.wasm");
 const gen = join(root, "js", "wasm");
@@ -50,6 +53,8 @@ for (const f of ["sfstream.js", "sfstream.d.ts", "sfstream_bg.wasm"]) copyFileSy
 // The projection snippet (src/wasm/project.js) that wasm-bindgen places next to the glue.
 cpSync(join(gen, "snippets"), join(dist, "wasm", "snippets"), { recursive: true });
 run(bin("tsc"), ["-p", "tsconfig.json"]);
+
+});
 
 // Size: the browser build, minified (wrapper + glue bundled by esbuild) and the wasm, gzipped.
 const esbuild = await import("esbuild");

@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { withLock } from "./lock.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const only = process.argv.slice(2);
@@ -25,6 +26,7 @@ if (want("rust")) {
 
 run("cargo", ["build", "--release", "-p", "sfemu"]);
 
+await withLock(join(root, "target", ".sfstream-pack.lock"), async () => {
 // The packed package, installed the way a user gets it.
 const artifacts = join(root, "artifacts");
 mkdirSync(artifacts, { recursive: true });
@@ -35,6 +37,8 @@ const target = join(root, "tests", "node_modules", "sfstream");
 rmSync(target, { recursive: true, force: true });
 mkdirSync(target, { recursive: true });
 run("tar", ["-xzf", join(artifacts, tgz), "-C", target, "--strip-components=1"]);
+
+});
 
 const env = { ...process.env, SFEMU_BIN: join(root, "target", "release", "sfemu") };
 const files = (dir, suffix) =>
