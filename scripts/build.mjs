@@ -23,6 +23,7 @@ if (version !== WASM_BINDGEN_VERSION) {
   process.exit(1);
 }
 
+let dist;
 await withLock(join(root, "target", ".sfstream-build.lock"), async () => {
 mkdirSync(join(root, "target"), { recursive: true });
 run("cargo", ["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "sfstream"]);
@@ -46,7 +47,7 @@ run(bin("wasm-opt"), [
   bgWasm,
 ]);
 
-const dist = join(root, "dist");
+dist = join(root, "dist");
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(join(dist, "wasm"), { recursive: true });
 for (const f of ["sfstream.js", "sfstream.d.ts", "sfstream_bg.wasm"]) copyFileSync(join(gen, f), join(dist, "wasm", f));
