@@ -629,3 +629,19 @@ async fn form_encoded_message_parameter_is_accepted() {
     let v: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(v[0]["successful"], true);
 }
+
+#[tokio::test]
+async fn handshake_without_long_polling_is_denied() {
+    let emu = start().await;
+    let c = emu.client();
+    let (st, v) = c
+        .send(&json!([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket"],"id":"1"}]))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(v[0]["error"], "403::Handshake denied");
+    assert_eq!(
+        v[0]["ext"]["sfdc"]["failureReason"],
+        "400::Invalid connection type {[\"websocket\"]}"
+    );
+    assert!(v[0].get("clientId").is_none());
+}
