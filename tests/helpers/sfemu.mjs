@@ -1,6 +1,7 @@
 // Start sfemu as its own process on an ephemeral loopback port, and talk to its control API.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -42,15 +43,25 @@ export async function startSfemu(args = []) {
     });
   });
   const port = Number(new URL(url).port);
-  async function control(path, body, method = body === undefined ? "GET" : "POST") {
-    const res = await fetch(`${url}/_sfemu/${path}`, {
-      method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
+  // A fresh TCP connection per control call (no keep-alive pool): faults such as
+  // drop-connections must not break the harness's own later requests.
+  function control(path, body, method = body === undefined ? "GET" : "POST") {
+    const payload = body === undefined ? null : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        { host: "127.0.0.1", port, path: `/_sfemu/${path}`, method, agent: false,
+          headers: payload === null ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8").on("data", (c) => (text += c)).on("end", () => {
+            if (res.statusCode < 200 || res.statusCode >= 300) reject(new Error(`control ${path}: HTTP ${res.statusCode} ${text}`));
+            else resolve(text ? JSON.parse(text) : null);
+          });
+        },
+      );
+      req.on("error", reject);
+      req.end(payload ?? undefined);
     });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`control ${path}: HTTP ${res.status} ${text}`);
-    return text ? JSON.parse(text) : null;
   }
   async function stop() {
     if (proc.exitCode !== null) return;

@@ -1,0 +1,109 @@
+// Recovery from everything sfemu can do to a client, with no lost and no duplicated event.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { SalesforceStreamingClient, ReplayOption, TransportTimeoutError, AuthenticationError } from "sfstream";
+import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
+
+let emu;
+before(async () => {
+  emu = await startSfemu(["--hold-timeout", "2000"]);
+});
+after(async () => {
+  await emu?.stop();
+});
+
+const login = (extra = {}) => ({ ...CREDENTIALS, loginUrl: emu.url, ...extra });
+const rid = (m) => m.data.event.replayId;
+
+/** Receive until `count` distinct events of `channel` arrived; fail on a duplicate. */
+async function collect(client, channel, count, seen, timeout = 15000) {
+  const signal = AbortSignal.timeout(timeout);
+  while (seen.size < count) {
+    const m = await client.receive({ signal });
+    if (m.channel !== channel) continue;
+    const id = rid(m);
+    assert.ok(!seen.has(id), `duplicate replay id ${id}`);
+    seen.add(id);
+  }
+}
+
+const faults = [
+  { name: "expired sessions", path: "expire-sessions", body: {}, expect: "rehandshake" },
+  { name: "dropped connections", path: "drop-connections", body: {}, expect: "reconnecting" },
+  { name: "revoked tokens", path: "revoke-tokens", body: {}, expect: "reauthenticated" },
+  { name: "a restart", path: "restart", body: {}, expect: "rehandshake" },
+  { name: "a 503 burst", path: "fail", body: { status: 503, count: 4 }, expect: "reconnecting", before: true },
+  { name: "a 500 burst", path: "fail", body: { status: 500, count: 3 }, expect: "reconnecting", before: true },
+  { name: "a server-initiated /meta/disconnect", path: "disconnect", body: {}, expect: "rehandshake" },
+];
+
+describe("recovery with no lost event", () => {
+  for (const f of faults) {
+    test(`after ${f.name}`, async () => {
+      const ch = `/event/Recover_${f.path.replace(/-/g, "_")}_${f.body.status ?? 0}__e`;
+      const statuses = [];
+      const client = new SalesforceStreamingClient(login({ replay: ReplayOption.NEW_EVENTS, onStatus: (s) => statuses.push(s), connectionTimeout: 20000 }));
+      await client.open();
+      await client.subscribe(ch);
+      const seen = new Set();
+      await emu.control("publish", { channel: ch, count: 20 });
+      await collect(client, ch, 20, seen);
+
+      if (f.before) {
+        // Failures apply to the next K requests: force a new connect by publishing after arming them.
+        await emu.control(f.path, f.body);
+        await emu.control("drop-connections", {});
+      } else {
+        await emu.control(f.path, f.body);
+      }
+      // Events published while the client recovers must all arrive, once.
+      await emu.control("publish", { channel: ch, count: 30 });
+      await collect(client, ch, 50, seen);
+      await emu.control("publish", { channel: ch, count: 10 });
+      await collect(client, ch, 60, seen);
+
+      assert.equal(seen.size, 60);
+      assert.ok(statuses.some((s) => s.type === f.expect), `a ${f.expect} status was reported (got ${statuses.map((s) => s.type).join(",")})`);
+      for (const s of statuses) {
+        const text = JSON.stringify(s);
+        assert.ok(!text.includes(CREDENTIALS.password) && !text.includes(CREDENTIALS.consumerSecret), "no secret in status events");
+      }
+      const stats = client.stats;
+      assert.ok(stats.handshakes <= 6, `no handshake storm (${stats.handshakes} handshakes)`);
+      await client.close();
+    });
+  }
+});
+
+describe("giving up", () => {
+  test("connectionTimeout: receive() raises TransportTimeoutError once the server is gone for good", async () => {
+    const own = await startSfemu(["--hold-timeout", "2000"]);
+    const client = new SalesforceStreamingClient({ ...CREDENTIALS, loginUrl: own.url, connectionTimeout: 1500 });
+    await client.open();
+    await client.subscribe("/topic/Gone");
+    await own.stop();
+    const started = Date.now();
+    await assert.rejects(client.receive({ signal: AbortSignal.timeout(30000) }), TransportTimeoutError);
+    assert.ok(Date.now() - started < 25000);
+    assert.equal(client.closed, true);
+  });
+
+  test("a revoked token with an authenticator that can no longer log in fails with AuthenticationError", async () => {
+    const own = await startSfemu(["--hold-timeout", "2000"]);
+    let calls = 0;
+    const grant = await own.control("token", { username: CREDENTIALS.username });
+    const { Client, AccessTokenAuthenticator } = await import("sfstream");
+    const auth = new AccessTokenAuthenticator(async () => {
+      calls++;
+      if (calls > 1) throw new Error("no more tokens");
+      return { accessToken: grant.access_token, instanceUrl: grant.instance_url };
+    });
+    const client = new Client(auth, { connectionTimeout: 20000 });
+    await client.open();
+    await client.subscribe("/topic/Revoked");
+    await own.control("revoke-tokens", {});
+    await assert.rejects(client.receive({ signal: AbortSignal.timeout(20000) }), (e) => e instanceof AuthenticationError || e.name === "AuthenticationError");
+    assert.ok(calls >= 2, "the authenticator was asked again");
+    await own.stop();
+  });
+});
