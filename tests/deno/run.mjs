@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// Deno layer: `deno test` on client.test.ts in a scratch project whose node_modules/sfstream is the
+// PACKED package (tests/node_modules/sfstream, extracted by scripts/test.mjs). deno.json uses
+// "nodeModulesDir": "manual", so `import ... from "sfstream"` resolves through the package's
+// exports map with Deno's "deno" condition (the test asserts dist/deno.js was picked), and Deno
+// type-checks the test against the shipped .d.ts. sfemu runs as its own process; its URL is passed
+// in SFEMU_URL.
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startSfemu, ROOT } from "../helpers/sfemu.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkg = join(ROOT, "tests", "node_modules", "sfstream");
+const DENO = join(ROOT, "node_modules", ".bin", "deno");
+for (const [what, p] of [["packed package", join(pkg, "package.json")], ["deno (npm devDependency)", DENO]]) {
+  if (!existsSync(p)) {
+    console.error(`${what} not found at ${p}`);
+    process.exit(1);
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), "sfstream-deno-"));
+mkdirSync(join(dir, "node_modules"));
+cpSync(pkg, join(dir, "node_modules", "sfstream"), { recursive: true });
+cpSync(join(here, "client.test.ts"), join(dir, "client.test.ts"));
+writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "deno-consumer", private: true, type: "module", dependencies: { sfstream: "*" } }));
+writeFileSync(join(dir, "deno.json"), JSON.stringify({ nodeModulesDir: "manual", compilerOptions: { lib: ["deno.window", "esnext"] } }));
+
+const emu = await startSfemu(["--hold-timeout", "3000"]);
+let code = 1;
+try {
+  const child = spawn(DENO, ["test", "-A", "--no-prompt", "client.test.ts"], {
+    cwd: dir,
+    stdio: "inherit",
+    env: { ...process.env, SFEMU_URL: emu.url, DENO_DIR: join(dir, ".deno"), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 180000);
+  code = await new Promise((r) => child.once("exit", (c, sig) => r(c ?? (sig ? 1 : 0))));
+  clearTimeout(timer);
+} finally {
+  await emu.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(code === 0 ? "\ndeno layer: passed" : `deno layer: failed (exit ${code})`);
+process.exit(code === 0 ? 0 : 1);
