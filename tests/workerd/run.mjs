@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// workerd layer: Miniflare (v4) runs worker.js in workerd with the PACKED package as modules
+// (ESModule files + the .wasm as CompiledWasm, see miniflare.mjs); the worker talks to sfemu (its own
+// process) over real HTTP. Then the examples/worker cron handler is run the same way.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import { startSfemu, ROOT } from "../helpers/sfemu.mjs";
+import { packageModules } from "./miniflare.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkg = join(ROOT, "tests", "node_modules", "sfstream");
+if (!existsSync(join(pkg, "package.json"))) {
+  console.error(`packed package not found at ${pkg}: run scripts/test.mjs (it packs and extracts it)`);
+  process.exit(1);
+}
+const COMPAT = "2025-01-01";
+
+let passed = 0;
+let failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++;
+    console.log(`ok - ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`not ok - ${name}\n  ${String(e?.stack ?? e).replace(/\n/g, "\n  ")}`);
+  }
+}
+function assert(cond, what) {
+  if (!cond) throw new Error(`assertion failed: ${what}`);
+}
+function checkPublished(events, p, what) {
+  const ids = events.map((e) => e.replayId);
+  assert(ids.length === p.published, `${what}: ${ids.length} of ${p.published}`);
+  assert(new Set(ids).size === ids.length && ids.every((id, i) => i === 0 || id > ids[i - 1]), `${what}: order/duplicates ${ids}`);
+  assert(ids[0] === p.firstReplayId && ids.at(-1) === p.lastReplayId, `${what}: ${ids} vs ${p.firstReplayId}..${p.lastReplayId}`);
+}
+
+const root = mkdtempSync(join(tmpdir(), "sfstream-workerd-"));
+mkdirSync(join(root, "node_modules"));
+cpSync(pkg, join(root, "node_modules", "sfstream"), { recursive: true });
+cpSync(join(here, "worker.js"), join(root, "worker.js"));
+
+let emu, mf;
+try {
+  emu = await startSfemu(["--hold-timeout", "3000"]);
+  mf = new Miniflare({
+    modules: [{ type: "ESModule", path: join(root, "worker.js") }, ...packageModules(root)],
+    modulesRoot: root,
+    compatibilityDate: COMPAT,
+    bindings: { SFEMU_URL: emu.url },
+  });
+  const call = async (route) => {
+    const res = await mf.dispatchFetch(`http://worker/${route}`, { signal: AbortSignal.timeout(60000) });
+    const body = await res.json();
+    if (res.status !== 200) throw new Error(`${route}: HTTP ${res.status} ${JSON.stringify(body)}`);
+    return body;
+  };
+
+  await check("workerd: AccessTokenAuthenticator, subscribe, receive events published via the control API", async () => {
+    const r = await call("token");
+    assert(r.connectionType === "long-polling", `connectionType ${r.connectionType}`);
+    assert(r.events.every((e) => e.channel === "/event/Workerd_Token__e"), "channel");
+    checkPublished(r.events, r.published, "token");
+    assert(r.closed === true, "closed");
+    const stats = await emu.control("stats");
+    assert(stats.sessions.length === 0, `the worker disconnected its session (${stats.sessions.length} left)`);
+  });
+  await check("workerd: password login and a client publish on /u/, UTF-8 intact", async () => {
+    const r = await call("password");
+    assert(r.channel === "/u/WorkerdGreetings" && r.payload === "héllo from workerd 🌍", JSON.stringify(r));
+  });
+  await check("workerd: ALL_EVENTS replay", async () => {
+    const r = await call("replayAll");
+    checkPublished(r.events, r.published, "replay");
+  });
+  await check("workerd: ServerError for an unknown channel", async () => {
+    const r = await call("serverError");
+    assert(r.thrown && r.serverError && r.sfstreamError && r.errorCode === 400, JSON.stringify(r));
+  });
+  await check("workerd: requests in parallel share the wasm module", async () => {
+    const [a, b] = await Promise.all([call("replayAll?n=2"), call("password")]);
+    checkPublished(a.events, a.published, "parallel replay");
+    assert(b.payload === "héllo from workerd 🌍", "parallel password");
+  });
+} catch (e) {
+  failed++;
+  console.log(`not ok - workerd layer setup\n  ${e?.stack ?? e}`);
+} finally {
+  await mf?.dispose().catch(() => {});
+  await emu?.stop();
+  rmSync(root, { recursive: true, force: true });
+}
+
+// examples/worker: its own test (the cron trigger draining into KV), when present.
+const exampleTest = join(here, "example-worker.mjs");
+if (existsSync(exampleTest)) {
+  const { runExampleWorker } = await import(exampleTest);
+  const r = await runExampleWorker(check);
+  void r;
+}
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
