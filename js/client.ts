@@ -7,8 +7,9 @@ import { WasmClient } from "./wasm/sfstream.js";
 import type { Authenticator, PasswordAuthenticatorOptions } from "./auth.js";
 import { DEFAULT_API_VERSION, PasswordAuthenticator } from "./auth.js";
 import { ClientInvalidOperation, fromWasmError } from "./errors.js";
-import type { ReplayConfig, ReplayOption } from "./replay.js";
-import { ReplayMarker, ReplayOption as ReplayOptions, toStorage, type ReplayMarkerStorage } from "./replay.js";
+import type { ReplayOption } from "./replay.js";
+import { ReplayMarker, ReplayOption as ReplayOptions, ReplayMarkerStorage } from "./replay.js";
+import { toStorage, type ReplayConfig } from "./storage.js";
 
 /** A message received from Salesforce: the Bayeux message exactly as sent. */
 export interface Message<Data = unknown> {
@@ -78,6 +79,12 @@ export interface ClientOptions {
   apiVersion?: string;
   /** Extra time allowed on top of the server's 110 s hold before a long-poll counts as lost. Default 10000 ms. */
   networkAllowance?: number;
+  /**
+   * When a message counts as consumed, so that its channel's replay marker may advance:
+   * `"automatic"` (default) when the application asks for the next message (the iterator moves
+   * past it) or closes the client; `"manual"` only through {@link Client.acknowledge}.
+   */
+  ackPolicy?: "automatic" | "manual";
   /** Called for every status event. */
   onStatus?: (status: StatusEvent) => void;
   /** Optional logger. */
@@ -90,7 +97,7 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
 }
 
-const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "onStatus", "logger"]);
+const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "onStatus", "logger"]);
 
 function checkOptions(options: ClientOptions): void {
   if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
@@ -111,6 +118,9 @@ function checkOptions(options: ClientOptions): void {
     throw new TypeError("networkAllowance must be a number of milliseconds >= 0");
   }
   if (onStatus !== undefined && typeof onStatus !== "function") throw new TypeError("onStatus must be a function");
+  if (options.ackPolicy !== undefined && options.ackPolicy !== "automatic" && options.ackPolicy !== "manual") {
+    throw new TypeError('ackPolicy must be "automatic" or "manual"');
+  }
   if (logger !== undefined && typeof logger !== "function") throw new TypeError("logger must be a function");
   if (options.apiVersion !== undefined && (typeof options.apiVersion !== "string" || !/^\d{2,3}\.0$/.test(options.apiVersion) || Number(options.apiVersion) < 37)) {
     throw new TypeError('apiVersion must be a string like "62.0" (37.0 or later)');
@@ -179,7 +189,10 @@ function describe(s: StatusEvent): string {
 export class Client implements AsyncIterable<Message> {
   readonly authenticator: Authenticator;
   readonly #wasm: WasmClient;
-  readonly #storage: ReplayMarkerStorage;
+  readonly #storage: ReplayMarkerStorage | null;
+  readonly #manual: boolean;
+  /** Manual policy: messages handed out and not acknowledged, in delivery order. */
+  readonly #unacked: Message[] = [];
   readonly #listeners = new Set<(s: StatusEvent) => void>();
   readonly #logger: Logger | undefined;
   readonly #buffer: Message[] = [];
@@ -195,7 +208,9 @@ export class Client implements AsyncIterable<Message> {
     }
     checkOptions(options);
     this.authenticator = authenticator;
-    this.#storage = toStorage(options.replay);
+    const storage = toStorage(options.replay);
+    this.#storage = storage instanceof ReplayMarkerStorage ? storage : null;
+    this.#manual = options.ackPolicy === "manual";
     this.#logger = options.logger;
     if (options.onStatus) this.#listeners.add(options.onStatus);
     const apiVersion = options.apiVersion ?? authenticator.apiVersion ?? DEFAULT_API_VERSION;
@@ -204,9 +219,11 @@ export class Client implements AsyncIterable<Message> {
       onStatus: (s: StatusEvent) => this.#emit(s),
       onFailed: (e: unknown) => this.#onFailed(e),
       authenticate: () => authenticator.authenticate(),
-      getReplayMarker: (channel: string) => this.#storage.getReplayStart(channel),
-      setReplayMarker: (channel: string, m: { replayId: number; date: string | null }) =>
-        this.#storage.setReplayMarker(channel, new ReplayMarker(m.date, m.replayId)),
+      onAuthenticated: (namespace: string) => this.#storage?.bindNamespace(namespace),
+      getReplayMarker: async (channel: string) => (this.#storage ? this.#storage.getReplayStart(channel) : null),
+      setReplayMarker: async (channel: string, m: { replayId: number; date: string | null }) => {
+        await this.#storage?.setReplayMarker(channel, new ReplayMarker(m.date, m.replayId));
+      },
     };
     this.#wasm = new WasmClient(host, {
       apiVersion,
@@ -214,6 +231,7 @@ export class Client implements AsyncIterable<Message> {
       connectionTimeout: options.connectionTimeout === undefined ? 10_000 : options.connectionTimeout,
       replayFallback: options.replayFallback ?? null,
       networkAllowance: options.networkAllowance ?? 10_000,
+      store: storage instanceof ReplayMarkerStorage ? null : storage.toShell(),
       seed: Math.floor(Math.random() * 2 ** 52),
     });
   }
@@ -334,6 +352,19 @@ export class Client implements AsyncIterable<Message> {
     await this.close();
   }
 
+  /**
+   * Manual acknowledgement (`ackPolicy: "manual"`): mark `message` and every message received
+   * before it as consumed, so that their channels' replay markers may advance. Cumulative, in
+   * delivery order.
+   */
+  acknowledge(message: Message): void {
+    if (!this.#manual) throw new ClientInvalidOperation('acknowledge() needs ackPolicy: "manual"');
+    const i = this.#unacked.indexOf(message);
+    if (i < 0) throw new TypeError("message was not received from this client, or is already acknowledged");
+    this.#unacked.splice(0, i + 1);
+    this.#wasm.consumed(i + 1);
+  }
+
   /** Listen to status events; returns a function that removes the listener. */
   onStatus(listener: (s: StatusEvent) => void): () => void {
     if (typeof listener !== "function") throw new TypeError("listener must be a function");
@@ -374,7 +405,8 @@ export class Client implements AsyncIterable<Message> {
       this.#buffer.splice(0, this.#head);
       this.#head = 0;
     }
-    this.#taken++;
+    if (this.#manual) this.#unacked.push(m);
+    else this.#taken++;
     return m;
   }
 

@@ -29,7 +29,17 @@ export type {
   TokenInfo,
 } from "./auth.js";
 export { ConstantReplayId, DefaultMappingStorage, MappingStorage, ReplayMarker, ReplayMarkerStorage, ReplayOption } from "./replay.js";
-export type { MapLike, ReplayConfig, ReplayStart } from "./replay.js";
+export type { MapLike, ReplayStart } from "./replay.js";
+export {
+  DenoKvReplayStorage,
+  DurableObjectReplayStorage,
+  IndexedDbReplayStorage,
+  LocalStorageReplayStorage,
+  MemoryReplayStorage,
+  NativeReplayStorage,
+  WorkersKvReplayStorage,
+} from "./storage.js";
+export type { DenoKvLike, DurableObjectStorageLike, NativeStorageOptions, ReplayConfig, WorkersKvLike } from "./storage.js";
 export {
   AiosfstreamException,
   AuthenticationError,

@@ -72,6 +72,12 @@ export abstract class ReplayMarkerStorage {
     const m = await this.getReplayMarker(subscription);
     return m === null ? null : { replayId: m.replayId, date: m.date };
   }
+  /**
+   * Called by the client after each authentication with the identity's `<orgId>/<userId>`.
+   * Storages that share one store between orgs or users prefix their keys with it; the default
+   * ignores it (a `MappingStorage` keys by channel, as in aiosfstream).
+   */
+  bindNamespace(_namespace: string): void {}
 }
 
 /** Anything with Map-like `get` and `set` (a `Map`, a KV wrapper...), sync or async. */
@@ -134,40 +140,9 @@ export class ConstantReplayId extends ReplayMarkerStorage {
   }
 }
 
-/** What the `replay` option accepts. */
-export type ReplayConfig = ReplayOption | ReplayMarkerStorage | MapLike | null | undefined;
-
-function isStorageLike(v: object): v is ReplayMarkerStorage {
-  const s = v as { getReplayMarker?: unknown; setReplayMarker?: unknown };
-  return typeof s.getReplayMarker === "function" && typeof s.setReplayMarker === "function";
-}
-
-/**
- * Normalise the `replay` option (the seed's rules): a {@link ReplayOption} means a constant
- * replay id; a storage is used as is; a Map-like object is wrapped in {@link MappingStorage};
- * nothing means only new events.
- * @internal
- */
-export function toStorage(replay: ReplayConfig): ReplayMarkerStorage {
-  if (replay === undefined || replay === null) return new ConstantReplayId(ReplayOption.NEW_EVENTS);
-  if (typeof replay === "number") {
-    if (replay !== ReplayOption.ALL_EVENTS && replay !== ReplayOption.NEW_EVENTS) {
-      throw new TypeError("replay must be ReplayOption.ALL_EVENTS, ReplayOption.NEW_EVENTS, a ReplayMarkerStorage or a Map-like object");
-    }
-    return new ConstantReplayId(replay);
-  }
-  if (typeof replay === "object") {
-    if (replay instanceof ReplayMarkerStorage) return replay;
-    if (isStorageLike(replay)) return new ForeignStorage(replay);
-    if (typeof (replay as MapLike).get === "function" && typeof (replay as MapLike).set === "function") {
-      return new MappingStorage(replay as MapLike);
-    }
-  }
-  throw new TypeError("replay must be ReplayOption.ALL_EVENTS, ReplayOption.NEW_EVENTS, a ReplayMarkerStorage or a Map-like object");
-}
-
 /** A user object with `getReplayMarker`/`setReplayMarker` that does not extend the base class. */
-class ForeignStorage extends ReplayMarkerStorage {
+/** @internal */
+export class ForeignStorage extends ReplayMarkerStorage {
   readonly #inner: ReplayMarkerStorage;
   constructor(inner: ReplayMarkerStorage) {
     super();
@@ -178,5 +153,13 @@ class ForeignStorage extends ReplayMarkerStorage {
   }
   setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
     return this.#inner.setReplayMarker(subscription, marker);
+  }
+  override getReplayStart(subscription: string): Promise<ReplayStart | null> {
+    const inner = this.#inner as { getReplayStart?: unknown };
+    return typeof inner.getReplayStart === "function" ? this.#inner.getReplayStart(subscription) : super.getReplayStart(subscription);
+  }
+  override bindNamespace(namespace: string): void {
+    const inner = this.#inner as { bindNamespace?: unknown };
+    if (typeof inner.bindNamespace === "function") this.#inner.bindNamespace(namespace);
   }
 }

@@ -465,6 +465,33 @@ pub fn validate_token_response(fields: &TokenFields<'_>) -> Result<TokenResponse
     })
 }
 
+/// The storage namespace of an identity: `<orgId>/<userId>` from the identity URL of a token
+/// response (`https://login.salesforce.com/id/00D.../005...`), so that markers of two orgs or users
+/// never mix. Without a usable identity URL (a bare access token), the instance host stands in for
+/// the org and `-` for the user.
+pub fn identity_namespace(id_url: Option<&str>, instance_url: &str) -> String {
+    let clean = |s: &str| -> String {
+        let t: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).take(64).collect();
+        if t.chars().any(|c| c.is_ascii_alphanumeric()) {
+            t
+        } else {
+            String::new()
+        }
+    };
+    if let Some(id) = id_url {
+        let mut parts = id.trim_end_matches('/').rsplit('/');
+        if let (Some(user), Some(org), Some("id")) = (parts.next(), parts.next(), parts.next()) {
+            let (org, user) = (clean(org), clean(user));
+            if !org.is_empty() && !user.is_empty() {
+                return format!("{org}/{user}");
+            }
+        }
+    }
+    let host = instance_url.split("://").nth(1).unwrap_or(instance_url).split('/').next().unwrap_or("");
+    let host = clean(host.split(':').next().unwrap_or(""));
+    format!("{}/-", if host.is_empty() { "unknown".to_owned() } else { host })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,5 +651,17 @@ mod tests {
         assert_eq!(e, AuthError::OAuth { error: "invalid_grant".into(), description: Some("authentication failure".into()) });
         assert_eq!(e.to_string(), "invalid_grant: authentication failure");
         assert_eq!(AuthError::from_error_response("invalid_client_id", None).to_string(), "invalid_client_id");
+    }
+
+    #[test]
+    fn identity_namespace_from_id_url_or_instance() {
+        assert_eq!(
+            identity_namespace(Some("https://login.salesforce.com/id/00Dxx0000000123EAA/005xx000001SwiUAAS"), "https://x.my.salesforce.com"),
+            "00Dxx0000000123EAA/005xx000001SwiUAAS"
+        );
+        assert_eq!(identity_namespace(None, "https://acme.my.salesforce.com"), "acme.my.salesforce.com/-");
+        assert_eq!(identity_namespace(Some("garbage"), "http://127.0.0.1:8090"), "127.0.0.1/-");
+        assert_eq!(identity_namespace(Some("https://h/id/../.."), "https://a.b"), "a.b/-");
+        assert_eq!(identity_namespace(None, ""), "unknown/-");
     }
 }

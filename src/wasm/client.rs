@@ -18,6 +18,7 @@ use web_sys::{AbortController, Headers, RequestInit, Response};
 
 use super::error::{js_error, to_js};
 use super::js::{self as g, Host, Projection};
+use super::store::{HostStore, IndexedDbStore, LocalStorageStore, MarkerStore, MemoryStore};
 use crate::proto::{
     self, Advice, Batch, Config, CookieJar, Event, MetaView, Millis, Msg, Reconnect,
     ReplayMarker, Request, RequestKind, Session, TransportFailure,
@@ -175,6 +176,14 @@ struct Inner {
     writing: bool,
     last_batch: JsValue,
     failed: bool,
+    /// Where markers are read and written.
+    store: Rc<dyn MarkerStore>,
+    /// `<orgId>/<userId>` of the authenticated identity (native stores prefix their keys with it).
+    namespace: String,
+    /// Fixed namespace from the options, overriding the one derived from the identity.
+    namespace_override: Option<String>,
+    /// Replay id used when a native store has no marker for a channel.
+    default_replay: Option<i64>,
 }
 
 /// The JS-facing client core. Not part of the public TS API: `js/client.ts` wraps it.
@@ -226,6 +235,25 @@ impl WasmClient {
         if let Some(seed) = opt_number(options, "seed")? {
             config.seed = seed.abs() as u64 | 1;
         }
+        let store_opts = get(options, "store");
+        let (store, default_replay, namespace_override): (Rc<dyn MarkerStore>, Option<i64>, Option<String>) =
+            if store_opts.is_object() {
+                let default_replay = opt_number(&store_opts, "defaultReplay")?.map(|x| x as i64);
+                let ns = get(&store_opts, "namespace").as_string().filter(|s| !s.is_empty());
+                let store: Rc<dyn MarkerStore> = match get(&store_opts, "kind").as_string().as_deref() {
+                    Some("memory") => Rc::new(MemoryStore::default()),
+                    Some("localStorage") => Rc::new(LocalStorageStore {
+                        prefix: get(&store_opts, "prefix").as_string().unwrap_or_else(|| "sfstream/".to_owned()),
+                    }),
+                    Some("indexedDB") => Rc::new(IndexedDbStore {
+                        database: get(&store_opts, "database").as_string().unwrap_or_else(|| "sfstream".to_owned()),
+                    }),
+                    _ => return Err(js_error("TypeError", "option store.kind must be memory, localStorage or indexedDB")),
+                };
+                (store, default_replay, ns)
+            } else {
+                (Rc::new(HostStore { host: host.clone() }), None, None)
+            };
         let inner = Rc::new(RefCell::new(Inner {
             session: Session::new(config),
             host,
@@ -247,6 +275,10 @@ impl WasmClient {
             writing: false,
             last_batch: JsValue::UNDEFINED,
             failed: false,
+            store,
+            namespace: String::new(),
+            namespace_override,
+            default_replay,
         }));
         let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
         let timer_cb = Closure::<dyn FnMut()>::new(move || {
@@ -309,11 +341,16 @@ impl WasmClient {
         wasm_bindgen_futures::future_to_promise(async move {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
-            let stored = {
-                let p = rc.borrow().host.get_replay_marker(&channel);
-                JsFuture::from(p).await?
+            let key = proto::replay_key(&channel).to_owned();
+            let (store, ns, default_replay) = {
+                let i = rc.borrow();
+                (i.store.clone(), i.namespace.clone(), i.default_replay)
             };
-            let (replay, marker) = read_stored_marker(&rc, &channel, &stored);
+            let stored = store.get(&ns, &key).await?;
+            let (replay, marker) = match read_stored_marker(&rc, &channel, &stored) {
+                (None, None) => (default_replay, None),
+                found => found,
+            };
             let (promise, w) = waiter();
             {
                 let mut i = rc.borrow_mut();
@@ -500,9 +537,18 @@ async fn authenticate(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     let version = rc.borrow().api_version.clone();
     let endpoint = crate::auth::cometd_url(&instance, &version)
         .map_err(|e| js_error("AuthenticationError", &format!("unusable instanceUrl or apiVersion: {e}")))?;
-    let mut i = rc.borrow_mut();
-    i.endpoint = Some(endpoint);
-    i.auth_header = Some(format!("{token_type} {token}"));
+    let identity = get(&result, "id").as_string();
+    let (namespace, host) = {
+        let mut i = rc.borrow_mut();
+        i.endpoint = Some(endpoint);
+        i.auth_header = Some(format!("{token_type} {token}"));
+        i.namespace = i
+            .namespace_override
+            .clone()
+            .unwrap_or_else(|| crate::auth::identity_namespace(identity.as_deref(), &instance));
+        (i.namespace.clone(), i.host.clone())
+    };
+    host.on_authenticated(&namespace);
     Ok(())
 }
 
@@ -927,13 +973,13 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
 /// (unless a newer one arrived meanwhile), is reported as a status event and is retried.
 async fn flush(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     loop {
-        let (batch, host) = {
+        let (batch, host, store, ns) = {
             let mut i = rc.borrow_mut();
             if i.writing || i.dirty.is_empty() {
                 return Ok(());
             }
             i.writing = true;
-            (std::mem::take(&mut i.dirty), i.host.clone())
+            (std::mem::take(&mut i.dirty), i.host.clone(), i.store.clone(), i.namespace.clone())
         };
         let mut failure = None;
         for (channel, marker) in batch {
@@ -946,10 +992,11 @@ async fn flush(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
                 JsValue::NULL
             };
             set(&m, "date", &date);
-            let result = JsFuture::from(host.set_replay_marker(&channel, &m)).await;
+            let result = store.set(&ns, &channel, &m).await;
             if let Err(e) = result {
                 let s = status("storageError");
                 set(&s, "channel", &JsValue::from_str(&channel));
+                set(&s, "storage", &JsValue::from_str(store.describe()));
                 set(&s, "message", &JsValue::from_str(&message_of(&e)));
                 host.on_status(&s);
                 let mut i = rc.borrow_mut();

@@ -71,6 +71,11 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub fn authenticate(this: &Host) -> Promise;
 
+    /// Called after every successful authentication with the identity namespace
+    /// (`<orgId>/<userId>`), so that storages can namespace their keys.
+    #[wasm_bindgen(method, js_name = onAuthenticated)]
+    pub fn on_authenticated(this: &Host, namespace: &str);
+
     /// Resolve to `{ replayId, date }`, or null/undefined.
     #[wasm_bindgen(method, js_name = getReplayMarker)]
     pub fn get_replay_marker(this: &Host, channel: &str) -> Promise;

@@ -5,3 +5,4 @@ mod auth;
 mod client;
 mod error;
 mod js;
+mod store;

@@ -1,0 +1,146 @@
+//! Replay-marker storage: the trait the client writes markers through, and its backends.
+//!
+//! * [`HostStore`]: any JavaScript object (the TypeScript `ReplayMarkerStorage` classes,
+//!   `MappingStorage` over a Map-like, `DefaultMappingStorage`, `ConstantReplayId`, and the
+//!   edge stores written in TS: Deno KV, Workers KV, Durable Object storage), reached through the
+//!   host object.
+//! * [`MemoryStore`], [`LocalStorageStore`], [`IndexedDbStore`]: native backends. Their keys are
+//!   namespaced by org and user (`sfstream/<orgId>/<userId>/<channel>`), so two orgs or users in
+//!   one browser never share markers.
+//!
+//! A marker crosses this interface as a JS object `{ replayId, date }`; native backends store it as
+//! JSON text. Reading never trusts the data: the client validates it (corrupt or foreign data is
+//! reported and treated as no marker).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use js_sys::{Promise, JSON};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use super::js::Host;
+
+/// A boxed local future (the wasm shell is single-threaded).
+pub type LocalFuture<T> = Pin<Box<dyn Future<Output = Result<T, JsValue>>>>;
+
+#[wasm_bindgen(module = "/src/wasm/stores.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = lsGet, catch)]
+    fn ls_get(key: &str) -> Result<Option<String>, JsValue>;
+    #[wasm_bindgen(js_name = lsSet, catch)]
+    fn ls_set(key: &str, value: &str) -> Result<(), JsValue>;
+    #[wasm_bindgen(js_name = idbGet)]
+    fn idb_get(db: &str, key: &str) -> Promise;
+    #[wasm_bindgen(js_name = idbSet)]
+    fn idb_set(db: &str, key: &str, value: &str) -> Promise;
+}
+
+/// Where the client reads a channel's marker when it subscribes and writes it after consumption.
+pub trait MarkerStore {
+    /// The stored `{ replayId, date }` of `channel` (or what the storage wants to start from), or null.
+    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue>;
+    /// Store `marker` (`{ replayId, date }`) for `channel`.
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()>;
+    /// A short description for status events ("localStorage", "indexedDB", ...).
+    fn describe(&self) -> &'static str;
+}
+
+fn key(prefix: &str, namespace: &str, channel: &str) -> String {
+    format!("{prefix}{namespace}/{channel}")
+}
+
+fn parse(text: Option<String>) -> JsValue {
+    match text {
+        // Corrupt text is handed on as a string: the client reports it and ignores it.
+        Some(t) => JSON::parse(&t).unwrap_or(JsValue::from_str(&t)),
+        None => JsValue::NULL,
+    }
+}
+
+fn stringify(marker: &JsValue) -> Result<String, JsValue> {
+    JSON::stringify(marker)?.as_string().ok_or_else(|| JsValue::from_str("marker is not serialisable"))
+}
+
+/// A JavaScript storage object behind the host (`host.getReplayMarker` / `host.setReplayMarker`).
+pub struct HostStore {
+    pub host: Host,
+}
+
+impl MarkerStore for HostStore {
+    fn get(&self, _namespace: &str, channel: &str) -> LocalFuture<JsValue> {
+        let p = self.host.get_replay_marker(channel);
+        Box::pin(async move { JsFuture::from(p).await })
+    }
+    fn set(&self, _namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
+        let p = self.host.set_replay_marker(channel, marker);
+        Box::pin(async move { JsFuture::from(p).await.map(|_| ()) })
+    }
+    fn describe(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// Markers in memory, for the lifetime of the client.
+#[derive(Default)]
+pub struct MemoryStore {
+    map: RefCell<HashMap<String, String>>,
+}
+
+impl MarkerStore for MemoryStore {
+    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue> {
+        let v = self.map.borrow().get(&key("", namespace, channel)).cloned();
+        Box::pin(async move { Ok(parse(v)) })
+    }
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
+        let r = stringify(marker).map(|t| {
+            self.map.borrow_mut().insert(key("", namespace, channel), t);
+        });
+        Box::pin(async move { r })
+    }
+    fn describe(&self) -> &'static str {
+        "memory"
+    }
+}
+
+/// `localStorage` (browsers), keys `<prefix><orgId>/<userId>/<channel>`.
+pub struct LocalStorageStore {
+    pub prefix: String,
+}
+
+impl MarkerStore for LocalStorageStore {
+    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue> {
+        let r = ls_get(&key(&self.prefix, namespace, channel)).map(parse);
+        Box::pin(async move { r })
+    }
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
+        let r = stringify(marker).and_then(|t| ls_set(&key(&self.prefix, namespace, channel), &t));
+        Box::pin(async move { r })
+    }
+    fn describe(&self) -> &'static str {
+        "localStorage"
+    }
+}
+
+/// IndexedDB (browsers and workers): one object store, one readwrite transaction per write.
+pub struct IndexedDbStore {
+    pub database: String,
+}
+
+impl MarkerStore for IndexedDbStore {
+    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue> {
+        let p = idb_get(&self.database, &key("", namespace, channel));
+        Box::pin(async move { Ok(parse(JsFuture::from(p).await?.as_string())) })
+    }
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
+        let text = stringify(marker);
+        let database = self.database.clone();
+        let k = key("", namespace, channel);
+        Box::pin(async move { JsFuture::from(idb_set(&database, &k, &text?)).await.map(|_| ()) })
+    }
+    fn describe(&self) -> &'static str {
+        "indexedDB"
+    }
+}
