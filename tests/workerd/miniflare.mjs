@@ -8,6 +8,8 @@ const walk = (d) => readdirSync(d).flatMap((f) => (statSync(join(d, f)).isDirect
  * The modules of the package installed at `root/node_modules/sfstream`: every shipped .js as an
  * ESModule, the .wasm as CompiledWasm, and a module named "sfstream" re-exporting the entry the
  * package's exports map gives for the "workerd" condition (what wrangler's resolver picks).
+ * workerd resolves an import specifier against the importing module's path, so the "sfstream"
+ * module resolves for a worker module placed at `root` (not in a subfolder).
  */
 export function packageModules(root) {
   const pkgDir = join(root, "node_modules", "sfstream");
