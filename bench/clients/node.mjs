@@ -1,0 +1,133 @@
+// Node adapters: one per client under test, all with the same shape.
+//   load()  -> imports the library (timed by the caller as part of start-up)
+//   start({url, token, channel, replayId, onMessage}) -> resolves once subscribed, to {close()}
+// `pull: true` means the client delivers through `for await` and honours backpressure: the
+// consumer's promise is awaited before the next message. `dataOnly: true` means the callback gets
+// `message.data` (Faye's API), not the whole Bayeux message.
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { ceilingClient } from "./ceiling.mjs";
+import { CometdReplayExtension, FayeReplayExtension } from "./replay-ext.mjs";
+
+const API_VERSION = "62.0";
+
+export const adapters = {
+  sfstream: {
+    pull: true,
+    async load({ pkgEntry }) {
+      const mod = await import(pkgEntry);
+      return {
+        version: mod.VERSION,
+        async start({ url, token, channel, replayId, onMessage, clientOptions = {} }) {
+          const { Client, AccessTokenAuthenticator, ReplayOption } = mod;
+          const client = new Client(new AccessTokenAuthenticator({ accessToken: token, instanceUrl: url }), {
+            apiVersion: API_VERSION,
+            replay: replayId === -2 ? ReplayOption.ALL_EVENTS : ReplayOption.NEW_EVENTS,
+            ...clientOptions,
+          });
+          await client.open();
+          await client.subscribe(channel);
+          const loop = (async () => {
+            for await (const m of client) {
+              const r = onMessage(m);
+              if (r !== undefined) await r;
+            }
+          })();
+          loop.catch((e) => console.error("sfstream loop:", e));
+          return {
+            pending: () => client.pendingCount,
+            async close() {
+              await client.close();
+            },
+          };
+        },
+      };
+    },
+  },
+
+  cometd: {
+    async load() {
+      const { adapt } = await import("cometd-nodejs-client");
+      const { CometD } = await import("cometd");
+      adapt();
+      return {
+        async start({ url, token, channel, replayId, onMessage }) {
+          const cometd = new CometD();
+          cometd.unregisterTransport("websocket");
+          cometd.unregisterTransport("callback-polling");
+          cometd.configure({
+            url: `${url}/cometd/${API_VERSION}`,
+            appendMessageTypeToURL: false,
+            requestHeaders: { Authorization: `Bearer ${token}` },
+            logLevel: "warn",
+          });
+          cometd.registerExtension("replay", new CometdReplayExtension(channel, replayId));
+          await new Promise((resolve, reject) => {
+            cometd.handshake((hs) => {
+              if (!hs.successful) return reject(new Error(`cometd handshake: ${JSON.stringify(hs)}`));
+              cometd.subscribe(channel, onMessage, (sub) => {
+                if (sub.successful) resolve();
+                else reject(new Error(`cometd subscribe: ${JSON.stringify(sub)}`));
+              });
+            });
+          });
+          return {
+            close: () => new Promise((resolve) => cometd.disconnect(() => resolve())),
+          };
+        },
+      };
+    },
+  },
+
+  faye: {
+    dataOnly: true,
+    async load() {
+      const faye = (await import("faye")).default;
+      return {
+        async start({ url, token, channel, replayId, onMessage }) {
+          const client = new faye.Client(`${url}/cometd/${API_VERSION}`, { timeout: 120 });
+          client.disable("websocket");
+          client.setHeader("Authorization", `Bearer ${token}`);
+          client.addExtension(new FayeReplayExtension(channel, replayId));
+          const sub = client.subscribe(channel, onMessage);
+          await sub;
+          return {
+            async close() {
+              await client.disconnect();
+            },
+          };
+        },
+      };
+    },
+  },
+
+  jsforce: {
+    dataOnly: true,
+    async load() {
+      // jsforce >= 3.10 needs Node 22 (undici 8); on Node 20 run.mjs points BENCH_JSFORCE_DIR at a
+      // directory whose node_modules holds a Node-20-compatible jsforce (see BENCHMARKS.md).
+      const req = createRequire(process.env.BENCH_JSFORCE_DIR ? join(process.env.BENCH_JSFORCE_DIR, "x.js") : import.meta.url);
+      const jsforce = req("jsforce");
+      const { StreamingExtension } = req("jsforce/lib/api/streaming.js");
+      return {
+        async start({ url, token, channel, replayId, onMessage }) {
+          const conn = new jsforce.Connection({ instanceUrl: url, accessToken: token, version: API_VERSION });
+          const client = conn.streaming.createClient([new StreamingExtension.Replay(channel, replayId)]);
+          const sub = client.subscribe(channel, onMessage);
+          await sub;
+          return {
+            async close() {
+              await client.disconnect();
+            },
+          };
+        },
+      };
+    },
+  },
+
+  ceiling: {
+    async load() {
+      return ceilingClient();
+    },
+  },
+};

@@ -1,0 +1,196 @@
+// One measurement in one fresh process: `node bench/worker.mjs '<json>'` with
+// {client, scenario, url, token, channel, n, pkgEntry, ...}. Prints `RESULT {json}` on stdout.
+// The orchestrator (run.mjs) has already put the backlog in place for catch-up runs.
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+
+const cfg = JSON.parse(process.argv[2]);
+const TIMEOUT_MS = cfg.timeoutMs ?? 120_000;
+
+function fail(msg) {
+  console.log(`RESULT ${JSON.stringify({ ok: false, error: msg })}`);
+  process.exit(1);
+}
+const guard = setTimeout(() => fail(`timed out after ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+guard.unref();
+
+const rssMB = () => process.memoryUsage.rss() / 1048576;
+const peakMB = () => process.resourceUsage().maxRSS / 1024;
+const cpuMs = (since) => {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1000;
+};
+
+async function control(path, body) {
+  const res = await fetch(`${cfg.url}/_sfemu/${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body ?? {}),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`control ${path}: HTTP ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** Counts events, checks exactly-once in-order delivery by replay id, and timestamps first/last. */
+function makeCounter(n, dataOnly) {
+  let resolveDone;
+  const c = {
+    count: 0,
+    last: -Infinity,
+    outOfOrder: 0,
+    tFirst: 0,
+    tLast: 0,
+    done: new Promise((r) => (resolveDone = r)),
+    onMessage(m) {
+      const id = dataOnly ? m.event.replayId : m.data.event.replayId;
+      if (!(id > c.last)) c.outOfOrder++;
+      c.last = id;
+      const t = performance.now();
+      if (c.count === 0) c.tFirst = t;
+      c.count++;
+      if (c.count === n) {
+        c.tLast = t;
+        resolveDone();
+      }
+    },
+  };
+  return c;
+}
+
+async function main() {
+  const { adapters } = await import("./clients/node.mjs");
+  const adapter = adapters[cfg.client];
+  if (!adapter) fail(`unknown client ${cfg.client}`);
+  const t0 = performance.now();
+  const lib = await adapter.load(cfg);
+  const tImported = performance.now();
+  const base = { url: cfg.url, token: cfg.token, channel: cfg.channel };
+  const out = { ok: true, client: cfg.client, scenario: cfg.scenario, n: cfg.n };
+
+  if (cfg.scenario === "catchup") {
+    const counter = makeCounter(cfg.n, adapter.dataOnly);
+    const rss0 = rssMB();
+    const cpu0 = process.cpuUsage();
+    const tOpen = performance.now();
+    const sub = await lib.start({ ...base, replayId: -2, onMessage: counter.onMessage });
+    await counter.done;
+    out.cpuMs = cpuMs(cpu0);
+    out.totalMs = counter.tLast - tOpen;
+    out.drainMs = counter.tLast - counter.tFirst;
+    await sleep(150);
+    out.received = counter.count;
+    out.outOfOrder = counter.outOfOrder;
+    out.rssGrowthMB = peakMB() - rss0;
+    await sub.close();
+  } else if (cfg.scenario === "live") {
+    const counter = makeCounter(cfg.n, adapter.dataOnly);
+    const sub = await lib.start({ ...base, replayId: -1, onMessage: counter.onMessage });
+    await control("clock", {}); // warm up this process's fetch (undici) outside the measurement
+    await sleep(100); // let the long-poll be held
+    const rss0 = rssMB();
+    const cpu0 = process.cpuUsage();
+    const tPub = performance.now();
+    const pub = await control("publish", { channel: cfg.channel, count: cfg.n, payloadSize: 200 });
+    if (pub.published !== cfg.n) fail(`published ${pub.published}`);
+    await counter.done;
+    out.cpuMs = cpuMs(cpu0);
+    out.elapsedMs = counter.tLast - tPub;
+    out.eventsPerSec = (cfg.n / out.elapsedMs) * 1000;
+    await sleep(150);
+    out.received = counter.count;
+    out.outOfOrder = counter.outOfOrder;
+    out.rssGrowthMB = peakMB() - rss0;
+    await sub.close();
+  } else if (cfg.scenario === "latency") {
+    // Start-up (import -> subscribed) is measured here: no backlog, nothing else running.
+    let waiting = null;
+    let got = 0;
+    let lastId = -Infinity;
+    let outOfOrder = 0;
+    const onMessage = (m) => {
+      const id = adapter.dataOnly ? m.event.replayId : m.data.event.replayId;
+      if (!(id > lastId)) outOfOrder++;
+      lastId = id;
+      got++;
+      const w = waiting;
+      waiting = null;
+      if (w) w(performance.now());
+    };
+    const sub = await lib.start({ ...base, replayId: -1, onMessage });
+    const tSubscribed = performance.now();
+    out.importMs = tImported - t0;
+    out.subscribeMs = tSubscribed - tImported;
+    out.startupMs = tSubscribed - t0;
+    await control("clock", {}); // warm up this process's fetch (undici) outside the measurement
+    await sleep(100);
+    const rss0 = rssMB();
+    const lat = [];
+    for (let i = 0; i < cfg.n; i++) {
+      const arrived = new Promise((r) => (waiting = r));
+      const tSend = performance.now();
+      await control("publish", { channel: cfg.channel, count: 1, payloadSize: 200 });
+      const tRecv = await Promise.race([arrived, sleep(10_000).then(() => NaN)]);
+      if (Number.isNaN(tRecv)) fail(`event ${i} not delivered within 10 s`);
+      lat.push(tRecv - tSend);
+      await sleep(cfg.gapMs ?? 10);
+    }
+    lat.sort((a, b) => a - b);
+    const q = (p) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)];
+    out.p50Ms = q(0.5);
+    out.p99Ms = q(0.99);
+    out.received = got;
+    out.outOfOrder = outOfOrder;
+    out.rssGrowthMB = peakMB() - rss0;
+    await sub.close();
+  } else if (cfg.scenario === "slow") {
+    // A slow consumer on a big backlog: ~1 event per ms for durationMs. Pull clients (sfstream)
+    // get backpressure through `for await`; push clients (callbacks) queue in the application,
+    // which is what their users have to do.
+    const durationMs = cfg.durationMs ?? 4000;
+    let consumed = 0;
+    const queue = [];
+    let onMessage;
+    if (adapter.pull) {
+      onMessage = async () => {
+        consumed++;
+        await sleep(1);
+      };
+    } else {
+      onMessage = (m) => queue.push(m);
+    }
+    const rss0 = rssMB();
+    const samples = [];
+    const tStart = performance.now();
+    const sampler = setInterval(() => samples.push([performance.now() - tStart, rssMB()]), 250);
+    const sub = await lib.start({ ...base, replayId: -2, onMessage });
+    if (!adapter.pull) {
+      (async () => {
+        for (let head = 0; performance.now() - tStart < durationMs + 1000; ) {
+          if (head < queue.length) {
+            queue[head++] = undefined;
+            consumed++;
+          }
+          await sleep(1);
+        }
+      })();
+    }
+    await sleep(durationMs);
+    clearInterval(sampler);
+    const at = (ms) => samples.find(([t]) => t >= ms)?.[1] ?? NaN;
+    out.rssAt1sMB = at(1000) - rss0;
+    out.rssEndMB = samples[samples.length - 1][1] - rss0;
+    out.rssPeakMB = peakMB() - rss0;
+    out.lateGrowthMB = out.rssEndMB - out.rssAt1sMB;
+    out.consumed = consumed;
+    out.fetched = adapter.pull ? consumed + (sub.pending?.() ?? 0) : queue.length;
+    out.samples = samples.map(([t, r]) => [Math.round(t), +(r - rss0).toFixed(1)]);
+    await sub.close();
+  } else {
+    fail(`unknown scenario ${cfg.scenario}`);
+  }
+  console.log(`RESULT ${JSON.stringify(out)}`);
+  process.exit(0);
+}
+
+main().catch((e) => fail(String(e?.stack ?? e)));
