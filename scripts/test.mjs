@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import { withLock } from "./lock.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const only = process.argv.slice(2);
+const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const flags = process.argv.slice(2).filter((a) => a.startsWith("--"));
 const want = (layer) => only.length === 0 || only.includes(layer);
 const run = (cmd, args, opts = {}) => {
   console.log(`\n[test] ${cmd} ${args.join(" ")}`);
@@ -48,8 +49,13 @@ if (want("node")) {
   const tests = [...files("tests/node", ".test.mjs"), ...files("tests/conformance", ".test.mjs")];
   run("node", ["--test", "--test-concurrency=1", "--test-timeout=180000", ...tests], { env });
 }
-for (const layer of ["types", "browser", "deno", "workerd", "e2e"]) {
-  const script = join(root, "tests", layer, "run.mjs");
-  if (want(layer) && existsSync(script)) run("node", [script], { env });
+// Every tests/<layer>/run.mjs is a layer: the known ones in this order, then any others.
+const ORDER = ["types", "packaging", "browser", "deno", "workerd", "storage", "crash", "relay", "examples", "chaos", "e2e"];
+const found = readdirSync(join(root, "tests"), { withFileTypes: true })
+  .filter((d) => d.isDirectory() && existsSync(join(root, "tests", d.name, "run.mjs")))
+  .map((d) => d.name);
+const layers = [...ORDER.filter((l) => found.includes(l)), ...found.filter((l) => !ORDER.includes(l)).sort()];
+for (const layer of layers) {
+  if (want(layer)) run("node", [join(root, "tests", layer, "run.mjs"), ...flags], { env });
 }
 console.log("\n[test] all layers passed");
