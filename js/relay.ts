@@ -1,0 +1,459 @@
+/**
+ * `sfstream/relay`: an edge relay that lets a browser page on your own origin stream from
+ * Salesforce, whose `/cometd` answers no CORS and must never see a browser holding an OAuth secret.
+ *
+ * `createRelay(options)` returns a fetch handler (`(request: Request) => Promise<Response>`) for
+ * Cloudflare Workers (`export default { fetch: relay }`), Deno (`Deno.serve(relay)`) and, through
+ * `toNodeHandler` from `sfstream/relay/node`, Node's `http.createServer`.
+ *
+ * The relay is a transport-level proxy, not a second Bayeux implementation. Per request it:
+ * 1. answers CORS for the configured origins (preflight, credentials) and refuses other origins;
+ * 2. asks `authorize(request)` whether the browser may use it (HTTP 401 otherwise);
+ * 3. reads the JSON array the browser posted and inspects only two things: each `/meta/subscribe`
+ *    (`subscription` must match the channel allowlist) and each publish (a message on a non-`/meta/`
+ *    channel, refused unless `allowPublish`). A refused message is answered by the relay with a
+ *    Bayeux-shaped `successful: false` reply (`403::Channel not allowed by relay`,
+ *    `403::Publish denied by relay`) and the rest of the batch goes to Salesforce;
+ * 4. forwards the batch to `{instanceUrl}/cometd/{version}` with the server-side token in
+ *    `Authorization` and the Salesforce cookies of that browser client;
+ * 5. on HTTP 401, `401::…` or `403::Handshake denied` with a `401::…` failure reason, gets a fresh
+ *    token from the authenticator and retries the request once;
+ * 6. returns Salesforce's status and JSON body with its own headers only (no `Set-Cookie`, nothing
+ *    of Salesforce's), after checking that the token does not occur in it.
+ *
+ * Cookies: Salesforce's `BAYEUX_BROWSER` / `sfdc-stream` cookies are kept by the relay, in one jar
+ * per Bayeux client: a jar is created for each handshake and bound to the `clientId` Salesforce
+ * returns, and to the browser credential (the `Authorization` header) that made the handshake. Later
+ * requests find their jar by the `clientId` in the messages. The browser itself needs no cookies
+ * (its cross-origin fetch sends none): two tabs, or two browsers, never share a Salesforce session.
+ * A relay instance that does not know a `clientId` (restarted, or another isolate) forwards the
+ * request without cookies; Salesforce answers `403::Unknown client` (or its no-`BAYEUX_BROWSER`
+ * variant) and the client handshakes again, resubscribing from its replay markers.
+ * @module
+ */
+
+import type { Authenticator, TokenInfo } from "./auth.js";
+
+/** Options of {@link createRelay}. */
+export interface RelayOptions {
+  /** Server-side authenticator (password, JWT bearer, client credentials, refresh token, or your own). */
+  authenticator: Authenticator;
+  /**
+   * Origins allowed to call the relay from a browser (exact, e.g. `"https://app.example.com"`), or
+   * a predicate. Requests with no `Origin` header (not from a browser page) are not refused here;
+   * `authorize` decides.
+   */
+  allowedOrigins: readonly string[] | ((origin: string) => boolean);
+  /**
+   * Channel allowlist for `/meta/subscribe` (and for publish when enabled): exact names
+   * (`"/event/Order__e"`) or prefix patterns ending in `*` (`"/topic/*"` allows every channel
+   * below `/topic/`). A PushTopic filter (`/topic/X?Field='v'`) is matched by its channel.
+   */
+  channels: readonly string[];
+  /** Let browsers publish over CometD (on allowed channels). Default false. */
+  allowPublish?: boolean;
+  /**
+   * Decides whether a request may use the relay, e.g. by checking a signed session token in its
+   * `Authorization` header (the browser `Client` sends `Authorization: Bearer <accessToken>` of its
+   * authenticator). Do not read the request body. Returning false (or throwing) answers HTTP 401.
+   */
+  authorize: (request: Request) => boolean | Promise<boolean>;
+  /** If set, the only API version the relay forwards (others get HTTP 400). Default: any version >= 37.0. */
+  apiVersion?: string;
+  /** Path the relay serves, default `"/cometd"`: it answers `{path}/{version}` and `{path}/{version}/...`. */
+  path?: string;
+  /** Most Bayeux client sessions (cookie jars) kept at once. Default 10000; the least recently used go first. */
+  maxSessions?: number;
+  /** A jar unused this long is dropped (ms). Default 300000; Salesforce sweeps a session after 40 s without a connect. */
+  sessionIdleTimeout?: number;
+}
+
+/** A fetch handler, as Workers, Deno and the Node adapter call it. */
+export type RelayHandler = (request: Request) => Promise<Response>;
+
+/** Reply text of a subscribe refused by the allowlist. */
+export const CHANNEL_NOT_ALLOWED = "403::Channel not allowed by relay";
+/** Reply text of a publish refused by the relay. */
+export const PUBLISH_DENIED = "403::Publish denied by relay";
+
+const MAX_BODY_BYTES = 32768;
+const VERSION_RE = /^(\d{2,3})\.0$/;
+
+interface BayeuxMessage {
+  channel?: unknown;
+  clientId?: unknown;
+  id?: unknown;
+  subscription?: unknown;
+  successful?: unknown;
+  error?: unknown;
+  ext?: unknown;
+  [field: string]: unknown;
+}
+
+interface Jar {
+  cookies: Map<string, string>;
+  owner: string;
+  lastUsed: number;
+}
+
+/** The server-side authenticator failed; its error (which may name the login host) stays in the relay. */
+class RelayAuthFailure extends Error {
+  constructor(cause: unknown) {
+    super("the relay could not authenticate to Salesforce", { cause });
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function checkOptions(o: RelayOptions): void {
+  if (!isObject(o)) throw new TypeError("options must be an object");
+  const a = o.authenticator as unknown;
+  if (!isObject(a) || typeof (a as { authenticate?: unknown }).authenticate !== "function") {
+    throw new TypeError("authenticator must be an object with an authenticate() method");
+  }
+  if (typeof o.allowedOrigins !== "function") {
+    if (!Array.isArray(o.allowedOrigins) || o.allowedOrigins.some((x) => typeof x !== "string" || x === "" || x === "*")) {
+      throw new TypeError('allowedOrigins must be an array of origins (no "*": the relay answers with credentials) or a function');
+    }
+  }
+  if (!Array.isArray(o.channels) || o.channels.some((c) => typeof c !== "string" || !c.startsWith("/"))) {
+    throw new TypeError('channels must be an array of channel names or prefix patterns, each starting with "/" (e.g. "/topic/*")');
+  }
+  if (typeof o.authorize !== "function") throw new TypeError("authorize must be a function (request) => boolean | Promise<boolean>");
+  if (o.allowPublish !== undefined && typeof o.allowPublish !== "boolean") throw new TypeError("allowPublish must be a boolean");
+  if (o.apiVersion !== undefined && (typeof o.apiVersion !== "string" || !VERSION_RE.test(o.apiVersion) || Number(o.apiVersion) < 37)) {
+    throw new TypeError('apiVersion must be a string like "62.0" (37.0 or later)');
+  }
+  if (o.path !== undefined && (typeof o.path !== "string" || !/^\/[^?#]*[^/?#]$/.test(o.path))) {
+    throw new TypeError('path must start with "/" and not end with "/", e.g. "/cometd"');
+  }
+  for (const k of ["maxSessions", "sessionIdleTimeout"] as const) {
+    const v = o[k];
+    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v <= 0)) throw new TypeError(`${k} must be a positive number`);
+  }
+}
+
+/** Does `channel` match the allowlist? Exact, or a pattern ending in `*` as a prefix. */
+function channelAllowed(patterns: readonly string[], channel: string): boolean {
+  const base = channel.split("?")[0] ?? channel;
+  for (const p of patterns) {
+    if (p.endsWith("*")) {
+      if (base.startsWith(p.slice(0, -1)) && base.length > p.length - 1) return true;
+    } else if (base === p) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** `name=value` pairs of `Set-Cookie` headers; values are kept byte for byte (§8: never re-encode). */
+function setCookies(headers: Headers): string[] {
+  const h = headers as Headers & { getSetCookie?: () => string[]; getAll?: (name: string) => string[] };
+  if (typeof h.getSetCookie === "function") return h.getSetCookie();
+  if (typeof h.getAll === "function") return h.getAll("Set-Cookie");
+  const one = headers.get("set-cookie");
+  return one === null ? [] : [one];
+}
+
+function storeCookies(jar: Map<string, string>, headers: Headers): void {
+  for (const line of setCookies(headers)) {
+    const first = line.split(";")[0] ?? "";
+    const eq = first.indexOf("=");
+    if (eq <= 0) continue;
+    const name = first.slice(0, eq).trim();
+    const value = first.slice(eq + 1).trim();
+    // Expired (deleted) cookies: an Expires in the past or Max-Age <= 0.
+    const attrs = line.slice(first.length).toLowerCase();
+    const maxAge = /;\s*max-age=(-?\d+)/.exec(attrs);
+    const expires = /;\s*expires=([^;]+)/.exec(attrs);
+    const gone = (maxAge !== null && Number(maxAge[1]) <= 0) || (expires !== null && expires[1] !== undefined && Date.parse(expires[1]) < Date.now());
+    if (gone) jar.delete(name);
+    else jar.set(name, value);
+  }
+}
+
+function cookieHeader(jar: Map<string, string>): string | null {
+  if (jar.size === 0) return null;
+  return [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+}
+
+async function digest(text: string): Promise<string> {
+  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  let out = "";
+  for (const b of bytes) out += b.toString(16).padStart(2, "0");
+  return out;
+}
+
+function needsFreshToken(status: number, body: unknown): boolean {
+  if (status === 401) return true;
+  if (!Array.isArray(body)) return false;
+  for (const m of body) {
+    if (!isObject(m) || m.successful !== false || typeof m.error !== "string") continue;
+    if (m.error.startsWith("401::")) return true;
+    if (m.error.startsWith("403::Handshake denied")) {
+      const ext = m.ext;
+      const sfdc = isObject(ext) ? ext.sfdc : undefined;
+      const reason = isObject(sfdc) ? sfdc.failureReason : undefined;
+      if (typeof reason === "string" && reason.startsWith("401::")) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Create the relay. See the module documentation for what it does per request.
+ *
+ * ```ts
+ * import { JwtBearerAuthenticator } from "sfstream";
+ * import { createRelay } from "sfstream/relay";
+ * const relay = createRelay({
+ *   authenticator: new JwtBearerAuthenticator({ consumerKey, username, privateKey }),
+ *   allowedOrigins: ["https://app.example.com"],
+ *   channels: ["/event/Order_Placed__e", "/topic/*"],
+ *   authorize: async (request) => verifySessionToken(request.headers.get("authorization")),
+ * });
+ * Deno.serve(relay);
+ * ```
+ */
+export function createRelay(options: RelayOptions): RelayHandler {
+  checkOptions(options);
+  const authenticator = options.authenticator;
+  const allowed = options.allowedOrigins;
+  const originAllowed = typeof allowed === "function" ? allowed : (o: string) => allowed.includes(o);
+  const patterns = [...options.channels];
+  const allowPublish = options.allowPublish === true;
+  const authorize = options.authorize;
+  const pinnedVersion = options.apiVersion ?? null;
+  const base = options.path ?? "/cometd";
+  const maxSessions = options.maxSessions ?? 10000;
+  const idle = options.sessionIdleTimeout ?? 300_000;
+
+  // The server-side token: one at a time, refreshed once per invalidation however many requests see it.
+  let token: TokenInfo | null = null;
+  let pending: Promise<TokenInfo> | null = null;
+  // Every token this relay has held, to check responses against (bounded).
+  const seenTokens: string[] = [];
+  async function currentToken(): Promise<TokenInfo> {
+    if (token !== null) return token;
+    if (pending === null) {
+      pending = (async () => {
+        try {
+          const t = await authenticator.authenticate();
+          if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
+            throw new Error("the authenticator returned no accessToken/instanceUrl");
+          }
+          token = t;
+          if (!seenTokens.includes(t.accessToken)) {
+            seenTokens.push(t.accessToken);
+            if (seenTokens.length > 8) seenTokens.shift();
+          }
+          return t;
+        } finally {
+          pending = null;
+        }
+      })();
+    }
+    return pending;
+  }
+  function invalidate(t: TokenInfo): void {
+    if (token === t) token = null;
+  }
+
+  // Cookie jars by Bayeux clientId, least recently used first (Map keeps insertion order).
+  const jars = new Map<string, Jar>();
+  function sweep(now: number): void {
+    for (const [id, jar] of jars) {
+      if (jars.size <= maxSessions && now - jar.lastUsed < idle) break;
+      jars.delete(id);
+    }
+  }
+  function touch(id: string, jar: Jar, now: number): void {
+    jar.lastUsed = now;
+    jars.delete(id);
+    jars.set(id, jar);
+  }
+
+  function corsHeaders(origin: string | null): Headers {
+    const h = new Headers({ "Cache-Control": "no-store", Vary: "Origin" });
+    if (origin !== null) {
+      h.set("Access-Control-Allow-Origin", origin);
+      h.set("Access-Control-Allow-Credentials", "true");
+    }
+    return h;
+  }
+  function reply(status: number, body: unknown, origin: string | null, extra: Record<string, string> = {}): Response {
+    const h = corsHeaders(origin);
+    for (const [k, v] of Object.entries(extra)) h.set(k, v);
+    if (body === null) return new Response(null, { status, headers: h });
+    h.set("Content-Type", "application/json;charset=UTF-8");
+    return new Response(JSON.stringify(body), { status, headers: h });
+  }
+  const bayeuxError = (error: string, channel = "/meta/handshake"): unknown[] => [{ channel, successful: false, error }];
+
+  /** Remove every token the relay has held from a text, whatever happens upstream. */
+  function scrub(text: string): string {
+    let out = text;
+    for (const t of seenTokens) if (out.includes(t)) out = out.split(t).join("[redacted]");
+    return out;
+  }
+
+  async function forward(url: string, body: string, jar: Map<string, string>, signal: AbortSignal | null): Promise<{ status: number; text: string; parsed: unknown; headers: Headers }> {
+    for (let attempt = 0; ; attempt++) {
+      let t: TokenInfo;
+      try {
+        t = await currentToken();
+      } catch (e) {
+        throw new RelayAuthFailure(e);
+      }
+      const headers = new Headers({ "Content-Type": "application/json;charset=UTF-8", Accept: "application/json" });
+      headers.set("Authorization", `${t.tokenType ?? "Bearer"} ${t.accessToken}`);
+      const cookie = cookieHeader(jar);
+      if (cookie !== null) headers.set("Cookie", cookie);
+      const target = `${t.instanceUrl.replace(/\/+$/, "")}${url}`;
+      const init: RequestInit = { method: "POST", headers, body, redirect: "manual" };
+      if (signal !== null) init.signal = signal;
+      const res = await fetch(target, init);
+      storeCookies(jar, res.headers);
+      const text = await res.text();
+      let parsed: unknown = null;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = null;
+      }
+      if (attempt === 0 && needsFreshToken(res.status, parsed)) {
+        invalidate(t);
+        continue;
+      }
+      return { status: res.status, text, parsed, headers: res.headers };
+    }
+  }
+
+  return async function relay(request: Request): Promise<Response> {
+    const origin = request.headers.get("Origin");
+    if (origin !== null && !originAllowed(origin)) {
+      return new Response("origin not allowed", { status: 403, headers: { "Content-Type": "text/plain", Vary: "Origin" } });
+    }
+    const url = new URL(request.url);
+    if (url.pathname !== base && !url.pathname.startsWith(`${base}/`)) return reply(404, null, origin);
+    const rest = url.pathname.slice(base.length + 1);
+    const slash = rest.indexOf("/");
+    const version = slash < 0 ? rest : rest.slice(0, slash);
+    const tail = slash < 0 ? "" : rest.slice(slash);
+
+    if (request.method === "OPTIONS") {
+      return reply(204, null, origin, {
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+      });
+    }
+    if (request.method !== "POST") return reply(405, bayeuxError("405::Only POST allowed"), origin, { Allow: "POST, OPTIONS" });
+
+    let ok = false;
+    try {
+      ok = (await authorize(request)) === true;
+    } catch {
+      ok = false;
+    }
+    if (!ok) return reply(401, bayeuxError("401::Relay authorization required"), origin, { "WWW-Authenticate": "Bearer" });
+
+    if (!VERSION_RE.test(version) || Number(version) < 37 || (pinnedVersion !== null && version !== pinnedVersion)) {
+      const want = pinnedVersion ?? "62.0";
+      return reply(400, bayeuxError(`400::Unsupported API version. This relay forwards ${pinnedVersion === null ? "'37.0' and later" : `'${pinnedVersion}' only`}. URI format: '${base}/${want}'`), origin);
+    }
+    if (!/^(\/[a-z]+)?\/?$/.test(tail)) return reply(404, null, origin);
+
+    const raw = await request.text();
+    if (new TextEncoder().encode(raw).length > MAX_BODY_BYTES) {
+      return new Response("Maximum Request Size Exceeded", { status: 413, headers: corsHeaders(origin) });
+    }
+    let messages: unknown;
+    try {
+      messages = JSON.parse(raw);
+    } catch {
+      messages = null;
+    }
+    if (!Array.isArray(messages) || messages.length === 0 || !messages.every(isObject)) {
+      return reply(400, bayeuxError("400::The relay accepts a non-empty JSON array of Bayeux messages"), origin);
+    }
+
+    // The two inspections: subscriptions against the allowlist, publishes against allowPublish.
+    const forwarded: BayeuxMessage[] = [];
+    const refused: BayeuxMessage[] = [];
+    for (const m of messages as BayeuxMessage[]) {
+      const channel = typeof m.channel === "string" ? m.channel : "";
+      const answer = (error: string): void => {
+        const r: BayeuxMessage = { channel, successful: false, error };
+        if (m.id !== undefined) r.id = m.id;
+        if (m.clientId !== undefined) r.clientId = m.clientId;
+        if (m.subscription !== undefined) r.subscription = m.subscription;
+        refused.push(r);
+      };
+      if (channel === "/meta/subscribe") {
+        if (typeof m.subscription === "string" && !channelAllowed(patterns, m.subscription)) {
+          answer(CHANNEL_NOT_ALLOWED);
+          continue;
+        }
+      } else if (!channel.startsWith("/meta/")) {
+        if (!allowPublish) {
+          answer(PUBLISH_DENIED);
+          continue;
+        }
+        if (!channelAllowed(patterns, channel)) {
+          answer(CHANNEL_NOT_ALLOWED);
+          continue;
+        }
+      }
+      forwarded.push(m);
+    }
+    if (forwarded.length === 0) return reply(200, refused, origin);
+
+    // The jar of this Bayeux client: a new one for a handshake, otherwise found by clientId and
+    // bound to the browser credential that made the handshake.
+    const now = Date.now();
+    sweep(now);
+    const owner = await digest(request.headers.get("Authorization") ?? "");
+    const handshake = forwarded.some((m) => m.channel === "/meta/handshake");
+    const clientId = forwarded.map((m) => m.clientId).find((c): c is string => typeof c === "string");
+    let jar: Jar | null = null;
+    if (!handshake && clientId !== undefined) {
+      const j = jars.get(clientId);
+      if (j !== undefined && j.owner === owner) {
+        jar = j;
+        touch(clientId, j, now);
+      }
+    }
+    const cookies = jar?.cookies ?? new Map<string, string>();
+    const body = refused.length === 0 ? raw : JSON.stringify(forwarded);
+
+    let up: { status: number; text: string; parsed: unknown };
+    try {
+      up = await forward(`/cometd/${version}${tail}`, body, cookies, request.signal ?? null);
+    } catch (e) {
+      if (request.signal?.aborted) return reply(499, null, origin);
+      const authFailed = e instanceof RelayAuthFailure;
+      return reply(authFailed ? 503 : 502, bayeuxError(authFailed ? "503::Relay could not authenticate to Salesforce" : "502::Relay could not reach Salesforce"), origin);
+    }
+
+    if (Array.isArray(up.parsed)) {
+      for (const m of up.parsed) {
+        if (!isObject(m)) continue;
+        if (m.channel === "/meta/handshake" && m.successful === true && typeof m.clientId === "string") {
+          const j: Jar = { cookies, owner, lastUsed: now };
+          jars.set(m.clientId, j);
+        } else if (m.channel === "/meta/disconnect" && typeof m.clientId === "string") {
+          jars.delete(m.clientId);
+        }
+      }
+    }
+
+    let text = up.text;
+    if (refused.length > 0 && Array.isArray(up.parsed)) text = JSON.stringify([...up.parsed, ...refused]);
+    const h = corsHeaders(origin);
+    h.set("Content-Type", "application/json;charset=UTF-8");
+    return new Response(scrub(text), { status: up.status, headers: h });
+  };
+}
