@@ -33,7 +33,7 @@ const DEFAULT_SUBSCRIBED = new Set(DEMO_CHANNELS.slice(0, 4));
  *   buckets: Int32Array, bucketSec: Int32Array,
  *   queue: import("./vendor/sfstream/index.js").Message[],
  *   marker: { replayId: number, date: string | null } | null,
- *   published: number | null,
+ *   published: number | null, publishedAt: number,
  *   row: HTMLTableRowElement, cells: Record<string, HTMLElement>, button: HTMLButtonElement,
  *   list: HTMLOListElement, feed: HTMLElement,
  * }} Channel
@@ -113,7 +113,7 @@ function addChannel(name, wanted) {
     name, kind: kindOf(name), color, index, wanted, sub: "no", subError: "",
     received: 0, lastReplayId: null, outOfOrder: 0, lastLatency: null, latencies: [],
     buckets: new Int32Array(WINDOW + 1), bucketSec: new Int32Array(WINDOW + 1).fill(-1),
-    queue: [], marker: null, published: null, row, cells, button, list, feed,
+    queue: [], marker: null, published: null, publishedAt: 0, row, cells, button, list, feed,
   };
   channels.set(name, ch);
   renderLegend();
@@ -126,6 +126,7 @@ function renderRow(ch) {
   const subText = ch.cells.sub.querySelector(".sub-state");
   if (subText) subText.textContent = subLabel;
   ch.row.dataset.sub = ch.sub;
+  ch.feed.hidden = !(ch.wanted || ch.received > 0);
   ch.button.textContent = ch.wanted ? "Unsubscribe" : "Subscribe";
   ch.button.setAttribute("aria-label", `${ch.wanted ? "Unsubscribe from" : "Subscribe to"} ${ch.name}`);
   ch.cells.received.textContent = String(ch.received);
@@ -135,21 +136,25 @@ function renderRow(ch) {
   } else {
     ch.cells.published.textContent = String(ch.published);
     // Shown = Published holds when every event was asked for (replay all, or resume from the start).
+    // The sfemu figure is polled once a second: a difference only counts once it has lasted.
     const comparable = ch.wanted && replayMode !== "new";
-    ch.cells.published.className = `published num ${comparable ? (ch.published === ch.received ? "match" : "mismatch") : ""}`;
+    const settled = Date.now() - ch.publishedAt > 3000;
+    const cls = !comparable ? "" : ch.published === ch.received ? "match" : settled ? "mismatch" : "";
+    ch.cells.published.className = `published num ${cls}`;
   }
   ch.cells.rate.textContent = String(rateOf(ch));
   ch.cells.latency.textContent = ch.lastLatency === null ? "–" : `${fmtMs(ch.lastLatency)} / ${fmtMs(percentile(ch.latencies, 0.5))}`;
   ch.cells.order.textContent = String(ch.outOfOrder);
   ch.cells.replay.textContent = ch.lastReplayId === null ? "–" : String(ch.lastReplayId);
   ch.cells.marker.textContent = markerText(ch);
+  ch.cells.marker.title = replayMode === "resume" ? `localStorage key "${storageMap.keyOf(ch.name)}"` : "";
 }
 
 function markerText(ch) {
   if (replayMode === "resume") {
     const stored = storageMap.get(ch.name);
     const id = stored && typeof stored === "object" && typeof stored.replayId === "number" ? stored.replayId : null;
-    return `${id === null ? "none yet" : id} (localStorage "${storageMap.keyOf(ch.name)}")`;
+    return `${id === null ? "none yet" : id} (localStorage)`;
   }
   return replayMode === "all" ? "not stored (replay -2)" : "not stored (replay -1)";
 }
@@ -565,7 +570,10 @@ async function pollSfemu() {
     const st = await control("stats");
     for (const [name, info] of Object.entries(st.channels ?? {})) {
       const ch = channels.get(name);
-      if (ch) ch.published = typeof info.published === "number" ? info.published : null;
+      if (!ch) continue;
+      const published = typeof info.published === "number" ? info.published : null;
+      if (published !== ch.published) ch.publishedAt = Date.now();
+      ch.published = published;
     }
   } catch {
     // sfemu restarting or gone: keep the last numbers

@@ -50,6 +50,8 @@ const SKIP_SOBJECT = new Set(["Id"]);
 const SKIP_EVENT = new Set(["CreatedDate", "CreatedById"]);
 const SKIP_CDC = new Set(["ChangeEventHeader", "LastModifiedDate"]);
 
+const join = (head, tail) => (tail ? `${head} — ${tail}` : head);
+
 /** A short human summary of a message. */
 export function summarize(message) {
   const d = isObj(message.data) ? message.data : {};
@@ -57,14 +59,14 @@ export function summarize(message) {
     const type = isObj(d.event) && typeof d.event.type === "string" ? d.event.type : "event";
     const s = d.sobject;
     const name = s.Name ?? s.Subject ?? s.Id ?? "";
-    return `${type} ${name} — ${fields(s, new Set(["Id", "Name", "Subject"]), 3)}`;
+    return join(`${type} ${name}`, fields(s, new Set(["Id", "Name", "Subject"]), 3));
   }
   if (isObj(d.payload) && isObj(d.payload.ChangeEventHeader)) {
     const h = d.payload.ChangeEventHeader;
     const ids = Array.isArray(h.recordIds) ? h.recordIds.join(",") : "";
-    return `${h.changeType ?? "?"} ${h.entityName ?? "?"} ${ids} — ${fields(d.payload, SKIP_CDC, 3)}`;
+    return join(`${h.changeType ?? "?"} ${h.entityName ?? "?"} ${ids}`, fields(d.payload, SKIP_CDC, 3));
   }
-  if (isObj(d.payload)) return fields(d.payload, SKIP_EVENT, 4);
+  if (isObj(d.payload)) return fields(d.payload, SKIP_EVENT, 4) || "(no fields)";
   if (typeof d.payload === "string") return d.payload.length > 120 ? `${d.payload.slice(0, 120)}…` : d.payload;
   return JSON.stringify(d).slice(0, 120);
 }

@@ -316,7 +316,7 @@ try {
     assert(pageErrors.length === 0, `page errors: ${pageErrors.join(" | ")}`);
   });
 
-  await step("screenshot saved (artifacts/dashboard-e2e.png, docs/dashboard.png)", async () => {
+  await step("screenshot saved (artifacts/dashboard-e2e.png)", async () => {
     const stopPublisher = startPublisher(60);
     try {
       await new Promise((r) => setTimeout(r, 4000));
@@ -326,8 +326,6 @@ try {
     await page.locator(`.feed[data-channel="/topic/OpportunityUpdates"] li details summary`).first().click();
     await new Promise((r) => setTimeout(r, 1100));
     await page.screenshot({ path: join(artifacts, "dashboard-e2e.png"), fullPage: true });
-    mkdirSync(join(ROOT, "docs"), { recursive: true });
-    await page.screenshot({ path: join(ROOT, "docs", "dashboard.png"), fullPage: true });
     assert(existsSync(join(artifacts, "dashboard-e2e.png")), "screenshot written");
   });
 } finally {
@@ -337,7 +335,7 @@ try {
 
 // ---------------------------------------------------------------- npm start's script
 
-await step("scripts/start.mjs serves the dashboard with sfemu --demo; live events; SIGINT stops everything", async () => {
+await step("scripts/start.mjs serves the dashboard with sfemu --demo; live events; a fault; screenshot; SIGINT stops everything", async () => {
   const proc = spawn(process.execPath, [join(ROOT, "scripts", "start.mjs")], { cwd: ROOT, env: { ...process.env, PORT: "0" }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   proc.stdout.setEncoding("utf8").on("data", (c) => (out += c));
@@ -347,12 +345,22 @@ await step("scripts/start.mjs serves the dashboard with sfemu --demo; live event
   try {
     const url = await until(() => /sfstream dashboard: (http:\/\/\S+)/.exec(out)?.[1], { timeout: 300000, every: 100, what: `start.mjs URL (output: ${out})` });
     b = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
-    const p = await b.newPage();
+    const p = await b.newPage({ viewport: { width: 1400, height: 1050 } });
     await p.goto(url);
     await until(async () => (await p.locator("#conn-state").getAttribute("data-state")) === "connected", { timeout: 20000, what: "connected" });
     await until(async () => Number(await p.locator("#total-received").textContent()) >= 4, { timeout: 20000, what: "demo events" });
     const kinds = await p.evaluate(() => [...document.querySelectorAll("#channels tbody tr")].filter((tr) => Number(tr.querySelector(".received").textContent) > 0).map((tr) => tr.dataset.channel));
     assert(kinds.length >= 2, `demo events on ${kinds}`);
+    // The README's screenshot: the demo stream, one recovery in the timeline, one event opened.
+    await new Promise((r) => setTimeout(r, 5000));
+    await p.locator('[data-fault="expire-sessions"]').click();
+    await until(async () => (await p.locator("#timeline li").first().getAttribute("data-type")) === "connected", { timeout: 15000, what: "recovery (demo)" });
+    await new Promise((r) => setTimeout(r, 5000));
+    await p.locator('.feed[data-channel="/topic/OpportunityUpdates"] li details summary').first().click();
+    await new Promise((r) => setTimeout(r, 1100));
+    await p.screenshot({ path: join(artifacts, "dashboard-demo.png"), fullPage: true });
+    mkdirSync(join(ROOT, "docs"), { recursive: true });
+    cpSync(join(artifacts, "dashboard-demo.png"), join(ROOT, "docs", "dashboard.png"));
     await b.close();
     b = undefined;
     proc.kill("SIGINT");
