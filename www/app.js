@@ -651,6 +651,11 @@ async function main() {
     $("#faults-note").textContent = "Not served by sfemu: fault injection is only available against the emulator.";
   }
   const params = new URLSearchParams(location.search);
+  if (params.get("mode") === "token") {
+    const radio = /** @type {HTMLInputElement} */ ($('input[name="mode"][value="token"]'));
+    radio.checked = true;
+    radio.dispatchEvent(new Event("change"));
+  }
   const r = params.get("replay");
   if (r === "new" || r === "all" || r === "resume") /** @type {HTMLSelectElement} */ ($("#replay")).value = r;
   document.body.dataset.ready = "true";

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, startSfemu, until } from "../helpers/sfemu.mjs";
+import { CREDENTIALS, ROOT, startSfemu, until } from "../helpers/sfemu.mjs";
 
 const CHANNELS = ["/topic/OpportunityUpdates", "/topic/CaseUpdates", "/event/Order_Placed__e", "/data/ChangeEvents"];
 /** Where to publish so that an event lands on each subscribed channel (CDC fans out to /data/ChangeEvents). */
@@ -376,6 +376,81 @@ await step("scripts/start.mjs serves the dashboard with sfemu --demo; live event
   } finally {
     await b?.close().catch(() => {});
     if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  }
+});
+
+await step("scripts/start.mjs --org: the page streams from an org (sfemu standing in) through the relay, with the instance URL + token form", async () => {
+  const org = await startSfemu(["--hold-timeout", "10000"]);
+  const proc = spawn(process.execPath, [join(ROOT, "scripts", "start.mjs"), "--org"], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: "0",
+      SF_LOGIN_URL: org.url,
+      SF_CONSUMER_KEY: CREDENTIALS.consumerKey,
+      SF_CONSUMER_SECRET: CREDENTIALS.consumerSecret,
+      SF_USERNAME: CREDENTIALS.username,
+      SF_PASSWORD: CREDENTIALS.password,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stdout.setEncoding("utf8").on("data", (c) => (out += c));
+  proc.stderr.setEncoding("utf8").on("data", (c) => (out += c));
+  const exited = new Promise((r) => proc.once("exit", (code) => r(code)));
+  let b;
+  try {
+    const url = await until(() => /through the relay\): (http:\/\/\S+)/.exec(out)?.[1], { timeout: 60000, every: 100, what: `relay URL (output: ${out})` });
+    const token = /relay session token into "Access token": (\S+)/.exec(out)?.[1];
+    assert(token, "session token printed");
+    b = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+    const p = await b.newPage();
+    const foreignHere = [];
+    const origin = new URL(url).origin;
+    p.on("request", (r) => {
+      if (!r.url().startsWith(origin) && !r.url().startsWith("data:")) foreignHere.push(r.url());
+    });
+    await p.goto(url);
+    await p.locator("body[data-ready=true]").waitFor({ timeout: 10000 });
+    assert(await p.locator("#token-fields").isVisible(), "token form shown");
+    assert((await p.locator("body").getAttribute("data-sfemu")) === "false", "the relay is not sfemu");
+    assert(await p.locator('[data-fault="restart"]').isDisabled(), "fault buttons disabled against an org");
+    assert((await p.locator("#instance-url").inputValue()) === origin, "instance URL prefilled with the page origin");
+    await p.locator("#access-token").fill(token);
+    await p.selectOption("#replay", "all");
+    await p.locator("#connect").click();
+    await until(async () => (await p.locator("#conn-state").getAttribute("data-state")) === "connected", { timeout: 20000, what: "connected through the relay" });
+    await until(
+      async () => {
+        const st = await org.control("stats");
+        return st.sessions.length === 1 && CHANNELS.every((c) => st.sessions[0].subscriptions.includes(c));
+      },
+      { timeout: 10000, what: "subscriptions reached the org" },
+    );
+    for (const c of CHANNELS) await org.control("publish", { channel: SOURCE[c] ?? c, count: 4 });
+    // The org expires every session: the client re-handshakes through the relay and loses nothing.
+    await org.control("expire-sessions", {});
+    for (const c of CHANNELS) await org.control("publish", { channel: SOURCE[c] ?? c, count: 3 });
+    await until(
+      async () => {
+        const st = await org.control("stats");
+        const s = await p.evaluate(() => Object.fromEntries([...document.querySelectorAll("#channels tbody tr")].map((tr) => [tr.dataset.channel, Number(tr.querySelector(".received").textContent)])));
+        return CHANNELS.every((c) => s[c] === st.channels[c].published);
+      },
+      { timeout: 20000, what: "shown = published through the relay" },
+    );
+    assert(foreignHere.length === 0, `requests to another origin: ${foreignHere}`);
+    const html = await p.content();
+    assert(!html.includes(token), "the session token is not rendered in the page");
+    await b.close();
+    b = undefined;
+    proc.kill("SIGINT");
+    const code = await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error("start.mjs --org did not exit")), 10000))]);
+    assert(code === 0, `exit ${code}: ${out}`);
+  } finally {
+    await b?.close().catch(() => {});
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    await org.stop();
   }
 });
 
