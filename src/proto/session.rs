@@ -579,7 +579,7 @@ impl Session {
         // tokens, back off between rounds.
         let delay = if self.auth_rounds <= 1 { 0 } else { self.backoff.delay(self.auth_rounds - 1) };
         self.phase = Phase::Handshaking;
-        self.hs = HsSlot::Due(now + delay);
+        self.hs = HsSlot::Due(now.saturating_add(delay));
     }
 
     /// Re-authentication failed: fatal (`Failed(Authentication(message))` or `OpenFailed`, then `Closed`).
@@ -973,7 +973,7 @@ impl Session {
             0
         };
         self.phase = Phase::Handshaking;
-        self.hs = HsSlot::Due(now + delay);
+        self.hs = HsSlot::Due(now.saturating_add(delay));
     }
 
     fn on_response<B: BatchSource>(&mut self, now: Millis, id: RequestId, status: u16, b: &B) {
@@ -1148,7 +1148,7 @@ impl Session {
                 self.events.push_back(Event::Reconnecting { reason: ReconnectReason::BufferFullPause, attempt: 0, delay: 0 });
             }
         } else {
-            self.connect = ConnectSlot::Due { at: now + self.advice_interval, first: false };
+            self.connect = ConnectSlot::Due { at: now.saturating_add(self.advice_interval), first: false };
         }
     }
 
@@ -1181,7 +1181,7 @@ impl Session {
         self.stats.reconnects += 1;
         self.degraded = true;
         self.events.push_back(Event::Reconnecting { reason, attempt: self.failures, delay });
-        self.connect = ConnectSlot::Due { at: now + delay, first };
+        self.connect = ConnectSlot::Due { at: now.saturating_add(delay), first };
     }
 
     fn connect_failed(&mut self, now: Millis, failure: TransportFailure, first: bool) {
@@ -1257,7 +1257,7 @@ impl Session {
         let delay = self.backoff.delay(self.failures);
         self.degraded = true;
         self.events.push_back(Event::Reconnecting { reason, attempt: self.failures, delay });
-        self.hs = HsSlot::Due(now + delay);
+        self.hs = HsSlot::Due(now.saturating_add(delay));
     }
 
     fn resubscribe_value(&self, s: &SubEntry) -> Option<i64> {
@@ -1394,7 +1394,7 @@ impl Session {
             return;
         }
         job.attempts += 1;
-        job.ready_at = now + self.backoff.delay(job.attempts);
+        job.ready_at = now.saturating_add(self.backoff.delay(job.attempts));
         self.queue.push_front(job);
     }
 }
