@@ -46,6 +46,9 @@ let client = null;
 let replayMode = "all";
 let sfemu = false;
 let paused = false;
+/** The client announced a full prefetch buffer (long-poll paused). */
+let bufferPaused = false;
+let maxPendingShown = 100;
 /** @type {AbortController | null} */
 let pauseCtl = null;
 /** @type {(() => void) | null} */
@@ -285,6 +288,11 @@ function render() {
   $("#total-latency").textContent = allLatencies.length ? `${fmtMs(percentile(allLatencies, 0.5))} / ${fmtMs(Math.max(...allLatencies))}` : "–";
   if (client) {
     const pending = client.pendingCount;
+    if (bufferPaused && pending < maxPendingShown) {
+      bufferPaused = false;
+      if ($("#conn-state").dataset.state === "paused") setState("connected", "buffer drained");
+      timeline("resumed", "the prefetch buffer has room again: long-polling resumes");
+    }
     $("#pending").textContent = String(pending);
     /** @type {HTMLMeterElement} */ ($("#pending-meter")).value = pending;
     const st = client.stats;
@@ -340,10 +348,19 @@ function onStatus(s) {
       timeline(s.type, "authenticating and handshaking");
       break;
     case "connected":
+      bufferPaused = false;
       setState("connected", `handshakes ${s.stats.handshakes}, reconnects ${s.stats.reconnects}`);
       timeline(s.type, `long-polling (handshakes ${s.stats.handshakes}, re-handshakes ${s.stats.rehandshakes}, re-auths ${s.stats.reauthentications}, reconnects ${s.stats.reconnects})`);
       break;
     case "reconnecting":
+      if (s.reason === "bufferFull") {
+        // Not a lost connection: the client stops long-polling while its prefetch buffer is full,
+        // and starts again, without a further status event, once the page has taken messages.
+        bufferPaused = true;
+        setState("paused", "prefetch buffer full");
+        timeline(s.type, "bufferFull: the prefetch buffer is full, long-polling pauses until the page catches up");
+        break;
+      }
       setState("reconnecting", `${s.reason}, attempt ${s.attempt}`);
       timeline(s.type, `${s.reason}: attempt ${s.attempt} in ${s.delay} ms`);
       break;
@@ -419,6 +436,8 @@ async function connect() {
   }
   client = c;
   $("#pending-max").textContent = String(maxPending);
+  maxPendingShown = maxPending;
+  bufferPaused = false;
   /** @type {HTMLMeterElement} */ ($("#pending-meter")).max = maxPending;
   setConnectedUi(true);
   try {

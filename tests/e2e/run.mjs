@@ -255,8 +255,10 @@ try {
       throw new Error(`${e.message} (pending ${pending})`);
     });
     assert((await shown())["/topic/CaseUpdates"].received === before["/topic/CaseUpdates"].received, "nothing consumed while paused");
+    await until(async () => (await state()) === "paused", { timeout: 5000, what: "state paused (buffer full)" });
     await page.locator("#pause").uncheck();
     await countsMatch("counts after the pause");
+    await until(async () => (await state()) === "connected", { timeout: 5000, what: "state connected after the buffer drained" });
   });
 
   await step("unsubscribe and subscribe from the table; replay resume from localStorage across reconnects", async () => {
@@ -309,6 +311,22 @@ try {
     }, { timeout: 15000, what: "events published while disconnected, resumed from localStorage" });
     const pub = await sfemuPublished();
     for (const c of CHANNELS) assert(pub[c] - base[c] >= 7, `${c}: published ${pub[c] - base[c]}`);
+  });
+
+  await step("a stored marker the server rejects shows a replay fallback in the timeline, and streaming goes on", async () => {
+    await page.locator("#disconnect").click();
+    await until(async () => (await state()) === "disconnected", { timeout: 10000, what: "disconnected" });
+    await page.evaluate(() => localStorage.setItem("sfstream-dashboard.replay./topic/CaseUpdates", JSON.stringify({ replayId: 99999999, date: null })));
+    const before = (await shown())["/topic/CaseUpdates"].received;
+    const published = (await sfemuPublished())["/topic/CaseUpdates"];
+    await page.locator("#connect").click();
+    await until(async () => (await timeline()).some((e) => e.type === "replayFallback" && e.detail.includes("/topic/CaseUpdates") && e.detail.includes("99999999")), {
+      timeout: 15000,
+      what: "replayFallback in the timeline",
+    });
+    // The fallback is "all retained events": the channel's whole history arrives again.
+    await until(async () => (await shown())["/topic/CaseUpdates"].received === before + published, { timeout: 15000, what: "retained events replayed" });
+    assert((await state()) === "connected", `state ${await state()}: ${JSON.stringify((await timeline()).slice(-8))}`);
   });
 
   await step("no request left the machine (same origin only), no page errors", async () => {
