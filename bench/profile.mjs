@@ -37,12 +37,20 @@ try {
   const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
   const prof = JSON.parse(readFileSync(join(dir, file), "utf8"));
   const byId = new Map(prof.nodes.map((nd) => [nd.id, nd]));
+  // --drain: only the samples between the first and the last event (catch-up), i.e. the
+  // client-bound delivery loop, using the worker's monotonic timestamps (same clock as the profile).
+  const result = JSON.parse(out.trim().slice(7));
+  const window = argv.includes("--drain") && result.drainWindowUs ? result.drainWindowUs : null;
   const self = new Map();
+  let ts = prof.startTime;
   for (let i = 0; i < prof.samples.length; i++) {
     const nd = byId.get(prof.samples[i]);
     const dt = prof.timeDeltas[i] ?? 0;
+    ts += dt;
+    if (window && (ts < window[0] || ts > window[1])) continue;
     self.set(nd, (self.get(nd) ?? 0) + dt);
   }
+  if (window) console.log(`(drain window only: ${((window[1] - window[0]) / 1000).toFixed(1)} ms)`);
   const layer = (cf) => {
     const u = cf.url;
     if (cf.functionName === "(garbage collector)") return "GC";
@@ -70,6 +78,7 @@ try {
     const key = `${cf.functionName || "(anonymous)"}  ${cf.url.split("/").slice(-2).join("/")}:${cf.lineNumber + 1}`;
     fns.set(key, (fns.get(key) ?? 0) + t);
   }
+  console.log(`\nprofile: ${join(dir, file)}`);
   console.log(`\n${client} ${scenario} n=${n}: ${(total / 1000).toFixed(1)} ms of busy samples (idle excluded)\n`);
   console.log("| layer | self ms | share |\n|---|---:|---:|");
   for (const [l, t] of [...layers].sort((a, b) => b[1] - a[1])) {

@@ -117,10 +117,9 @@ window.runBench = async function runBench(cfg) {
       const id = idOf(m);
       if (!(id > last)) outOfOrder++;
       last = id;
-      const t = performance.now();
-      if (count === 0) tFirst = t;
+      if (count === 0) tFirst = performance.now();
       if (++count === cfg.n) {
-        tLast = t;
+        tLast = performance.now();
         done();
       }
     };
