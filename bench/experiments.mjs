@@ -114,12 +114,11 @@ function worker(cfg) {
     });
   });
 }
-const plan = [
-  ["catchup", 20000],
-  ["catchup", 100000],
-  ["live", 20000],
-  ["live", 100000],
-];
+// --plan catchup:20000,live:100000,latency:200 (default: catch-up and live at 20k and 100k)
+const plan = opt("--plan", "catchup:20000,catchup:100000,live:20000,live:100000")
+  .split(",")
+  .map((p) => p.split(":"))
+  .map(([s, n]) => [s, Number(n)]);
 try {
   for (const [scenario, n] of plan) {
     for (let run = 0; run < RUNS; run++) {
@@ -129,11 +128,11 @@ try {
         const channel = `/topic/Exp${scenario}`;
         if (scenario === "catchup") await emu.control("publish", { channel, count: n, payloadSize: 200 });
         const token = (await emu.control("token", {})).access_token;
-        const r = await worker({ client: "sfstream", scenario, n, channel, url: emu.url, token, pkgEntry: entries[name], clientOptions: VARIANTS[name].options, timeoutMs: 120000 });
+        const r = await worker({ client: "sfstream", scenario, n, channel, url: emu.url, token, pkgEntry: entries[name], clientOptions: VARIANTS[name].options, timeoutMs: 120000, gapMs: 10 });
         if (!r.ok || r.received !== n || r.outOfOrder) console.error(`  ${name} ${scenario} ${n}: FAILED ${JSON.stringify(r)}`);
         const key = `${scenario}${n}`;
         ((rows[name] ??= {})[key] ??= []).push(r);
-        console.error(`  ${scenario} ${n} ${name}: total=${r.totalMs?.toFixed(0)} drain=${r.drainMs?.toFixed(0)} elapsed=${r.elapsedMs?.toFixed(0)} cpu=${r.cpuMs?.toFixed(0)} rss=${r.rssGrowthMB?.toFixed(0)}`);
+        console.error(`  ${scenario} ${n} ${name}: p50=${r.p50Ms?.toFixed(2)} p99=${r.p99Ms?.toFixed(2)} total=${r.totalMs?.toFixed(0)} drain=${r.drainMs?.toFixed(0)} elapsed=${r.elapsedMs?.toFixed(0)} cpu=${r.cpuMs?.toFixed(0)} rss=${r.rssGrowthMB?.toFixed(0)}`);
       }
     }
   }
@@ -145,6 +144,14 @@ const m = (name, key, f) => median((rows[name]?.[key] ?? []).filter((r) => r.ok)
 const f1 = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : "—");
 console.log(`| variant | catch-up 20k total / drain (ms) | catch-up 100k total / drain (ms) | 100k catch-up CPU (ms) / RSS (MB) | live 20k / 100k events/s | marginal CPU (µs/event) |`);
 console.log("|---|---:|---:|---:|---:|---:|");
+if (plan.some(([s]) => s === "latency")) {
+  console.log("\n| variant | latency p50 (ms) | p99 (ms) | start-up (ms) |\n|---|---:|---:|---:|");
+  for (const name of names) {
+    const key = plan.find(([s]) => s === "latency").join("");
+    console.log(`| ${name} | ${f1(m(name, key, "p50Ms"), 2)} | ${f1(m(name, key, "p99Ms"), 2)} | ${f1(m(name, key, "startupMs"), 1)} |`);
+  }
+  console.log("");
+}
 for (const name of names) {
   const marg = ((m(name, "live100000", "cpuMs") - m(name, "live20000", "cpuMs")) * 1000) / 80000;
   console.log(
