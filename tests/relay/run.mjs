@@ -297,7 +297,7 @@ async function relayScenarios(label, relayUrl, page, tokenList) {
 }
 
 try {
-  emu = await startSfemu(["--hold-timeout", "3000"]);
+  emu = await startSfemu(["--hold-timeout", "3000", "--max-interval", "5000"]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   const context = await browser.newContext();
 

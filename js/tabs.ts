@@ -1,0 +1,738 @@
+/**
+ * One Salesforce connection per browser: {@link SharedTabClient}.
+ *
+ * An org allows 20 to 2,000 concurrent Streaming clients in total, so every open tab must not be
+ * one. Tabs of one origin that stream for the same org and user elect a leader with the Web Locks
+ * API (`navigator.locks`, lock `sfstream:<key>`): the leader holds the one real {@link Client} and
+ * fans each message out to the other tabs over a `BroadcastChannel` of the same name; followers
+ * send their subscribe / unsubscribe / publish requests to the leader the same way. Every tab
+ * reads messages with the same API as `Client` (`receive`, `messages`, `for await`).
+ *
+ * When the leader goes (tab closed, crashed or `close()`d), the browser hands the lock to a waiting
+ * tab, which opens its own `Client`, subscribes to every channel the remaining tabs want, and
+ * resumes each from the replay marker the leaders keep in a shared IndexedDB store (database
+ * `sfstream-tabs`): events published in between are replayed, none is lost. If the old leader died
+ * before writing a marker (markers are written ~200 ms after consumption), the new leader resumes
+ * after the newest event it had itself received. Events delivered twice across a takeover are
+ * dropped per tab by replay id, which increases per channel. A channel on which no event arrived
+ * before the takeover starts from the `replay` option (`NEW_EVENTS` by default).
+ *
+ * `shared: false`, or a runtime without Web Locks or BroadcastChannel (Node, Deno, workers
+ * without locks), gives each instance its own connection, like a plain `Client`.
+ * @module
+ */
+
+import type { Authenticator } from "./auth.js";
+import { Client, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent } from "./client.js";
+import { ClientInvalidOperation, ServerError, SfstreamError, TransportTimeoutError } from "./errors.js";
+import { ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
+
+/** What a tab is: the connection holder, a follower of it, or on its own (sharing off). */
+export type TabRole = "leader" | "follower" | "standalone";
+
+/** Status events of a {@link SharedTabClient}: the leader's connection events, plus role changes. */
+export type SharedTabStatus =
+  | StatusEvent
+  | { type: "role"; at: number; role: TabRole }
+  /** A new leader could not resubscribe a channel some tab wants (for example, refused by a relay). */
+  | { type: "subscribeFailed"; at: number; channel: string; error: Error };
+
+/** Options of {@link SharedTabClient}. */
+export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "ackPolicy" | "onStatus"> {
+  /** Share one connection between the tabs. Default true (where Web Locks and BroadcastChannel exist). */
+  shared?: boolean;
+  /** Where to start a channel that has no stored marker and no event seen yet. Default `ReplayOption.NEW_EVENTS`. */
+  replay?: ReplayOption;
+  /** IndexedDB database of the shared replay markers. Default `"sfstream-tabs"`. */
+  database?: string;
+  /** Election key. Default: `<orgId>/<userId>` of the authenticated identity, else the instance host. */
+  key?: string;
+  /** How long `open()` waits for a leader (or to become one) before failing, ms. Default 30000. */
+  leaderTimeout?: number;
+  /** Called for every status event. */
+  onStatus?: (status: SharedTabStatus) => void;
+}
+
+/** A Bayeux error carried between tabs. */
+interface WireError {
+  name: string;
+  message: string;
+  error: string | null;
+}
+
+type Op = { op: "sub"; channel: string } | { op: "unsub"; channel: string } | { op: "pub"; channel: string; data: unknown };
+
+type Wire =
+  | { t: "hello"; from: string }
+  | { t: "leader"; id: string }
+  | { t: "resign"; id: string }
+  | { t: "subs"; from: string; to: string; channels: string[] }
+  | { t: "bye"; from: string }
+  | { t: "rpc"; from: string; to: string; rid: number; call: Op }
+  | { t: "ack"; to: string; rid: number; ok: boolean; value?: unknown; error?: WireError }
+  | { t: "msg"; m: Message }
+  | { t: "status"; s: SharedTabStatus }
+  | { t: "failed"; error: WireError };
+
+interface Pending {
+  call: Op;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+interface Waiter {
+  resolve(m: Message): void;
+  reject(e: unknown): void;
+}
+
+interface LockManagerLike {
+  request(name: string, options: { signal?: AbortSignal }, callback: () => Promise<void>): Promise<void>;
+}
+
+function locks(): LockManagerLike | null {
+  const nav = (globalThis as { navigator?: { locks?: LockManagerLike } }).navigator;
+  return nav?.locks && typeof nav.locks.request === "function" ? nav.locks : null;
+}
+
+function toWire(e: unknown): WireError {
+  const x = e as { name?: unknown; message?: unknown; error?: unknown };
+  return {
+    name: typeof x?.name === "string" ? x.name : "Error",
+    message: typeof x?.message === "string" ? x.message : String(e),
+    error: typeof x?.error === "string" ? x.error : null,
+  };
+}
+
+function fromWire(w: WireError): Error {
+  if (w.name === "ServerError") {
+    const m = w.error !== null ? /^(\d+)::?(.*)$/.exec(w.error) : null;
+    const parts = m?.[2]?.split(":") ?? [];
+    return new ServerError(w.message, {
+      error: w.error,
+      errorCode: m ? Number(m[1]) : null,
+      errorMessage: parts.length > 0 ? (parts[parts.length - 1] ?? null) : null,
+      errorArgs: parts.length > 1 ? (parts[0] ?? "").split(",").filter((a) => a !== "") : [],
+    });
+  }
+  if (w.name === "TransportTimeoutError") return new TransportTimeoutError(w.message);
+  if (w.name === "TypeError") return new TypeError(w.message);
+  const e = new SfstreamError(w.message);
+  e.name = w.name;
+  return e;
+}
+
+const replayIdOf = (m: Message): number | null => {
+  const data = m.data as { event?: { replayId?: unknown } } | null;
+  const id = data?.event?.replayId;
+  return typeof id === "number" ? id : null;
+};
+
+const now = (): number => (typeof performance !== "undefined" ? performance.now() : Date.now());
+
+const baseChannel = (c: string): string => c.split("?")[0] ?? c;
+
+function identityKey(info: { id?: string | null; instanceUrl: string }): string {
+  const m = typeof info.id === "string" ? /\/id\/([^/]+)\/([^/]+)\/?$/.exec(info.id) : null;
+  if (m) return `${m[1]}/${m[2]}`;
+  try {
+    return `${new URL(info.instanceUrl).host}/-`;
+  } catch {
+    return "unknown/-";
+  }
+}
+
+function idbRequest<T>(req: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error ?? new Error("IndexedDB request failed"));
+  });
+}
+
+/**
+ * The markers the tabs share: IndexedDB (`<database>` / `markers`, key `<namespace>/<channel>`,
+ * written by whichever tab leads), or memory where IndexedDB is missing. The start of a channel is
+ * the older of the stored marker and the newest event this tab has seen on it (so a takeover
+ * before the old leader's first marker write still resumes after what the tabs saw); replays are
+ * de-duplicated per tab.
+ */
+class SharedMarkerStorage extends ReplayMarkerStorage {
+  readonly #database: string;
+  readonly #seen: (channel: string) => number | undefined;
+  readonly #defaultReplay: ReplayOption;
+  readonly #memory = new Map<string, string>();
+  #namespace = "unauthenticated/-";
+  #db: Promise<IDBDatabase> | null = null;
+  constructor(database: string, defaultReplay: ReplayOption, seen: (channel: string) => number | undefined) {
+    super();
+    this.#database = database;
+    this.#defaultReplay = defaultReplay;
+    this.#seen = seen;
+  }
+  override bindNamespace(namespace: string): void {
+    this.#namespace = namespace;
+  }
+  #open(): Promise<IDBDatabase> | null {
+    const idb = (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+    if (!idb) return null;
+    if (this.#db === null) {
+      const req = idb.open(this.#database, 1);
+      req.onupgradeneeded = () => {
+        if (!req.result.objectStoreNames.contains("markers")) req.result.createObjectStore("markers");
+      };
+      this.#db = idbRequest(req);
+      this.#db.catch(() => (this.#db = null));
+    }
+    return this.#db;
+  }
+  async getReplayMarker(channel: string): Promise<ReplayMarker | null> {
+    const key = `${this.#namespace}/${channel}`;
+    const db = this.#open();
+    const text = db ? await idbRequest((await db).transaction("markers", "readonly").objectStore("markers").get(key)) : this.#memory.get(key);
+    if (typeof text !== "string") return null;
+    try {
+      return ReplayMarker.from(JSON.parse(text));
+    } catch {
+      return null;
+    }
+  }
+  async setReplayMarker(channel: string, marker: ReplayMarker): Promise<void> {
+    const key = `${this.#namespace}/${channel}`;
+    const text = JSON.stringify(marker.toJSON());
+    const db = this.#open();
+    if (!db) {
+      this.#memory.set(key, text);
+      return;
+    }
+    const tx = (await db).transaction("markers", "readwrite");
+    tx.objectStore("markers").put(text, key);
+    await new Promise<void>((resolve, reject) => {
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error ?? new Error("IndexedDB write failed"));
+      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB write aborted"));
+    });
+  }
+  override async getReplayStart(channel: string): Promise<ReplayStart | null> {
+    const stored = await this.getReplayMarker(channel);
+    const seen = this.#seen(channel);
+    if (stored !== null && (seen === undefined || stored.replayId <= seen)) return { replayId: stored.replayId, date: stored.date };
+    if (seen !== undefined) return { replayId: seen, date: null };
+    return { replayId: this.#defaultReplay, date: null };
+  }
+}
+
+/**
+ * A streaming client whose tabs share one Salesforce connection. Same reading API as
+ * {@link Client}; see the module documentation for the election and the takeover.
+ *
+ * ```ts
+ * const client = new SharedTabClient(new AccessTokenAuthenticator({ accessToken: session, instanceUrl: relayUrl }));
+ * await client.open();
+ * await client.subscribe("/event/Order_Placed__e");
+ * for await (const message of client) render(message);
+ * ```
+ */
+export class SharedTabClient implements AsyncIterable<Message> {
+  readonly authenticator: Authenticator;
+  /** This tab's id in the election. */
+  readonly tabId: string;
+  readonly #clientOptions: ClientOptions;
+  readonly #storage: SharedMarkerStorage;
+  readonly #shared: boolean;
+  readonly #keyOption: string | null;
+  readonly #leaderTimeout: number;
+  readonly #listeners = new Set<(s: SharedTabStatus) => void>();
+  #role: TabRole | null = null;
+  #open = false;
+  #key: string | null = null;
+  #bc: BroadcastChannel | null = null;
+  #client: Client | null = null;
+  #leaderId: string | null = null;
+  #lockAbort: AbortController | null = null;
+  #release: (() => void) | null = null;
+  #ready: { resolve(): void; reject(e: unknown): void } | null = null;
+  /** This tab's subscriptions. */
+  readonly #subs = new Set<string>();
+  /** Leader: which tabs want each channel. */
+  readonly #wanted = new Map<string, Set<string>>();
+  /** Leader: channels subscribed on the connection (or being subscribed). */
+  readonly #live = new Map<string, Promise<void>>();
+  readonly #pending = new Map<number, Pending>();
+  #rid = 0;
+  readonly #lastReplay = new Map<string, number>();
+  readonly #buffer: Message[] = [];
+  readonly #waiters: Waiter[] = [];
+  #failure: Error | null = null;
+  #onPageHide: (() => void) | null = null;
+
+  constructor(authenticator: Authenticator, options: SharedTabClientOptions = {}) {
+    if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
+      throw new TypeError("authenticator must be an object with an authenticate() method");
+    }
+    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    const { shared, replay, database, key, leaderTimeout, onStatus, ...clientOptions } = options;
+    if (shared !== undefined && typeof shared !== "boolean") throw new TypeError("shared must be a boolean");
+    if (key !== undefined && (typeof key !== "string" || key === "")) throw new TypeError("key must be a non-empty string");
+    if (leaderTimeout !== undefined && (typeof leaderTimeout !== "number" || !(leaderTimeout > 0))) throw new TypeError("leaderTimeout must be a positive number of milliseconds");
+    if (onStatus !== undefined && typeof onStatus !== "function") throw new TypeError("onStatus must be a function");
+    if (replay !== undefined && replay !== ReplayOption.ALL_EVENTS && replay !== ReplayOption.NEW_EVENTS) {
+      throw new TypeError("replay must be ReplayOption.ALL_EVENTS or ReplayOption.NEW_EVENTS (the tabs keep their markers in IndexedDB themselves)");
+    }
+    if (database !== undefined && (typeof database !== "string" || database === "")) throw new TypeError("database must be a non-empty string");
+    this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, (ch) => this.#lastReplay.get(ch));
+    this.authenticator = authenticator;
+    this.#clientOptions = clientOptions;
+    this.#shared = shared !== false && locks() !== null && typeof BroadcastChannel === "function";
+    this.#keyOption = key ?? null;
+    this.#leaderTimeout = leaderTimeout ?? 30000;
+    if (onStatus) this.#listeners.add(onStatus);
+    this.tabId = typeof crypto !== "undefined" && typeof crypto.randomUUID === "function" ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  }
+
+  /** `"leader"`, `"follower"` or `"standalone"` once open; null before. */
+  get role(): TabRole | null {
+    return this.#role;
+  }
+  /** The election key in use (after `open()` in shared mode). */
+  get key(): string | null {
+    return this.#key;
+  }
+  /** True before `open()` and after `close()`. */
+  get closed(): boolean {
+    return !this.#open;
+  }
+  /** This tab's subscriptions. */
+  get subscriptions(): ReadonlySet<string> {
+    return new Set(this.#subs);
+  }
+  /** Messages received by this tab and waiting to be consumed. */
+  get pendingCount(): number {
+    return this.#buffer.length;
+  }
+  get hasPendingMessages(): boolean {
+    return this.#buffer.length > 0;
+  }
+
+  /** Join the election (shared) or connect (standalone). Resolves once this tab leads or follows a leader. */
+  async open(): Promise<void> {
+    if (this.#open) return;
+    this.#open = true;
+    this.#failure = null;
+    if (!this.#shared) {
+      try {
+        await this.#startClient();
+      } catch (e) {
+        this.#open = false;
+        throw e;
+      }
+      this.#setRole("standalone");
+      return;
+    }
+    try {
+      this.#key = this.#keyOption ?? identityKey(await this.authenticator.authenticate());
+    } catch (e) {
+      this.#open = false;
+      throw e;
+    }
+    const name = `sfstream:${this.#key}`;
+    const bc = new BroadcastChannel(name);
+    this.#bc = bc;
+    bc.onmessage = (ev: MessageEvent) => this.#onWire(ev.data as Wire);
+    const ready = new Promise<void>((resolve, reject) => (this.#ready = { resolve, reject }));
+    const abort = new AbortController();
+    this.#lockAbort = abort;
+    (locks() as LockManagerLike)
+      .request(name, { signal: abort.signal }, async () => {
+        if (!this.#open) return;
+        const held = new Promise<void>((r) => (this.#release = r));
+        try {
+          await this.#lead();
+        } catch (e) {
+          this.#ready?.reject(e);
+          this.#ready = null;
+          this.#release = null;
+          await this.#stopClient();
+          return;
+        }
+        await held;
+      })
+      .catch(() => {
+        // Aborted by close() while waiting: nothing to do.
+      });
+    this.#post({ t: "hello", from: this.tabId });
+    const timer = setTimeout(() => {
+      this.#ready?.reject(new TransportTimeoutError(`no leader tab answered within ${this.#leaderTimeout} ms`));
+      this.#ready = null;
+    }, this.#leaderTimeout);
+    try {
+      await ready;
+    } catch (e) {
+      await this.close();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Leave: a leader stores its markers, disconnects and hands over; a follower says goodbye. */
+  async close(): Promise<void> {
+    if (!this.#open) return;
+    this.#open = false;
+    if (this.#onPageHide) {
+      (globalThis as { removeEventListener?: (t: string, f: () => void) => void }).removeEventListener?.("pagehide", this.#onPageHide);
+      this.#onPageHide = null;
+    }
+    const wasLeader = this.#role === "leader";
+    await this.#stopClient();
+    if (wasLeader) this.#post({ t: "resign", id: this.tabId });
+    else if (this.#bc) this.#post({ t: "bye", from: this.tabId });
+    this.#release?.();
+    this.#release = null;
+    this.#lockAbort?.abort();
+    this.#lockAbort = null;
+    this.#bc?.close();
+    this.#bc = null;
+    this.#ready?.reject(new ClientInvalidOperation("closed"));
+    this.#ready = null;
+    for (const p of this.#pending.values()) p.reject(new ClientInvalidOperation("the client is closed"));
+    this.#pending.clear();
+    this.#wanted.clear();
+    this.#live.clear();
+    this.#leaderId = null;
+    this.#role = null;
+    this.#wakeAll();
+  }
+
+  /** Subscribe this tab to `channel` (the leader subscribes the connection if no tab had). */
+  async subscribe(channel: string): Promise<void> {
+    this.#checkChannel(channel);
+    this.#requireOpen();
+    const had = this.#subs.has(channel);
+    this.#subs.add(channel);
+    try {
+      await this.#call({ op: "sub", channel });
+    } catch (e) {
+      if (!had) this.#subs.delete(channel);
+      throw e;
+    }
+  }
+
+  /** Unsubscribe this tab from `channel` (the connection unsubscribes when no tab wants it). */
+  async unsubscribe(channel: string): Promise<void> {
+    this.#checkChannel(channel);
+    this.#requireOpen();
+    this.#subs.delete(channel);
+    await this.#call({ op: "unsub", channel });
+  }
+
+  /** Publish through the connection (generic streaming `/u/...` channels). */
+  async publish(channel: string, data: unknown): Promise<Record<string, unknown>> {
+    this.#checkChannel(channel);
+    this.#requireOpen();
+    if (JSON.stringify(data) === undefined) throw new TypeError("data must be JSON-serialisable");
+    return (await this.#call({ op: "pub", channel, data })) as Record<string, unknown>;
+  }
+
+  /** The next message for this tab's subscriptions. */
+  receive(options: ReceiveOptions = {}): Promise<Message> {
+    const signal = options.signal;
+    if (signal !== undefined && !(typeof signal === "object" && signal !== null && "aborted" in signal)) {
+      return Promise.reject(new TypeError("signal must be an AbortSignal"));
+    }
+    const next = this.#buffer.shift();
+    if (next !== undefined) return Promise.resolve(next);
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (!this.#open) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<Message>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(signal?.reason);
+      };
+      const w: Waiter = {
+        resolve: (m) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(m);
+        },
+        reject: (e) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(w);
+    });
+  }
+
+  /** Iterate over this tab's messages; ends when closed or `signal` aborts. */
+  async *messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
+    for (;;) {
+      let m: Message;
+      try {
+        m = await this.receive(options);
+      } catch (e) {
+        if (options.signal?.aborted && e === options.signal.reason) return;
+        if (e instanceof ClientInvalidOperation) return;
+        throw e;
+      }
+      yield m;
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
+    return this.messages();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Listen to status events; returns a function that removes the listener. */
+  onStatus(listener: (s: SharedTabStatus) => void): () => void {
+    if (typeof listener !== "function") throw new TypeError("listener must be a function");
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  // ---- internals
+
+  #checkChannel(channel: unknown): asserts channel is string {
+    if (typeof channel !== "string" || channel.length === 0) throw new TypeError("channel must be a non-empty string");
+  }
+
+  #requireOpen(): void {
+    if (!this.#open) throw new ClientInvalidOperation("open() the client first");
+  }
+
+  #post(w: Wire): void {
+    try {
+      this.#bc?.postMessage(w);
+    } catch {
+      // A closed channel: the tab is going away.
+    }
+  }
+
+  #emit(s: SharedTabStatus): void {
+    for (const l of this.#listeners) {
+      try {
+        l(s);
+      } catch {
+        // A throwing listener must not break the tab.
+      }
+    }
+  }
+
+  #subscribeFailed(channel: string, e: unknown): void {
+    const error = e instanceof Error ? e : new Error(String(e));
+    const s: SharedTabStatus = { type: "subscribeFailed", at: now(), channel, error };
+    this.#emit(s);
+    this.#post({ t: "status", s: { ...s, error: new Error(error.message) } });
+  }
+
+  #setRole(role: TabRole): void {
+    if (this.#role === role) return;
+    this.#role = role;
+    this.#emit({ type: "role", at: now(), role });
+  }
+
+  /** This tab's message sink: its own subscriptions only, each event once. */
+  #deliver(m: Message): void {
+    if (!this.#open) return;
+    const ch = typeof m.channel === "string" ? m.channel : "";
+    let mine = false;
+    for (const s of this.#subs) if (s === ch || baseChannel(s) === ch) mine = true;
+    if (!mine) return;
+    const id = replayIdOf(m);
+    if (id !== null) {
+      const last = this.#lastReplay.get(ch);
+      if (last !== undefined && id <= last) return;
+      this.#lastReplay.set(ch, id);
+    }
+    const w = this.#waiters.shift();
+    if (w) w.resolve(m);
+    else this.#buffer.push(m);
+  }
+
+  #fail(e: Error): void {
+    this.#failure = e;
+    this.#wakeAll();
+  }
+
+  #wakeAll(): void {
+    if (this.#buffer.length > 0) return;
+    const err = this.#failure ?? new ClientInvalidOperation("the client is closed and has no pending messages");
+    for (const w of this.#waiters.splice(0)) w.reject(err);
+  }
+
+  /** Open the real connection (leader or standalone) and pump its messages. */
+  async #startClient(): Promise<void> {
+    const client = new Client(this.authenticator, {
+      ...this.#clientOptions,
+      replay: this.#storage,
+      onStatus: (s) => {
+        this.#emit(s);
+        if (this.#role === "leader") this.#post({ t: "status", s: s.type === "failed" ? { ...s, error: new Error(s.error.message) } : s });
+      },
+    });
+    this.#client = client;
+    await client.open();
+    void (async () => {
+      try {
+        for await (const m of client) {
+          if (this.#role === "leader") this.#post({ t: "msg", m });
+          this.#deliver(m);
+        }
+      } catch (e) {
+        const err = e instanceof Error ? e : new Error(String(e));
+        if (this.#role === "leader") this.#post({ t: "failed", error: toWire(err) });
+        this.#fail(err);
+      }
+    })();
+  }
+
+  async #stopClient(): Promise<void> {
+    const c = this.#client;
+    this.#client = null;
+    if (c) await c.close().catch(() => {});
+  }
+
+  /** This tab won the lock: connect, subscribe what the tabs want, announce. */
+  async #lead(): Promise<void> {
+    this.#leaderId = this.tabId;
+    this.#setRole("leader");
+    await this.#startClient();
+    for (const ch of this.#subs) this.#want(ch, this.tabId);
+    await Promise.all([...this.#subs].map((ch) => this.#ensure(ch).catch((e: unknown) => this.#subscribeFailed(ch, e))));
+    if (!this.#open) return;
+    this.#onPageHide = () => void this.close();
+    (globalThis as { addEventListener?: (t: string, f: () => void) => void }).addEventListener?.("pagehide", this.#onPageHide);
+    this.#post({ t: "leader", id: this.tabId });
+    // Our own calls made while the lock was pending.
+    for (const [rid, p] of this.#pending) {
+      this.#pending.delete(rid);
+      this.#run(p.call, this.tabId).then(p.resolve, p.reject);
+    }
+    this.#ready?.resolve();
+    this.#ready = null;
+  }
+
+  #want(channel: string, tab: string): void {
+    let set = this.#wanted.get(channel);
+    if (!set) this.#wanted.set(channel, (set = new Set()));
+    set.add(tab);
+  }
+
+  /** Leader: subscribe the connection to `channel` once. */
+  #ensure(channel: string): Promise<void> {
+    let p = this.#live.get(channel);
+    if (!p) {
+      const client = this.#client;
+      if (!client) return Promise.reject(new ClientInvalidOperation("no connection"));
+      p = client.subscribe(channel);
+      this.#live.set(channel, p);
+      p.catch(() => {
+        if (this.#live.get(channel) === p) this.#live.delete(channel);
+      });
+    }
+    return p;
+  }
+
+  /** Leader: perform a tab's call on the connection. */
+  async #run(call: Op, tab: string): Promise<unknown> {
+    const client = this.#client;
+    if (!client) throw new ClientInvalidOperation("no connection");
+    switch (call.op) {
+      case "sub":
+        this.#want(call.channel, tab);
+        try {
+          await this.#ensure(call.channel);
+        } catch (e) {
+          this.#wanted.get(call.channel)?.delete(tab);
+          throw e;
+        }
+        return null;
+      case "unsub": {
+        const set = this.#wanted.get(call.channel);
+        set?.delete(tab);
+        if (set && set.size === 0 && this.#live.has(call.channel)) {
+          this.#wanted.delete(call.channel);
+          this.#live.delete(call.channel);
+          await client.unsubscribe(call.channel);
+        }
+        return null;
+      }
+      case "pub":
+        return client.publish(call.channel, call.data);
+    }
+  }
+
+  /** A call from this tab: run it (leader, standalone) or send it to the leader. */
+  #call(call: Op): Promise<unknown> {
+    if (this.#role === "leader" || this.#role === "standalone") return this.#run(call, this.tabId);
+    return new Promise((resolve, reject) => {
+      const rid = ++this.#rid;
+      this.#pending.set(rid, { call, resolve, reject });
+      if (this.#leaderId !== null) this.#post({ t: "rpc", from: this.tabId, to: this.#leaderId, rid, call });
+    });
+  }
+
+  #onWire(w: Wire): void {
+    if (!this.#open || w === null || typeof w !== "object") return;
+    const leading = this.#role === "leader";
+    switch (w.t) {
+      case "hello":
+        if (leading) this.#post({ t: "leader", id: this.tabId });
+        break;
+      case "leader":
+        if (leading || w.id === this.tabId) break;
+        this.#leaderId = w.id;
+        this.#setRole("follower");
+        if (this.#subs.size > 0) this.#post({ t: "subs", from: this.tabId, to: w.id, channels: [...this.#subs] });
+        for (const [rid, p] of this.#pending) this.#post({ t: "rpc", from: this.tabId, to: w.id, rid, call: p.call });
+        this.#ready?.resolve();
+        this.#ready = null;
+        break;
+      case "resign":
+        if (this.#leaderId === w.id) this.#leaderId = null;
+        break;
+      case "subs":
+        if (leading && w.to === this.tabId) {
+          for (const ch of w.channels) this.#run({ op: "sub", channel: ch }, w.from).catch((e: unknown) => this.#subscribeFailed(ch, e));
+        }
+        break;
+      case "bye":
+        if (leading) {
+          for (const [ch, set] of this.#wanted) {
+            if (set.delete(w.from) && set.size === 0) this.#run({ op: "unsub", channel: ch }, w.from).catch(() => {});
+          }
+        }
+        break;
+      case "rpc":
+        if (leading && w.to === this.tabId) {
+          this.#run(w.call, w.from).then(
+            (value) => this.#post({ t: "ack", to: w.from, rid: w.rid, ok: true, value }),
+            (e) => this.#post({ t: "ack", to: w.from, rid: w.rid, ok: false, error: toWire(e) }),
+          );
+        }
+        break;
+      case "ack": {
+        if (w.to !== this.tabId) break;
+        const p = this.#pending.get(w.rid);
+        if (!p) break;
+        this.#pending.delete(w.rid);
+        if (w.ok) p.resolve(w.value);
+        else p.reject(fromWire(w.error ?? { name: "Error", message: "the leader tab failed the call", error: null }));
+        break;
+      }
+      case "msg":
+        if (!leading) this.#deliver(w.m);
+        break;
+      case "status":
+        if (!leading) this.#emit(w.s);
+        break;
+      case "failed":
+        if (!leading) this.#fail(fromWire(w.error));
+        break;
+    }
+  }
+}

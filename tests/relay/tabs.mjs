@@ -1,0 +1,112 @@
+// Three tabs of one origin in one Chromium share one Salesforce connection (SharedTabClient): the
+// leader tab holds it (sfemu's stats show ONE streaming client), the others follow over
+// BroadcastChannel. Closing the leader tab, a follower takes over (Web Locks) and resumes from the
+// shared IndexedDB markers: every event published meanwhile reaches the remaining tabs, each once,
+// in order. `shared: false` gives a tab a connection of its own. Run by run.mjs against its Deno relay.
+import { until } from "../helpers/sfemu.mjs";
+
+const CHANNEL = "/event/Relay_Tabs__e";
+
+export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigin, session }) {
+  const context = await browser.newContext();
+  const pages = [];
+  const errors = [];
+  const newTab = async () => {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${pageOrigin}/tabs.html`);
+    await page.waitForFunction(() => window.tabTest !== undefined, null, { timeout: 20000 });
+    pages.push(page);
+    return page;
+  };
+  const state = (p) => p.evaluate(() => window.tabTest.state());
+  const clients = async () => (await emu.control("stats")).clients;
+
+  function checkAll(got, ranges, what) {
+    const ids = got.map((e) => e.replayId);
+    const total = ranges.reduce((n, r) => n + r.published, 0);
+    assert(got.every((e) => e.channel === CHANNEL), `${what}: channel`);
+    assert(ids.length === total, `${what}: ${ids.length} of ${total} events (${ids})`);
+    assert(ids.every((id, i) => i === 0 || id > ids[i - 1]), `${what}: in order, no duplicates (${ids})`);
+    assert(ids[0] === ranges[0].firstReplayId && ids.at(-1) === ranges.at(-1).lastReplayId, `${what}: span ${ids[0]}..${ids.at(-1)}`);
+    for (const r of ranges) assert(ids.includes(r.firstReplayId) && ids.includes(r.lastReplayId), `${what}: has ${r.firstReplayId}..${r.lastReplayId}`);
+  }
+
+  try {
+    await until(async () => (await clients()) === 0, { timeout: 20000, what: "no streaming client before the tabs" });
+    const [t1, t2, t3] = [await newTab(), await newTab(), await newTab()];
+
+    await check("tabs: the browser entry exports SharedTabClient", async () => {
+      assert(await t1.evaluate(() => window.tabTest.exported), "sfstream (browser entry) exports SharedTabClient");
+    });
+
+    const published = [];
+    await check("tabs: three tabs, one leader, ONE streaming client in sfemu; every tab receives", async () => {
+      const o1 = await t1.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, CHANNEL]);
+      const o2 = await t2.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, CHANNEL]);
+      const o3 = await t3.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, CHANNEL]);
+      assert(o1.role === "leader" && o2.role === "follower" && o3.role === "follower", `roles ${JSON.stringify([o1, o2, o3])}`);
+      assert(o1.key === o2.key && o2.key === o3.key, "one election key");
+      await new Promise((r) => setTimeout(r, 500));
+      const stats = await emu.control("stats");
+      assert(stats.clients === 1, `sfemu counts ${stats.clients} streaming clients: ${JSON.stringify(stats.sessions)}`);
+      assert(stats.sessions.filter((s) => s.subscriptions.includes(CHANNEL)).length === 1, "one session subscribed");
+      published.push(await emu.control("publish", { channel: CHANNEL, count: 5 }));
+      for (const [i, t] of [t1, t2, t3].entries()) {
+        await until(async () => (await state(t)).got.length >= 5, { timeout: 15000, what: `tab ${i + 1} to receive 5 events` });
+        checkAll((await state(t)).got, published, `tab ${i + 1}`);
+      }
+    });
+
+    await check("tabs: a follower's subscribe outside the relay allowlist fails with the relay's error", async () => {
+      const r = await t2.evaluate(() => window.tabTest.subscribeForbidden("/topic/Forbidden"));
+      assert(!r.ok && r.name === "ServerError" && r.error === "403::Channel not allowed by relay", JSON.stringify(r));
+    });
+
+    await check("tabs: closing the leader tab, a follower takes over and every event published meanwhile arrives", async () => {
+      await t1.close();
+      // Published while the leadership moves: no tab holds the connection for a moment.
+      published.push(await emu.control("publish", { channel: CHANNEL, count: 5 }));
+      const leader = await until(async () => {
+        const [s2, s3] = [await state(t2), await state(t3)];
+        return s2.role === "leader" ? { tab: t2, other: t3, s: s2 } : s3.role === "leader" ? { tab: t3, other: t2, s: s3 } : null;
+      }, { timeout: 15000, what: "a follower to take over" });
+      assert(leader.s.roles.join(",") === "follower,leader", `roles of the new leader: ${leader.s.roles}`);
+      published.push(await emu.control("publish", { channel: CHANNEL, count: 5 }));
+      for (const [name, t] of [["new leader", leader.tab], ["follower", leader.other]]) {
+        await until(async () => (await state(t)).got.length >= 15, { timeout: 20000, what: `${name} to receive 15 events` }).catch(async (e) => {
+          throw new Error(`${e.message}: published ${JSON.stringify(published)}; tab ${JSON.stringify(await state(t))}; markers ${JSON.stringify(await t.evaluate(() => window.tabTest.markers()))}; sfemu ${JSON.stringify((await emu.control("stats")).sessions)}`);
+        });
+        await new Promise((r) => setTimeout(r, 300));
+        const s = await state(t);
+        assert(s.failure === null, `${name}: ${s.failure}`);
+        checkAll(s.got, published, name);
+      }
+      assert((await state(leader.other)).role === "follower", "the other tab still follows");
+      // The new leader keeps the shared marker in IndexedDB (what the next takeover resumes from).
+      await until(async () => {
+        const m = Object.entries(await leader.tab.evaluate(() => window.tabTest.markers())).find(([k]) => k.endsWith(CHANNEL));
+        return m && JSON.parse(m[1]).replayId === published.at(-1).lastReplayId;
+      }, { timeout: 5000, what: "the shared IndexedDB marker to reach the last event" });
+      // The dead leader's session goes (disconnected or swept); one client remains.
+      await until(async () => (await clients()) === 1, { timeout: 30000, what: "one streaming client after the takeover" });
+    });
+
+    await check("tabs: shared:false gives a tab its own connection", async () => {
+      const t4 = await newTab();
+      const o = await t4.evaluate(([u, s, c]) => window.tabTest.open(u, s, c, { shared: false }), [relayUrl, session, CHANNEL]);
+      assert(o.role === "standalone", JSON.stringify(o));
+      assert((await clients()) === 2, "a second streaming client");
+      await t4.evaluate(() => window.tabTest.close());
+      await until(async () => (await clients()) === 1, { timeout: 10000, what: "the standalone client to disconnect" });
+    });
+
+    await check("tabs: closing every tab client disconnects the one connection", async () => {
+      for (const p of pages.filter((p) => !p.isClosed())) await p.evaluate(() => window.tabTest.close());
+      await until(async () => (await clients()) === 0, { timeout: 15000, what: "no streaming client" });
+    });
+    if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
+  } finally {
+    await context.close().catch(() => {});
+  }
+}
