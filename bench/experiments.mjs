@@ -30,7 +30,7 @@ const PATCHES = {
   // Report consumption to the core once per drained buffer (or every 256 messages) instead of
   // one wasm call (handle_consumed + drive + performance.now) per message.
   batchConsumed: [
-    ["receive(options = {}) {\n        this.#reportTaken();", "receive(options = {}) {\n        if (this.#taken >= 256 || this.#head >= this.#buffer.length) this.#reportTaken();"],
+    ["this.#reportTaken();\n        const signal = options.signal;", "if (this.#taken >= 256 || this.#head >= this.#buffer.length) this.#reportTaken();\n        const signal = options.signal;"],
   ],
 };
 
@@ -72,6 +72,61 @@ PATCHES.fastIterator = [
   ],
 ];
 
+// Start every request (in particular the next /meta/connect after a batch) in a later macrotask,
+// so the consumer's `for await` runs before undici's synchronous request set-up (Node only:
+// setImmediate; a browser would use a MessageChannel).
+PATCHES.deferFetch = [
+  [
+    "const ret = fetch(getStringFromWasm0(arg0, arg1), arg2);",
+    "const url = getStringFromWasm0(arg0, arg1); const ret = new Promise((resolve) => setImmediate(() => resolve(fetch(url, arg2))));",
+    "wasm/sfstream.js",
+  ],
+];
+
+// Node only: a fetch for the shell built on node:http (keep-alive agent) instead of undici; it
+// returns a real Response built from the whole body, because the shell checks instanceof Response.
+PATCHES.nodeHttpFetch = [
+  [
+    "const ret = fetch(getStringFromWasm0(arg0, arg1), arg2);",
+    "const ret = (globalThis.__sfNodeFetch ?? fetch)(getStringFromWasm0(arg0, arg1), arg2);",
+    "wasm/sfstream.js",
+  ],
+  [
+    'import { readFileSync } from "node:fs";',
+    `import { readFileSync } from "node:fs";
+import * as __http from "node:http";
+const __agent = new __http.Agent({ keepAlive: true });
+globalThis.__sfNodeFetch = (url, init) => new Promise((resolve, reject) => {
+    const u = new URL(url);
+    if (u.protocol !== "http:") return resolve(fetch(url, init));
+    const headers = {};
+    for (const [k, v] of init.headers) headers[k] = v;
+    const req = __http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: init.method, headers, agent: __agent, signal: init.signal }, (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+            const h = new Headers();
+            for (let i = 0; i < res.rawHeaders.length; i += 2) h.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
+            resolve(new Response(Buffer.concat(chunks), { status: res.statusCode, headers: h }));
+        });
+    });
+    req.on("error", reject);
+    req.end(init.body);
+});`,
+    "node.js",
+  ],
+];
+
+PATCHES.nodeHttpFetchDeferred = [
+  [
+    "const ret = fetch(getStringFromWasm0(arg0, arg1), arg2);",
+    "const url = getStringFromWasm0(arg0, arg1); const ret = new Promise((resolve) => setImmediate(() => resolve((globalThis.__sfNodeFetch ?? fetch)(url, arg2))));",
+    "wasm/sfstream.js",
+  ],
+  PATCHES.nodeHttpFetch[1],
+];
+
 const VARIANTS = {
   base: { patches: [], options: {} },
   batchConsumed: { patches: ["batchConsumed"], options: {} },
@@ -81,6 +136,10 @@ const VARIANTS = {
   plainIterator: { patches: ["plainIterator"], options: {} },
   batchConsumedPlainIterator: { patches: ["batchConsumed", "plainIterator"], options: {} },
   fastIterator: { patches: ["batchConsumed", "fastIterator"], options: {} },
+  deferFetch: { patches: ["deferFetch"], options: {} },
+  nodeHttpFetch: { patches: ["nodeHttpFetch"], options: {} },
+  all: { patches: ["batchConsumed", "fastIterator", "nodeHttpFetchDeferred"], options: {} },
+  allThree: { patches: ["batchConsumed", "fastIterator", "deferFetch"], options: {} },
   fastIteratorUnbounded: { patches: ["batchConsumed", "fastIterator"], options: { maxPendingCount: 0 } },
 };
 const names = opt("--variants", Object.keys(VARIANTS).join(",")).split(",");
@@ -90,10 +149,12 @@ for (const name of names) {
   const dir = join(work, name);
   cpSync(join(src, "dist"), join(dir, "dist"), { recursive: true });
   cpSync(join(src, "package.json"), join(dir, "package.json"));
-  const file = join(dir, "dist", "client.js");
-  let text = readFileSync(file, "utf8");
-  for (const p of VARIANTS[name].patches) for (const [a, b] of PATCHES[p]) text = replaceOnce(text, a, b, p);
-  writeFileSync(file, text);
+  for (const p of VARIANTS[name].patches) {
+    for (const [a, b, rel = "client.js"] of PATCHES[p]) {
+      const file = join(dir, "dist", rel);
+      writeFileSync(file, replaceOnce(readFileSync(file, "utf8"), a, b, p));
+    }
+  }
   entries[name] = pathToFileURL(join(dir, "dist", "node.js")).href;
 }
 
@@ -144,6 +205,12 @@ const m = (name, key, f) => median((rows[name]?.[key] ?? []).filter((r) => r.ok)
 const f1 = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : "—");
 console.log(`| variant | catch-up 20k total / drain (ms) | catch-up 100k total / drain (ms) | 100k catch-up CPU (ms) / RSS (MB) | live 20k / 100k events/s | marginal CPU (µs/event) |`);
 console.log("|---|---:|---:|---:|---:|---:|");
+for (const name of names) {
+  const marg = ((m(name, "live100000", "cpuMs") - m(name, "live20000", "cpuMs")) * 1000) / 80000;
+  console.log(
+    `| ${name} | ${f1(m(name, "catchup20000", "totalMs"))} / ${f1(m(name, "catchup20000", "drainMs"))} | ${f1(m(name, "catchup100000", "totalMs"))} / ${f1(m(name, "catchup100000", "drainMs"))} | ${f1(m(name, "catchup100000", "cpuMs"))} / ${f1(m(name, "catchup100000", "rssGrowthMB"))} | ${f1(m(name, "live20000", "eventsPerSec"))} / ${f1(m(name, "live100000", "eventsPerSec"))} | ${f1(marg, 2)} |`,
+  );
+}
 if (plan.some(([s]) => s === "latency")) {
   console.log("\n| variant | latency p50 (ms) | p99 (ms) | start-up (ms) |\n|---|---:|---:|---:|");
   for (const name of names) {
@@ -151,10 +218,4 @@ if (plan.some(([s]) => s === "latency")) {
     console.log(`| ${name} | ${f1(m(name, key, "p50Ms"), 2)} | ${f1(m(name, key, "p99Ms"), 2)} | ${f1(m(name, key, "startupMs"), 1)} |`);
   }
   console.log("");
-}
-for (const name of names) {
-  const marg = ((m(name, "live100000", "cpuMs") - m(name, "live20000", "cpuMs")) * 1000) / 80000;
-  console.log(
-    `| ${name} | ${f1(m(name, "catchup20000", "totalMs"))} / ${f1(m(name, "catchup20000", "drainMs"))} | ${f1(m(name, "catchup100000", "totalMs"))} / ${f1(m(name, "catchup100000", "drainMs"))} | ${f1(m(name, "catchup100000", "cpuMs"))} / ${f1(m(name, "catchup100000", "rssGrowthMB"))} | ${f1(m(name, "live20000", "eventsPerSec"))} / ${f1(m(name, "live100000", "eventsPerSec"))} | ${f1(marg, 2)} |`,
-  );
 }
