@@ -358,18 +358,25 @@ describe("failing and corrupt storage", () => {
     assert.equal(once.markers.get(ch)?.replayId, p.at(-1));
 
     class Broken extends CountingStorage {
-      async setReplayMarker() {
-        throw new Error("read-only storage");
+      broken = true;
+      async setReplayMarker(s, m) {
+        if (this.broken) throw new Error("read-only storage");
+        return super.setReplayMarker(s, m);
       }
     }
     const statuses = [];
-    const b = new SalesforceStreamingClient({ ...login(), replay: new Broken(), onStatus: (s) => statuses.push(s) });
+    const broken = new Broken();
+    const b = new SalesforceStreamingClient({ ...login(), replay: broken, onStatus: (s) => statuses.push(s) });
     await b.open();
     await b.subscribe(ch);
     await emu.control("publish", { channel: ch, count: 1 });
     await take(b, 1);
     await assert.rejects(b.close(), /read-only storage/, "a marker that cannot be stored is not dropped silently");
     assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === ch));
+    // The shell keeps retrying after close() reported the failure (bug B3 in the storage report:
+    // forever, which keeps a Node process alive): heal the storage so that this file can exit.
+    broken.broken = false;
+    await until(() => broken.writes > 0, { timeout: 5000, what: "the retry after close" });
   });
 
   test("garbage in a Map: storageError status, subscribe without a marker", async () => {
