@@ -8,7 +8,7 @@
  * @module
  */
 
-import { oauthToken, jwtSigningInput, jwtAssertion } from "./wasm/sfstream.js";
+import { oauthToken, jwtSigningInput, jwtAssertion, checkUrl } from "./wasm/sfstream.js";
 import { AuthenticationError, fromWasmError } from "./errors.js";
 
 /** What an authenticator yields. */
@@ -27,6 +27,8 @@ export interface Authenticator {
   authenticate(): Promise<TokenInfo>;
   /** API version used for the CometD endpoint, e.g. "62.0". */
   readonly apiVersion?: string;
+  /** Allow a plain-http instance URL on a non-loopback host (default false). */
+  readonly allowInsecureHttp?: boolean;
 }
 
 /** The default API version of the CometD endpoint. */
@@ -47,6 +49,27 @@ export interface OAuthOptions {
   /** Allow plain `http://` to a host other than loopback. Off by default: tokens must not cross a network in clear. */
   allowInsecureHttp?: boolean;
 }
+
+function checkKeys(options: object, allowed: readonly string[], what: string): void {
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) throw new TypeError(`unknown ${what} option ${key}`);
+  }
+}
+
+function checkBoolean(name: string, v: unknown): void {
+  if (v !== undefined && typeof v !== "boolean") throw new TypeError(`${name} must be a boolean`);
+}
+
+/** Validate a URL option in the Rust core's terms (re-thrown as a TypeError of this realm). */
+function validateUrl(url: string, option: string, allowInsecureHttp: boolean): void {
+  try {
+    checkUrl(url, option, allowInsecureHttp);
+  } catch (e) {
+    throw new TypeError(e instanceof Error ? e.message : `${option} is not a valid URL`);
+  }
+}
+
+const OAUTH_KEYS = ["loginUrl", "sandbox", "apiVersion", "allowInsecureHttp"] as const;
 
 function requireString(name: string, v: unknown): string {
   if (typeof v !== "string" || v.length === 0) throw new TypeError(`${name} must be a non-empty string`);
@@ -91,14 +114,18 @@ export abstract class AuthenticatorBase implements Authenticator {
   scope: string | null = null;
   #accessToken: string | null = null;
 
-  constructor(options: OAuthOptions = {}) {
+  constructor(options: OAuthOptions = {}, keys: readonly string[] = []) {
     if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    checkKeys(options, [...OAUTH_KEYS, ...keys], new.target.name);
+    checkBoolean("sandbox", options.sandbox);
+    checkBoolean("allowInsecureHttp", options.allowInsecureHttp);
     if (options.loginUrl !== undefined && options.sandbox) {
       throw new TypeError("pass either loginUrl or sandbox, not both");
     }
-    this.loginUrl = options.loginUrl !== undefined ? requireString("loginUrl", options.loginUrl) : options.sandbox ? SANDBOX_LOGIN_URL : LOGIN_URL;
-    this.apiVersion = checkApiVersion(options.apiVersion);
     this.allowInsecureHttp = options.allowInsecureHttp === true;
+    this.loginUrl = options.loginUrl !== undefined ? requireString("loginUrl", options.loginUrl) : options.sandbox ? SANDBOX_LOGIN_URL : LOGIN_URL;
+    validateUrl(this.loginUrl, "loginUrl", this.allowInsecureHttp);
+    this.apiVersion = checkApiVersion(options.apiVersion);
   }
 
   /** The access token of the last successful authentication (kept in memory only). */
@@ -157,7 +184,7 @@ export class PasswordAuthenticator extends AuthenticatorBase {
   readonly #secret: string;
   readonly #password: string;
   constructor(options: PasswordAuthenticatorOptions) {
-    super(options);
+    super(options, ["consumerKey", "consumerSecret", "username", "password"]);
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.#secret = requireString("consumerSecret", options.consumerSecret);
     this.username = requireString("username", options.username);
@@ -182,7 +209,7 @@ export class RefreshTokenAuthenticator extends AuthenticatorBase {
   readonly #secret: string | null;
   #refreshToken: string;
   constructor(options: RefreshTokenAuthenticatorOptions) {
-    super(options);
+    super(options, ["consumerKey", "consumerSecret", "refreshToken"]);
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.#secret = options.consumerSecret === undefined ? null : requireString("consumerSecret", options.consumerSecret);
     this.#refreshToken = requireString("refreshToken", options.refreshToken);
@@ -212,7 +239,7 @@ export class ClientCredentialsAuthenticator extends AuthenticatorBase {
   readonly clientId: string;
   readonly #secret: string;
   constructor(options: ClientCredentialsAuthenticatorOptions) {
-    super(options);
+    super(options, ["consumerKey", "consumerSecret"]);
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.#secret = requireString("consumerSecret", options.consumerSecret);
   }
@@ -239,7 +266,12 @@ function pemToDer(pem: string): Uint8Array {
     throw new TypeError("privateKey must be a PKCS#8 PEM (-----BEGIN PRIVATE KEY-----); convert a PKCS#1 key with `openssl pkcs8 -topk8 -nocrypt`");
   }
   const b64 = m[1].replace(/\s+/g, "");
-  const bin = atob(b64);
+  let bin: string;
+  try {
+    bin = atob(b64);
+  } catch {
+    throw new TypeError("privateKey is not valid PEM: its body is not base64");
+  }
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
@@ -254,7 +286,7 @@ export class JwtBearerAuthenticator extends AuthenticatorBase {
   readonly #der: Uint8Array;
   #key: Promise<CryptoKey> | null = null;
   constructor(options: JwtBearerAuthenticatorOptions) {
-    super(options);
+    super(options, ["consumerKey", "username", "privateKey", "audience", "assertionLifetime"]);
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.username = requireString("username", options.username);
     this.#der = pemToDer(requireString("privateKey", options.privateKey));
@@ -299,11 +331,17 @@ export class AccessTokenAuthenticator implements Authenticator {
   tokenType: string | null = null;
   readonly #source: AccessTokenSource;
   #accessToken: string | null = null;
-  constructor(source: AccessTokenSource, options: { apiVersion?: string } = {}) {
+  /** Allow a plain-http instance URL on a non-loopback host. */
+  readonly allowInsecureHttp: boolean;
+  constructor(source: AccessTokenSource, options: { apiVersion?: string; allowInsecureHttp?: boolean } = {}) {
+    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    checkKeys(options, ["apiVersion", "allowInsecureHttp"], "AccessTokenAuthenticator");
+    checkBoolean("allowInsecureHttp", options.allowInsecureHttp);
+    this.allowInsecureHttp = options.allowInsecureHttp === true;
     if (typeof source !== "function") {
       if (source === null || typeof source !== "object") throw new TypeError("source must be { accessToken, instanceUrl } or a function returning it");
       requireString("accessToken", source.accessToken);
-      requireString("instanceUrl", source.instanceUrl);
+      validateUrl(requireString("instanceUrl", source.instanceUrl), "instanceUrl", this.allowInsecureHttp);
     }
     this.#source = source;
     this.apiVersion = checkApiVersion(options.apiVersion);

@@ -8,7 +8,7 @@ import type { Authenticator, PasswordAuthenticatorOptions } from "./auth.js";
 import { DEFAULT_API_VERSION, PasswordAuthenticator } from "./auth.js";
 import { ClientInvalidOperation, fromWasmError } from "./errors.js";
 import type { ReplayOption } from "./replay.js";
-import { ReplayMarker, ReplayOption as ReplayOptions, ReplayMarkerStorage } from "./replay.js";
+import { CorruptReplayMarkerError, ReplayMarker, ReplayOption as ReplayOptions, ReplayMarkerStorage } from "./replay.js";
 import { toStorage, type ReplayConfig } from "./storage.js";
 
 /** A message received from Salesforce: the Bayeux message exactly as sent. */
@@ -220,7 +220,24 @@ export class Client implements AsyncIterable<Message> {
       onFailed: (e: unknown) => this.#onFailed(e),
       authenticate: () => authenticator.authenticate(),
       onAuthenticated: (namespace: string) => this.#storage?.bindNamespace(namespace),
-      getReplayMarker: async (channel: string) => (this.#storage ? this.#storage.getReplayStart(channel) : null),
+      getReplayMarker: async (channel: string) => {
+        if (!this.#storage) return null;
+        try {
+          const start = await this.#storage.getReplayStart(channel);
+          if (start !== null && start.replayId < 0) {
+            // Starting from -1/-2 while a marker is stored (a default, or an application that asks
+            // for everything again): hand the stored marker over too, so that the replayed older
+            // events never drag the stored marker backwards.
+            const stored = await this.#storage.getReplayMarker(channel).catch(() => null);
+            if (stored !== null) return { ...start, floorReplayId: stored.replayId, floorDate: stored.date };
+          }
+          return start;
+        } catch (e) {
+          // The shell reports anything that is not a marker as a storageError and ignores it.
+          if (e instanceof CorruptReplayMarkerError) return { corrupt: true };
+          throw e;
+        }
+      },
       setReplayMarker: async (channel: string, m: { replayId: number; date: string | null }) => {
         await this.#storage?.setReplayMarker(channel, new ReplayMarker(m.date, m.replayId));
       },
@@ -232,6 +249,7 @@ export class Client implements AsyncIterable<Message> {
       replayFallback: options.replayFallback ?? null,
       networkAllowance: options.networkAllowance ?? 10_000,
       store: storage instanceof ReplayMarkerStorage ? null : storage.toShell(),
+      allowInsecureHttp: authenticator.allowInsecureHttp === true,
       seed: Math.floor(Math.random() * 2 ** 52),
     });
   }
@@ -281,7 +299,12 @@ export class Client implements AsyncIterable<Message> {
   /** Publish `data` to a generic streaming channel (`/u/...`); resolves to the server's reply. */
   async publish(channel: string, data: unknown): Promise<Record<string, unknown>> {
     checkChannel(channel);
-    const json = JSON.stringify(data);
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(data);
+    } catch (e) {
+      throw new TypeError(`data must be JSON-serialisable: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (json === undefined) throw new TypeError("data must be JSON-serialisable");
     try {
       return (await this.#wasm.publish(channel, json)) as Record<string, unknown>;
@@ -295,6 +318,7 @@ export class Client implements AsyncIterable<Message> {
    * for good (after the buffered messages), and `ClientInvalidOperation` when closed and drained.
    */
   receive(options: ReceiveOptions = {}): Promise<Message> {
+    if (options === null || typeof options !== "object") return Promise.reject(new TypeError("options must be an object"));
     this.#reportTaken();
     const signal = options.signal;
     if (signal !== undefined && !(typeof signal === "object" && signal !== null && "aborted" in signal)) {

@@ -28,7 +28,7 @@ export type {
   RefreshTokenAuthenticatorOptions,
   TokenInfo,
 } from "./auth.js";
-export { ConstantReplayId, DefaultMappingStorage, MappingStorage, ReplayMarker, ReplayMarkerStorage, ReplayOption } from "./replay.js";
+export { ConstantReplayId, CorruptReplayMarkerError, DefaultMappingStorage, MappingStorage, ReplayMarker, ReplayMarkerStorage, ReplayOption } from "./replay.js";
 export type { MapLike, ReplayStart } from "./replay.js";
 export {
   DenoKvReplayStorage,
@@ -53,3 +53,5 @@ export {
   TransportTimeoutError,
 } from "./errors.js";
 export type { ServerResponse } from "./errors.js";
+export { SharedTabClient } from "./tabs.js";
+export type { SharedTabClientOptions, SharedTabStatus, TabRole } from "./tabs.js";

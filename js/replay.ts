@@ -1,3 +1,5 @@
+import { ClientError } from "./errors.js";
+
 /**
  * Replay configuration: which events a subscription asks Salesforce for, and where the client
  * keeps the last replay marker of each channel so that it resumes where it left off.
@@ -14,6 +16,9 @@ export const ReplayOption = {
 /** `ReplayOption.ALL_EVENTS` (-2) or `ReplayOption.NEW_EVENTS` (-1). */
 export type ReplayOption = (typeof ReplayOption)[keyof typeof ReplayOption];
 
+/** Stored data that is not a replay marker (corrupt, or written by something else). */
+export class CorruptReplayMarkerError extends ClientError {}
+
 /** The replay id of an event and its creation date (ISO 8601), as stored per channel. */
 export class ReplayMarker {
   /** Creation date of the event, ISO 8601 (`2024-05-01T10:00:00.000Z`), or null if unknown. */
@@ -21,6 +26,12 @@ export class ReplayMarker {
   /** Replay id of the event. */
   readonly replayId: number;
   constructor(date: string | null, replayId: number) {
+    if (typeof replayId !== "number" || !Number.isSafeInteger(replayId)) {
+      throw new TypeError(`replayId must be an integer, got ${String(replayId)}`);
+    }
+    if (date !== null && (typeof date !== "string" || Number.isNaN(Date.parse(date)))) {
+      throw new TypeError(`date must be an ISO 8601 date string or null, got ${String(date)}`);
+    }
     this.date = date;
     this.replayId = replayId;
   }
@@ -47,6 +58,18 @@ export class ReplayMarker {
     const date = typeof o.date === "string" && !Number.isNaN(Date.parse(o.date)) ? o.date : null;
     return new ReplayMarker(date, o.replayId);
   }
+}
+
+/**
+ * Read stored data as a marker: nothing stored → null; a valid marker → the marker; anything
+ * else (corrupt or foreign data) → {@link CorruptReplayMarkerError}, which the client reports as a
+ * `storageError` status event and treats as "no marker".
+ */
+export function storedMarker(value: unknown): ReplayMarker | null {
+  if (value === undefined || value === null) return null;
+  const m = ReplayMarker.from(value);
+  if (m === null) throw new CorruptReplayMarkerError("the stored replay marker is not valid");
+  return m;
 }
 
 /** What the client asks a storage for when it subscribes. */
@@ -97,7 +120,7 @@ export class MappingStorage extends ReplayMarkerStorage {
     this.mapping = mapping;
   }
   async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
-    return ReplayMarker.from(await this.mapping.get(subscription));
+    return storedMarker(await this.mapping.get(subscription));
   }
   async setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
     await this.mapping.set(subscription, marker.toJSON());
@@ -149,7 +172,7 @@ export class ForeignStorage extends ReplayMarkerStorage {
     this.#inner = inner;
   }
   async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
-    return ReplayMarker.from(await this.#inner.getReplayMarker(subscription));
+    return storedMarker(await this.#inner.getReplayMarker(subscription));
   }
   setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
     return this.#inner.setReplayMarker(subscription, marker);

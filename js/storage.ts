@@ -13,7 +13,7 @@
  * @module
  */
 
-import { ConstantReplayId, ForeignStorage, MappingStorage, ReplayMarker, ReplayMarkerStorage, ReplayOption, type MapLike, type ReplayStart } from "./replay.js";
+import { ConstantReplayId, ForeignStorage, MappingStorage, ReplayMarker, storedMarker, ReplayMarkerStorage, ReplayOption, type MapLike, type ReplayStart } from "./replay.js";
 
 /** Options shared by the native storages. */
 export interface NativeStorageOptions {
@@ -130,7 +130,7 @@ export class DenoKvReplayStorage extends NamespacedStorage {
     return ["sfstream", ...this.currentNamespace.split("/"), channel];
   }
   async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
-    return ReplayMarker.from((await this.#kv.get(this.#key(subscription))).value);
+    return storedMarker((await this.#kv.get(this.#key(subscription))).value);
   }
   async setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
     await this.#kv.set(this.#key(subscription), marker.toJSON());
@@ -160,7 +160,7 @@ export class WorkersKvReplayStorage extends NamespacedStorage {
     this.prefix = options.prefix ?? "sfstream/";
   }
   async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
-    return ReplayMarker.from(await this.#kv.get(`${this.prefix}${this.currentNamespace}/${subscription}`));
+    return storedMarker(await this.#kv.get(`${this.prefix}${this.currentNamespace}/${subscription}`));
   }
   async setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
     await this.#kv.put(`${this.prefix}${this.currentNamespace}/${subscription}`, JSON.stringify(marker.toJSON()));
@@ -186,7 +186,7 @@ export class DurableObjectReplayStorage extends NamespacedStorage {
     this.prefix = options.prefix ?? "sfstream/";
   }
   async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
-    return ReplayMarker.from(await this.#storage.get(`${this.prefix}${this.currentNamespace}/${subscription}`));
+    return storedMarker(await this.#storage.get(`${this.prefix}${this.currentNamespace}/${subscription}`));
   }
   async setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
     await this.#storage.put(`${this.prefix}${this.currentNamespace}/${subscription}`, marker.toJSON());

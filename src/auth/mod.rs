@@ -340,6 +340,16 @@ pub fn token_url(login_url: &str, allow_insecure: bool) -> Result<String, AuthEr
     Ok(format!("{base}/services/oauth2/token"))
 }
 
+/// Refuse a plain `http://` URL to a host other than loopback unless `allow_insecure`: tokens must
+/// not cross a network in clear. `name` says which URL (`"instance_url"`, ...) in the error.
+pub fn require_secure(url: &str, name: &'static str, allow_insecure: bool) -> Result<(), AuthError> {
+    let u = parse_url(name, url.trim().trim_end_matches('/'))?;
+    if !u.https && !allow_insecure && !is_loopback_host(u.host) {
+        return Err(AuthError::InsecureUrl { name });
+    }
+    Ok(())
+}
+
 /// `{instance_url}/cometd/{api_version}`; `api_version` like `"62.0"` (a leading `v` is accepted),
 /// at least [`MIN_API_VERSION`]. The instance URL must be http(s).
 pub fn cometd_url(instance_url: &str, api_version: &str) -> Result<String, AuthError> {
@@ -663,5 +673,14 @@ mod tests {
         assert_eq!(identity_namespace(Some("garbage"), "http://127.0.0.1:8090"), "127.0.0.1/-");
         assert_eq!(identity_namespace(Some("https://h/id/../.."), "https://a.b"), "a.b/-");
         assert_eq!(identity_namespace(None, ""), "unknown/-");
+    }
+
+    #[test]
+    fn require_secure_refuses_plain_http_to_remote_hosts() {
+        assert_eq!(require_secure("http://example.com", "instance_url", false), Err(AuthError::InsecureUrl { name: "instance_url" }));
+        assert_eq!(require_secure("http://example.com", "instance_url", true), Ok(()));
+        assert_eq!(require_secure("http://127.0.0.1:8090", "instance_url", false), Ok(()));
+        assert_eq!(require_secure("https://x.my.salesforce.com", "instance_url", false), Ok(()));
+        assert!(require_secure("ftp://x", "instance_url", true).is_err());
     }
 }

@@ -59,6 +59,6 @@ pub use message::{
 };
 pub use replay::{is_replay_error, replay_key, retention_ms, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS};
 pub use session::{
-    Config, Event, ReconnectReason, Session, State, Stats, DEFAULT_ADVICE_TIMEOUT, DISCONNECT_TIMEOUT,
+    Config, Event, ReconnectReason, Session, State, Stats, DEFAULT_ADVICE_TIMEOUT, DISCONNECT_TIMEOUT, GAP_SKEW_MS,
     MAX_AUTH_ROUNDS,
 };

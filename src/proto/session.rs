@@ -11,7 +11,7 @@ use super::message::{
     validate_channel, Batch, BatchBuf, BatchSource, MetaView, Millis, Msg, OpId, Reconnect, Request,
     RequestId, RequestKind,
 };
-use super::replay::{is_replay_error, replay_key, FallbackReason, ReplayMarker};
+use super::replay::{is_replay_error, replay_key, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS};
 
 /// Default `advice.timeout` (the server's hold time) until the server says otherwise.
 pub const DEFAULT_ADVICE_TIMEOUT: Millis = 110_000;
@@ -19,6 +19,9 @@ pub const DEFAULT_ADVICE_TIMEOUT: Millis = 110_000;
 pub const MAX_AUTH_ROUNDS: u32 = 3;
 /// Longest wait for the reply to `/meta/disconnect` on close.
 pub const DISCONNECT_TIMEOUT: Millis = 10_000;
+/// Clock-skew allowance of a gap-free resubscribe (see `queue_resubscribes`): retained events up to
+/// this long before the original subscription are delivered rather than risk dropping a new one.
+pub const GAP_SKEW_MS: f64 = 60_000.0;
 
 /// Configuration of a [`Session`].
 #[derive(Clone, Debug, PartialEq)]
@@ -308,6 +311,8 @@ struct SubEntry {
     channel: String,
     replay: Option<i64>,
     confirmed: bool,
+    /// Wall-clock time (epoch ms) of the explicit subscribe; 0 when unknown.
+    since_wall: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -319,6 +324,10 @@ struct ChanState {
     floor: Option<i64>,
     /// Newest marker handed out for persistence (or given by the application).
     persisted: Option<ReplayMarker>,
+    /// Gap-free resubscribe of a channel that has no marker yet: it was resubscribed with
+    /// `ALL_EVENTS`, and retained events dated before this (epoch ms) are older than the original
+    /// subscription, so they are not delivered. Cleared by the first delivered event.
+    gap_filter: Option<f64>,
 }
 
 /// The sans-IO Bayeux session. See [`crate::proto`] for the calling contract.
@@ -416,7 +425,9 @@ impl Session {
         self.client_id = None;
         self.failures = 0;
         self.auth_rounds = 0;
-        self.recovering_since = None;
+        // Opening is bounded by connection_timeout like any recovery: a server that never answers
+        // the handshake fails open() with Timeout instead of hanging on the request timeout.
+        self.recovering_since = Some(now);
         self.degraded = false;
         self.pause_announced = false;
         self.multiple_clients_announced = false;
@@ -449,6 +460,7 @@ impl Session {
         let ci = self.chan_index(replay_key(channel));
         if let Some(c) = self.chans.get_mut(ci) {
             c.floor = None;
+            c.gap_filter = None;
             if let Some(m) = marker {
                 if c.persisted.as_ref().map_or(true, |p| m.is_newer_than(p)) {
                     c.persisted = Some(m.clone());
@@ -468,9 +480,13 @@ impl Session {
                 });
             }
         }
+        let since_wall = if wall_ms.is_finite() && wall_ms > 0.0 { wall_ms } else { 0.0 };
         match self.subs.iter_mut().find(|s| s.channel == channel) {
-            Some(s) => s.replay = send,
-            None => self.subs.push(SubEntry { channel: channel.to_string(), replay: send, confirmed: false }),
+            Some(s) => {
+                s.replay = send;
+                s.since_wall = since_wall;
+            }
+            None => self.subs.push(SubEntry { channel: channel.to_string(), replay: send, confirmed: false, since_wall }),
         }
         let op = self.next_op();
         self.queue.push_back(Job::new(
@@ -853,7 +869,7 @@ impl Session {
         if let Some(i) = self.chans.iter().position(|c| c.key == key) {
             return i;
         }
-        self.chans.push(ChanState { key: key.to_string(), marker: None, floor: None, persisted: None });
+        self.chans.push(ChanState { key: key.to_string(), marker: None, floor: None, persisted: None, gap_filter: None });
         self.chans.len() - 1
     }
 
@@ -1054,8 +1070,14 @@ impl Session {
                 if c.floor.is_some_and(|f| r <= f) {
                     return; // duplicate of an event already delivered since the last explicit subscribe
                 }
-                c.floor = Some(r);
                 let date = date_ms.filter(|d| d.is_finite() && *d > 0.0).unwrap_or(0.0);
+                if let Some(since) = c.gap_filter {
+                    if date > 0.0 && date < since {
+                        return; // retained before the original subscription (gap-free resubscribe)
+                    }
+                    c.gap_filter = None;
+                }
+                c.floor = Some(r);
                 let m = ReplayMarker { replay_id: r, date_ms: date };
                 c.marker = Some(m.clone());
                 self.delivered.push_back(Some((ci, m)));
@@ -1161,7 +1183,7 @@ impl Session {
         if self.buffer_full() || self.phase != Phase::Connected {
             return;
         }
-        self.pause_announced = false;
+        let announced = std::mem::take(&mut self.pause_announced);
         if now.saturating_sub(since) > self.config.max_pause {
             // The server has dropped (or is about to drop) the session: skip the dead connect and
             // start over from the in-memory markers.
@@ -1169,6 +1191,10 @@ impl Session {
             self.rehandshake(now, ReconnectReason::BufferFullPause, false);
         } else {
             self.connect = ConnectSlot::Due { at: now, first: false };
+            if announced {
+                // Observers saw "reconnecting (bufferFull)": tell them polling runs again.
+                self.events.push_back(Event::Connected);
+            }
         }
     }
 
@@ -1269,9 +1295,24 @@ impl Session {
     fn queue_resubscribes(&mut self, now: Millis) {
         self.queue.retain(|j| !j.is_auto());
         let mut jobs: Vec<Job> = Vec::new();
+        let mut gap_filters: Vec<(String, f64)> = Vec::new();
         for s in self.subs.iter().filter(|s| s.confirmed) {
-            let replay = self.resubscribe_value(s);
+            let mut replay = self.resubscribe_value(s);
+            let key = replay_key(&s.channel);
+            let has_floor = self.chans.iter().any(|c| c.key == key && c.floor.is_some());
+            // A channel subscribed for new events that has delivered nothing yet has no replay id to
+            // resume from: events published during the outage would be lost with -1. Resubscribe with
+            // ALL_EVENTS and drop the retained events older than the original subscription instead.
+            if !has_floor && matches!(s.replay, None | Some(NEW_EVENTS)) && s.since_wall > 0.0 {
+                replay = Some(ALL_EVENTS);
+                gap_filters.push((key.to_string(), s.since_wall - GAP_SKEW_MS));
+            }
             jobs.push(Job::new(JobKind::Subscribe { channel: s.channel.clone(), replay, op: None }, now));
+        }
+        for (key, since) in gap_filters {
+            if let Some(c) = self.chans.iter_mut().find(|c| c.key == key) {
+                c.gap_filter = Some(since);
+            }
         }
         for j in jobs.into_iter().rev() {
             self.queue.push_front(j);

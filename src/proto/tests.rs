@@ -335,7 +335,7 @@ fn unsolicited_meta_disconnect_triggers_rehandshake() {
     d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
-    assert_eq!(replay_of(&s, "/topic/X"), Some(-1.0));
+    assert_eq!(replay_of(&s, "/topic/X"), Some(-2.0), "no event delivered yet: gap-free resubscribe");
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     // the old "none" advice was reset by the handshake: the loop continues with connects
@@ -1512,4 +1512,76 @@ fn max_pending_zero_means_unbounded() {
     d.reply(&c, 200, events_batch("/topic/X", &[1, 2], WALL, connect_ok(&c)));
     let _c = d.take(RequestKind::Connect);
     assert!(d.take_events().is_empty());
+}
+
+#[test]
+fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
+    // Subscribed for new events at WALL; nothing delivered yet; the session is lost. Resubscribing
+    // with -1 would lose what was published during the outage, so the core resubscribes with -2 and
+    // drops the retained events dated before the subscription (minus the clock-skew allowance).
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/event/Gap__e", Some(-1));
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/event/Gap__e"), Some(-2.0));
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.take_events();
+    d.delivered.clear();
+    let mut b = BatchBuf::new();
+    b.push_event("/event/Gap__e", Some(1), Some(WALL - 3_600_000.0)); // an hour before: dropped
+    b.push_event("/event/Gap__e", Some(2), Some(WALL - GAP_SKEW_MS - 1.0)); // just outside the allowance: dropped
+    b.push_event("/event/Gap__e", Some(3), Some(WALL - 1_000.0)); // inside the allowance: delivered
+    b.push_event("/event/Gap__e", Some(4), Some(WALL + 5_000.0)); // during the outage: delivered
+    b.messages.push(connect_ok_advice(&c));
+    d.reply(&c, 200, b);
+    assert_eq!(d.delivered, vec![2, 3], "positions of replay ids 3 and 4");
+    // once a marker exists, later resubscribes resume from it
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let _c = d.take(RequestKind::Connect);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/event/Gap__e"), Some(4.0));
+}
+
+#[test]
+fn open_is_bounded_by_connection_timeout_while_the_handshake_hangs() {
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = Some(1_000);
+    let mut d = Driver::new(cfg);
+    d.s.open(d.now).unwrap();
+    d.pump();
+    let _hs = d.take(RequestKind::Handshake); // never answered
+    assert_eq!(d.s.poll_timeout(), Some(d.now + 1_000));
+    d.now += 1_000;
+    d.s.handle_timeout(d.now);
+    d.pump();
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::OpenFailed(ProtoError::Timeout)), "{ev:?}");
+    assert!(d.s.is_closed());
+}
+
+#[test]
+fn resuming_after_a_buffer_full_pause_reports_connected() {
+    let mut cfg = Driver::cfg();
+    cfg.max_pending = Some(2);
+    let mut d = Driver::new(cfg);
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(&c, 200, events_batch("/topic/X", &[1, 2, 3], WALL, connect_ok(&c)));
+    let ev = d.take_events();
+    assert!(matches!(ev.as_slice(), [Event::Reconnecting { reason: ReconnectReason::BufferFullPause, .. }]), "{ev:?}");
+    assert!(d.s.poll_transmit(d.now).is_none(), "paused: no connect while the buffer is full");
+    d.s.handle_consumed(d.now, 3);
+    d.pump();
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::Connected), "{ev:?}");
+    let _c = d.take(RequestKind::Connect);
 }

@@ -147,3 +147,19 @@ pub fn jwt_signing_input(client_id: &str, username: &str, audience: &str, now_se
 pub fn jwt_assertion(signing_input: &str, signature: &[u8]) -> String {
     auth::jwt_assertion(signing_input, signature)
 }
+
+/// Validate a URL option: http(s), no credentials, and plain `http://` only to loopback hosts
+/// unless `allowInsecureHttp`. Throws a `TypeError` naming the option.
+#[wasm_bindgen(js_name = checkUrl)]
+pub fn check_url(url: &str, option: &str, allow_insecure_http: bool) -> Result<(), JsValue> {
+    auth::require_secure(url, "url", allow_insecure_http).map_err(|e| {
+        let reason = match e {
+            AuthError::InsecureUrl { .. } => {
+                "must use https (plain http only to loopback hosts, unless allowInsecureHttp: true)".to_owned()
+            }
+            AuthError::InvalidUrl { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        js_error("TypeError", &format!("{option} {reason}"))
+    })
+}

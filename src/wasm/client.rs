@@ -184,6 +184,8 @@ struct Inner {
     namespace_override: Option<String>,
     /// Replay id used when a native store has no marker for a channel.
     default_replay: Option<i64>,
+    /// Allow a plain-http instance URL on a non-loopback host (the authenticator's opt-in).
+    allow_insecure_http: bool,
 }
 
 /// The JS-facing client core. Not part of the public TS API: `js/client.ts` wraps it.
@@ -279,6 +281,7 @@ impl WasmClient {
             namespace: String::new(),
             namespace_override,
             default_replay,
+            allow_insecure_http: get(options, "allowInsecureHttp").as_bool().unwrap_or(false),
         }));
         let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
         let timer_cb = Closure::<dyn FnMut()>::new(move || {
@@ -515,9 +518,13 @@ fn read_stored_marker(rc: &Rc<RefCell<Inner>>, channel: &str, stored: &JsValue) 
         host.on_status(&status);
         return (None, None);
     };
-    let date = get(stored, "date");
-    let date_ms = date.as_string().map(|d| js_sys::Date::parse(&d)).filter(|x| x.is_finite());
-    let marker = date_ms.map(|date_ms| ReplayMarker { replay_id, date_ms });
+    let date_of = |key: &str| get(stored, key).as_string().map(|d| js_sys::Date::parse(&d)).filter(|x| x.is_finite());
+    // A stored marker newer than the start value (see js/client.ts): the core's persistence floor.
+    let floor = get(stored, "floorReplayId")
+        .as_f64()
+        .filter(|x| x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0)
+        .map(|x| ReplayMarker { replay_id: x as i64, date_ms: date_of("floorDate").unwrap_or(0.0) });
+    let marker = floor.or_else(|| date_of("date").map(|date_ms| ReplayMarker { replay_id, date_ms }));
     (Some(replay_id), marker)
 }
 
@@ -534,7 +541,12 @@ async fn authenticate(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     let Some(instance) = instance else {
         return Err(js_error("AuthenticationError", "the authenticator returned no instanceUrl"));
     };
-    let version = rc.borrow().api_version.clone();
+    let (version, allow_insecure) = {
+        let i = rc.borrow();
+        (i.api_version.clone(), i.allow_insecure_http)
+    };
+    crate::auth::require_secure(&instance, "instanceUrl", allow_insecure)
+        .map_err(|e| js_error("AuthenticationError", &e.to_string()))?;
     let endpoint = crate::auth::cometd_url(&instance, &version)
         .map_err(|e| js_error("AuthenticationError", &format!("unusable instanceUrl or apiVersion: {e}")))?;
     let identity = get(&result, "id").as_string();

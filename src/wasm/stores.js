@@ -23,18 +23,33 @@ export function lsSet(key, value) {
 function openDb(name) {
   let p = dbs.get(name);
   if (p) return p;
-  p = new Promise((resolve, reject) => {
+  p = openAt(name, undefined);
+  p.catch(() => dbs.delete(name));
+  dbs.set(name, p);
+  return p;
+}
+
+// Open `name` (at its current version when `version` is undefined). A database that exists
+// without our object store (created by other code) is reopened one version up to add it.
+function openAt(name, version) {
+  return new Promise((resolve, reject) => {
     const idb = globalThis.indexedDB;
     if (idb === undefined || idb === null) {
       reject(new TypeError("indexedDB is not available in this runtime"));
       return;
     }
-    const req = idb.open(name, 1);
+    const req = version === undefined ? idb.open(name) : idb.open(name, version);
     req.onupgradeneeded = () => {
       if (!req.result.objectStoreNames.contains(IDB_STORE)) req.result.createObjectStore(IDB_STORE);
     };
     req.onsuccess = () => {
       const db = req.result;
+      if (!db.objectStoreNames.contains(IDB_STORE)) {
+        const next = db.version + 1;
+        db.close();
+        openAt(name, next).then(resolve, reject);
+        return;
+      }
       db.onversionchange = () => {
         db.close();
         dbs.delete(name);
@@ -44,9 +59,6 @@ function openDb(name) {
     req.onerror = () => reject(req.error ?? new Error("indexedDB open failed"));
     req.onblocked = () => reject(new Error("indexedDB open blocked by another connection"));
   });
-  p.catch(() => dbs.delete(name));
-  dbs.set(name, p);
-  return p;
 }
 
 export async function idbGet(name, key) {
