@@ -198,6 +198,12 @@ async function sizes() {
   const ours = await bundle({ entryPoints: [join(pkgDir, "dist", "browser.js")], format: "esm", target: "es2022" });
   const wasm = readFileSync(join(pkgDir, "dist", "wasm", "sfstream_bg.wasm"));
   add("sfstream", "esbuild bundle of dist/browser.js (glue + wrapper) + sfstream_bg.wasm", [ours, wasm]);
+  // What an app that only streams ships: tree-shaken to Client + an authenticator.
+  const minimal = await bundle({
+    stdin: { contents: `export { Client, AccessTokenAuthenticator, ReplayOption } from ${JSON.stringify(join(pkgDir, "dist", "browser.js"))};`, resolveDir: pkgDir },
+    target: "es2022",
+  });
+  add("sfstream (Client only)", "esbuild bundle of { Client, AccessTokenAuthenticator, ReplayOption } + sfstream_bg.wasm", [minimal, wasm]);
   const cometd = await bundle({ stdin: { contents: 'export { CometD } from "cometd";', resolveDir: ROOT } });
   add("cometd", "esbuild bundle of the cometd package (CometD class)", [cometd]);
   add("faye", "faye/client/faye-browser-min.js", [readFileSync(join(ROOT, "node_modules", "faye", "client", "faye-browser-min.js"))]);
