@@ -7,7 +7,7 @@
 // loopback. Every measurement runs in its own child process (bench/worker.mjs) for clean CPU and
 // RSS figures, clients interleaved (A B C D E, A B C D E, ...), several runs, medians reported.
 // The Chromium part drives bench/browser/page.mjs, served same-origin by sfemu --www.
-// Results: bench/results/{full,quick}.json; the full run rewrites the generated section of
+// Results: bench/results/full.json (quick: a file in the temp dir); the full run rewrites the generated section of
 // BENCHMARKS.md (between the bench:results markers; everything else in the file is kept).
 import { spawn, execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -311,7 +311,8 @@ const machine = {
 };
 const report = { date: new Date().toISOString(), quick: QUICK, config: CFG, clients, machine, versions, jsforceNote, summary, failures, results };
 mkdirSync(join(BENCH, "results"), { recursive: true });
-const outFile = join(BENCH, "results", QUICK ? "quick.json" : "full.json");
+// The quick smoke run's figures are throw-away: keep them out of the work tree.
+const outFile = QUICK ? join(tmpdir(), `sfstream-bench-quick-${process.pid}.json`) : join(BENCH, "results", "full.json");
 writeFileSync(outFile, JSON.stringify(report, null, 1));
 log(`raw results: ${outFile}`);
 const md = renderMarkdown(report);
