@@ -97,6 +97,9 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
 }
 
+/** While messages are buffered, consumption is reported to the core every this many messages. */
+const REPORT_EVERY = 256;
+
 const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "onStatus", "logger"]);
 
 function checkOptions(options: ClientOptions): void {
@@ -319,12 +322,17 @@ export class Client implements AsyncIterable<Message> {
    */
   receive(options: ReceiveOptions = {}): Promise<Message> {
     if (options === null || typeof options !== "object") return Promise.reject(new TypeError("options must be an object"));
-    this.#reportTaken();
     const signal = options.signal;
     if (signal !== undefined && !(typeof signal === "object" && signal !== null && "aborted" in signal)) {
       return Promise.reject(new TypeError("signal must be an AbortSignal"));
     }
-    if (this.#head < this.#buffer.length) return Promise.resolve(this.#take());
+    if (this.#head < this.#buffer.length) {
+      // Consumption is reported in batches while messages are buffered (one wasm call per
+      // REPORT_EVERY messages instead of one per message); always before waiting.
+      if (this.#taken >= REPORT_EVERY) this.#reportTaken();
+      return Promise.resolve(this.#take());
+    }
+    this.#reportTaken();
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#wasm.closed) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -367,8 +375,33 @@ export class Client implements AsyncIterable<Message> {
     }
   }
 
-  [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
-    return this.messages();
+  [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
+    // Hand-written rather than an async generator: a buffered message costs one resolved promise.
+    let done = false;
+    const end = (): IteratorResult<Message, undefined> => {
+      done = true;
+      return { value: undefined, done: true };
+    };
+    const it: AsyncIterableIterator<Message> = {
+      next: (): Promise<IteratorResult<Message, undefined>> => {
+        if (done) return Promise.resolve({ value: undefined, done: true });
+        if (this.#head < this.#buffer.length) {
+          if (this.#taken >= REPORT_EVERY) this.#reportTaken();
+          return Promise.resolve({ value: this.#take(), done: false });
+        }
+        return this.receive().then(
+          (value) => ({ value, done: false }),
+          (e: unknown) => {
+            if (e instanceof ClientInvalidOperation) return end();
+            done = true;
+            throw e;
+          },
+        );
+      },
+      return: (): Promise<IteratorResult<Message, undefined>> => Promise.resolve(end()),
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
   }
 
   /** `await using client = ...` closes the client. */

@@ -44,6 +44,9 @@ extern "C" {
     #[wasm_bindgen(js_name = sfNewTable)]
     pub fn sf_new_table() -> JsValue;
 
+    #[wasm_bindgen(js_name = sfDefer)]
+    pub fn sf_defer(f: &JsValue);
+
     #[wasm_bindgen(js_name = sfSetCookies)]
     pub fn sf_set_cookies(headers: &web_sys::Headers) -> Array;
 }

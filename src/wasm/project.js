@@ -141,3 +141,12 @@ export function sfSetCookies(headers) {
   }
   return [];
 }
+
+/**
+ * Run `fn` in a later macrotask. The shell starts the next long-poll this way, so that the events
+ * of a response reach the application before the next request is set up.
+ */
+export function sfDefer(fn) {
+  if (typeof setImmediate === "function") setImmediate(fn);
+  else setTimeout(fn, 0);
+}
