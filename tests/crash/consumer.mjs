@@ -1,0 +1,69 @@
+// A consumer process for the crash test (run.mjs kills it with SIGKILL at random points).
+//   node consumer.mjs <dir> <sfemuUrl> <channel>
+// Replay markers live in <dir>/markers.json, written atomically (temp file, fsync, rename): a kill
+// in the middle of a write leaves the previous file intact. Each event is "processed" by appending
+// its replay id to <dir>/processed.log (synchronously, before asking for the next message: under
+// the automatic policy that request is what lets the event's marker advance). Every storage write
+// is counted in <dir>/writes.log.
+import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { SalesforceStreamingClient, ReplayMarker, ReplayMarkerStorage, ReplayOption } from "sfstream";
+
+const [dir, url, channel] = process.argv.slice(2);
+if (!dir || !url || !channel) {
+  console.error("usage: node consumer.mjs <dir> <sfemuUrl> <channel>");
+  process.exit(2);
+}
+const CREDENTIALS = { consumerKey: "sfemu-consumer-key", consumerSecret: "sfemu-consumer-secret", username: "user@example.com", password: "password" };
+
+/** The application's file-backed storage: the whole map in one JSON file, replaced atomically. */
+class FileStorage extends ReplayMarkerStorage {
+  #file = join(dir, "markers.json");
+  #read() {
+    try {
+      return JSON.parse(readFileSync(this.#file, "utf8"));
+    } catch (e) {
+      if (e.code === "ENOENT") return {};
+      throw e; // a torn file would be a bug of this storage: let it show
+    }
+  }
+  async getReplayMarker(subscription) {
+    return ReplayMarker.from(this.#read()[subscription] ?? null);
+  }
+  async getReplayStart(subscription) {
+    const m = await this.getReplayMarker(subscription);
+    return m === null ? { replayId: ReplayOption.ALL_EVENTS, date: null } : { replayId: m.replayId, date: m.date };
+  }
+  async setReplayMarker(subscription, marker) {
+    const all = this.#read();
+    all[subscription] = marker.toJSON();
+    const tmp = `${this.#file}.${process.pid}.tmp`;
+    const fd = openSync(tmp, "w");
+    try {
+      writeSync(fd, JSON.stringify(all));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.#file);
+    appendFileSync(join(dir, "writes.log"), `${marker.replayId}\n`);
+  }
+}
+
+const client = new SalesforceStreamingClient({
+  ...CREDENTIALS,
+  loginUrl: url,
+  replay: new FileStorage(),
+  replayFallback: ReplayOption.ALL_EVENTS,
+  connectionTimeout: null,
+  onStatus: (s) => {
+    if (s.type === "storageError" || s.type === "replayFallback" || s.type === "failed") console.error(`status ${JSON.stringify(s)}`);
+  },
+});
+await client.open();
+await client.subscribe(channel);
+console.log("subscribed");
+const log = join(dir, "processed.log");
+for await (const m of client) {
+  appendFileSync(log, `${m.data.event.replayId}\n`);
+}
