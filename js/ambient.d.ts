@@ -3,3 +3,35 @@
 declare module "node:fs" {
   export function readFileSync(path: URL): Uint8Array;
 }
+
+declare module "node:http" {
+  export interface IncomingMessage {
+    statusCode?: number;
+    rawHeaders: string[];
+    on(event: "data", listener: (chunk: Uint8Array) => void): this;
+    on(event: "end", listener: () => void): this;
+    on(event: "error", listener: (err: Error) => void): this;
+  }
+  export interface ClientRequest {
+    on(event: "error", listener: (err: Error) => void): this;
+    destroy(error?: Error): this;
+    end(body?: string): this;
+  }
+  export interface RequestOptions {
+    method?: string;
+    headers?: Record<string, string>;
+    agent?: Agent;
+  }
+  export class Agent {
+    constructor(options?: { keepAlive?: boolean; maxSockets?: number });
+  }
+  export function request(url: URL, options: RequestOptions, callback: (res: IncomingMessage) => void): ClientRequest;
+}
+
+declare module "node:https" {
+  import type { ClientRequest, IncomingMessage, RequestOptions } from "node:http";
+  export class Agent {
+    constructor(options?: { keepAlive?: boolean; maxSockets?: number });
+  }
+  export function request(url: URL, options: RequestOptions, callback: (res: IncomingMessage) => void): ClientRequest;
+}

@@ -5,11 +5,12 @@
 
 use js_sys::{Array, Float64Array, Function, Promise};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = fetch)]
-    pub fn global_fetch(input: &str, init: &web_sys::RequestInit) -> Promise;
+    fn global_fetch_binding(input: &str, init: &web_sys::RequestInit) -> Promise;
 
     #[wasm_bindgen(js_name = setTimeout)]
     pub fn set_timeout(handler: &Function, ms: f64) -> JsValue;
@@ -22,6 +23,30 @@ extern "C" {
 
     #[wasm_bindgen(js_namespace = Date, js_name = now)]
     pub fn date_now() -> f64;
+}
+
+thread_local! {
+    /// A runtime-specific `fetch` installed by an entry point (Node: `node:http` with keep-alive).
+    static FETCH: std::cell::RefCell<Option<Function>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Replace the global `fetch` used for every request (an entry point's choice, e.g. Node's faster
+/// `node:http` transport). Pass null to go back to the global.
+#[wasm_bindgen(js_name = setFetch)]
+pub fn set_fetch(f: Option<Function>) {
+    FETCH.with(|slot| *slot.borrow_mut() = f);
+}
+
+/// `fetch(input, init)`: the installed transport, else the global `fetch`.
+pub fn global_fetch(input: &str, init: &web_sys::RequestInit) -> Promise {
+    let custom = FETCH.with(|slot| slot.borrow().clone());
+    match custom {
+        Some(f) => match f.call2(&JsValue::UNDEFINED, &JsValue::from_str(input), init) {
+            Ok(p) => p.dyn_into::<Promise>().unwrap_or_else(|v| Promise::resolve(&v)),
+            Err(e) => Promise::reject(&e),
+        },
+        None => global_fetch_binding(input, init),
+    }
 }
 
 #[wasm_bindgen(module = "/src/wasm/project.js")]
