@@ -4,7 +4,8 @@
 // restarts workerd (persisted KV / DO storage) and runs it again: the second run resumes.
 //   GET /kv?ch=/topic/X&take=N[&quiet=MS]   GET /do?ch=...   (take N events, optionally check that
 //   nothing more arrives within MS, then close)
-//   GET /kv-bench?ch=..&take=N     (the same, counting the writes the storage makes)
+//   GET /kv-bench?ch=..&take=N&ns=X   (the same under namespace X, counting the writes to the binding)
+//   GET /none-bench?ch=..&take=N      (no storage: ALL_EVENTS, the baseline of the measurement)
 import { SalesforceStreamingClient, ReplayOption, WorkersKvReplayStorage, DurableObjectReplayStorage } from "sfstream";
 
 const CREDS = {
@@ -14,7 +15,7 @@ const CREDS = {
   password: "password",
 };
 
-async function drain(base, storage, ch, n, quietMs) {
+async function drain(base, storage, ch, n, quietMs, paced = false) {
   const statuses = [];
   const client = new SalesforceStreamingClient({
     ...CREDS,
@@ -28,9 +29,12 @@ async function drain(base, storage, ch, n, quietMs) {
   const started = performance.now();
   await client.subscribe(ch);
   const ids = [];
-  const signal = AbortSignal.timeout(Number(globalThis.DRAIN_TIMEOUT ?? 20000));
+  const signal = AbortSignal.timeout(60000);
   try {
-    for (let i = 0; i < n; i++) ids.push((await client.receive({ signal })).data.event.replayId);
+    for (let i = 0; i < n; i++) {
+      ids.push((await client.receive({ signal })).data.event.replayId);
+      if (paced && i % 20 === 19) await new Promise((r) => setTimeout(r, 5));
+    }
   } catch (e) {
     await client.close().catch(() => {});
     throw new Error(`got ${JSON.stringify(ids)} of ${n} events (${e?.name}); statuses ${statuses.join(",")}`);
@@ -52,8 +56,17 @@ async function drain(base, storage, ch, n, quietMs) {
 
 /** A counting wrapper over the binding: the application's object, so the test can count writes. */
 function counting(kv) {
-  const counter = { puts: 0 };
-  return { counter, kv: { get: (k) => kv.get(k), put: (k, v) => (counter.puts++, kv.put(k, v)) } };
+  const counter = { puts: 0, putMs: 0 };
+  const put = async (k, v) => {
+    counter.puts++;
+    const t = performance.now();
+    try {
+      return await kv.put(k, v);
+    } finally {
+      counter.putMs += performance.now() - t;
+    }
+  };
+  return { counter, kv: { get: (k) => kv.get(k), put } };
 }
 
 async function dumpKv(kv) {
@@ -94,8 +107,14 @@ export default {
       if (url.pathname === "/kv" || url.pathname === "/kv-bench") {
         const bench = url.pathname === "/kv-bench";
         const { counter, kv } = counting(env.MARKERS);
-        const r = await drain(env.SFEMU_URL, new WorkersKvReplayStorage(kv, { defaultReplay: ReplayOption.ALL_EVENTS }), ch, n, quietMs);
-        return json({ ...r, puts: counter.puts, stored: bench ? null : await dumpKv(env.MARKERS) });
+        const ns = url.searchParams.get("ns") ?? undefined;
+        const r = await drain(env.SFEMU_URL, new WorkersKvReplayStorage(kv, { defaultReplay: ReplayOption.ALL_EVENTS, namespace: ns }), ch, n, quietMs, url.searchParams.has("paced"));
+        if (bench) return json({ tookMs: r.tookMs, puts: counter.puts, putMs: counter.putMs });
+        return json({ ...r, puts: counter.puts, stored: await dumpKv(env.MARKERS) });
+      }
+      if (url.pathname === "/none-bench") {
+        const r = await drain(env.SFEMU_URL, ReplayOption.ALL_EVENTS, ch, n, 0, url.searchParams.has("paced"));
+        return json({ tookMs: r.tookMs });
       }
       if (url.pathname === "/do") {
         const stub = env.CONSUMER.get(env.CONSUMER.idFromName("consumer"));

@@ -256,3 +256,75 @@ async function runConsumer({ creds, kind, ch, options = {}, delayMs = 0 }) {
 }
 
 export { allIds, control };
+
+// ---- measurements (tests/storage/bench.mjs) ----------------------------------------------------
+// Writes are counted by wrapping the browser's own Storage.setItem / IDBObjectStore.put (the
+// platform, not the package), for the time of one run.
+let writeCount = 0;
+let writeMs = 0;
+function countWrites() {
+  const ls = Storage.prototype.setItem;
+  const idb = IDBObjectStore.prototype.put;
+  Storage.prototype.setItem = function (...a) {
+    writeCount++;
+    const t = performance.now();
+    try {
+      return ls.apply(this, a);
+    } finally {
+      writeMs += performance.now() - t;
+    }
+  };
+  IDBObjectStore.prototype.put = function (...a) {
+    writeCount++;
+    return idb.apply(this, a);
+  };
+  return () => {
+    Storage.prototype.setItem = ls;
+    IDBObjectStore.prototype.put = idb;
+  };
+}
+
+/** Consume `n` retained events of `ch` (ALL_EVENTS) with `kind` ("none", "localStorage", "indexedDB"); time from subscribe to close. */
+export async function bench(creds, kind, ch, n, run, paced = false) {
+  const replay = kind === "none" ? ReplayOption.ALL_EVENTS : makeStorage(kind, { defaultReplay: ReplayOption.ALL_EVENTS, prefix: kind === "localStorage" ? `bench${run}/` : undefined, database: kind === "indexedDB" ? `bench${run}` : undefined });
+  const client = new SalesforceStreamingClient({ ...creds, loginUrl: location.origin, replay });
+  await client.open();
+  writeCount = 0;
+  writeMs = 0;
+  const restore = countWrites();
+  try {
+    const t0 = performance.now();
+    await client.subscribe(ch);
+    const signal = AbortSignal.timeout(120000);
+    for (let i = 0; i < n; i++) {
+      await client.receive({ signal });
+      if (paced && i % 20 === 19) await new Promise((r) => setTimeout(r, 5));
+    }
+    await client.close();
+    return { ms: performance.now() - t0, writes: writeCount, writeMs: kind === "localStorage" ? writeMs : null };
+  } finally {
+    restore();
+  }
+}
+
+/** Mean time of one IndexedDB marker write as the shell does it (one readwrite transaction, until complete). */
+export async function idbWriteCost(count = 200) {
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open("bench-write-cost", 1);
+    req.onupgradeneeded = () => req.result.createObjectStore("markers");
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction("markers", "readwrite");
+      tx.objectStore("markers").put(JSON.stringify({ replayId: i, date: new Date().toISOString() }), "00D/005//event/X__e");
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    });
+  }
+  const ms = (performance.now() - t0) / count;
+  db.close();
+  return ms;
+}
