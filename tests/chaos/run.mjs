@@ -181,6 +181,7 @@ const emu = await startSfemu(["--hold-timeout", String(HOLD_MS)]);
 let storage = new JsonFileStorage(storePath);
 let consumer = null;
 let consumerLoop = null;
+let consumerStop = null;
 const statsTotals = { handshakes: 0, rehandshakes: 0, reconnects: 0, reauthentications: 0, replayFallbacks: 0 };
 const failures = [];
 const statusCounts = {};
@@ -213,23 +214,28 @@ async function startConsumer() {
   await consumer.open();
   for (const ch of CHANNELS) await consumer.subscribe(ch);
   const c = consumer;
+  const stop = new AbortController();
+  consumerStop = stop;
   consumerLoop = (async () => {
     try {
-      for await (const m of c) onMessage(m);
+      for await (const m of c.messages({ signal: stop.signal })) onMessage(m);
     } catch (e) {
       failures.push({ at: Date.now() - t0, error: `receive: ${e?.name}: ${e?.message}` });
     }
   })();
 }
 
+/** A graceful shutdown: stop taking messages, then close (which stores the markers of every
+ * message taken). Messages taken after close() began would not be marked: see RELIABILITY.md. */
 async function stopConsumer() {
   const c = consumer;
   consumer = null;
   if (!c) return;
+  consumerStop?.abort();
+  await consumerLoop;
   const s = c.stats;
   for (const k of Object.keys(statsTotals)) statsTotals[k] += s[k] ?? 0;
   await c.close().catch((e) => failures.push({ at: Date.now() - t0, error: `close: ${e?.message}` }));
-  await consumerLoop;
 }
 
 function currentHandshakes() {
