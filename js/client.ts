@@ -99,6 +99,8 @@ export interface ReceiveOptions {
 
 /** While messages are buffered, consumption is reported to the core every this many messages. */
 const REPORT_EVERY = 256;
+/** ... and at least this often (ms). */
+const REPORT_INTERVAL_MS = 100;
 
 const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "onStatus", "logger"]);
 
@@ -203,6 +205,7 @@ export class Client implements AsyncIterable<Message> {
   readonly #waiters: Waiter[] = [];
   /** Messages handed to the application and not yet reported as consumed. */
   #taken = 0;
+  #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
 
   constructor(authenticator: Authenticator, options: ClientOptions = {}) {
@@ -463,12 +466,28 @@ export class Client implements AsyncIterable<Message> {
       this.#head = 0;
     }
     if (this.#manual) this.#unacked.push(m);
-    else this.#taken++;
+    else {
+      this.#taken++;
+      // While the application works through a full buffer, report what it took at least every
+      // REPORT_INTERVAL_MS, so that a crash replays little (at-least-once either way).
+      if (this.#reportTimer === null) {
+        const t: unknown = setTimeout(() => {
+          this.#reportTimer = null;
+          this.#reportTaken();
+        }, REPORT_INTERVAL_MS);
+        (t as { unref?: () => void }).unref?.();
+        this.#reportTimer = t as ReturnType<typeof setTimeout>;
+      }
+    }
     return m;
   }
 
   /** Tell the core that the messages handed out so far were consumed (their markers may advance). */
   #reportTaken(): void {
+    if (this.#reportTimer !== null) {
+      clearTimeout(this.#reportTimer);
+      this.#reportTimer = null;
+    }
     if (this.#taken > 0) {
       const n = this.#taken;
       this.#taken = 0;

@@ -76,6 +76,8 @@ export function storedMarker(value: unknown): ReplayMarker | null {
 export interface ReplayStart {
   replayId: number;
   date: string | null;
+  /** The stored data was corrupt; `replayId` is the storage's default. The client reports it. */
+  corrupt?: boolean;
 }
 
 /**
@@ -142,7 +144,14 @@ export class DefaultMappingStorage extends MappingStorage {
     this.defaultId = checkReplayId("defaultId", defaultId);
   }
   override async getReplayStart(subscription: string): Promise<ReplayStart | null> {
-    const m = await this.getReplayMarker(subscription);
+    let m: ReplayMarker | null;
+    try {
+      m = await this.getReplayMarker(subscription);
+    } catch (e) {
+      // Corrupt data counts as "no marker": the default applies, and the client reports it.
+      if (e instanceof CorruptReplayMarkerError) return { replayId: this.defaultId, date: null, corrupt: true };
+      throw e;
+    }
     return m === null ? { replayId: this.defaultId, date: null } : { replayId: m.replayId, date: m.date };
   }
 }

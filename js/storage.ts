@@ -13,7 +13,7 @@
  * @module
  */
 
-import { ConstantReplayId, ForeignStorage, MappingStorage, ReplayMarker, storedMarker, ReplayMarkerStorage, ReplayOption, type MapLike, type ReplayStart } from "./replay.js";
+import { ConstantReplayId, CorruptReplayMarkerError, ForeignStorage, MappingStorage, ReplayMarker, storedMarker, ReplayMarkerStorage, ReplayOption, type MapLike, type ReplayStart } from "./replay.js";
 
 /** Options shared by the native storages. */
 export interface NativeStorageOptions {
@@ -104,7 +104,15 @@ abstract class NamespacedStorage extends ReplayMarkerStorage {
     return this.#namespace;
   }
   override async getReplayStart(subscription: string): Promise<ReplayStart | null> {
-    const m = await this.getReplayMarker(subscription);
+    let m: ReplayMarker | null;
+    try {
+      m = await this.getReplayMarker(subscription);
+    } catch (e) {
+      if (!(e instanceof CorruptReplayMarkerError)) throw e;
+      // Corrupt data counts as "no marker": the default applies, and the client reports it.
+      if (this.defaultReplay === null) throw e;
+      return { replayId: this.defaultReplay, date: null, corrupt: true };
+    }
     if (m !== null) return { replayId: m.replayId, date: m.date };
     return this.defaultReplay === null ? null : { replayId: this.defaultReplay, date: null };
   }

@@ -501,29 +501,37 @@ fn ensure_open(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// A stored value that is not a replay marker: report it (`storageError`) so it is never silent.
+fn report_corrupt(rc: &Rc<RefCell<Inner>>, channel: &str, message: &str) {
+    let s = status("storageError");
+    set(&s, "channel", &JsValue::from_str(channel));
+    set(&s, "message", &JsValue::from_str(message));
+    let host = rc.borrow().host.clone();
+    host.on_status(&s);
+}
+
+fn safe_integer(v: JsValue) -> Option<f64> {
+    v.as_f64().filter(|x| x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0)
+}
+
 /// Interpret what the host's storage returned: `{replayId, date}` or nothing. Foreign or corrupt
-/// data is reported as a status event and treated as no marker.
+/// data is reported as a status event and treated as no marker (a storage's default still applies).
 fn read_stored_marker(rc: &Rc<RefCell<Inner>>, channel: &str, stored: &JsValue) -> (Option<i64>, Option<ReplayMarker>) {
     if stored.is_null() || stored.is_undefined() {
         return (None, None);
     }
-    let id = get(stored, "replayId").as_f64();
-    let valid = matches!(id, Some(x) if x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0);
-    let Some(replay_id) = id.filter(|_| valid).map(|x| x as i64) else {
-        let status: JsValue = Object::new().into();
-        set(&status, "type", &JsValue::from_str("storageError"));
-        set(&status, "channel", &JsValue::from_str(channel));
-        set(&status, "message", &JsValue::from_str("the stored replay marker is not valid; subscribing without it"));
-        let host = rc.borrow().host.clone();
-        host.on_status(&status);
+    if get(stored, "corrupt").as_bool() == Some(true) {
+        report_corrupt(rc, channel, "the stored replay marker is not valid; using the storage's default");
+        let default = safe_integer(get(stored, "replayId")).filter(|x| (-2.0..=-1.0).contains(x));
+        return (default.map(|x| x as i64), None);
+    }
+    let Some(replay_id) = safe_integer(get(stored, "replayId")).map(|x| x as i64) else {
+        report_corrupt(rc, channel, "the stored replay marker is not valid; subscribing without it");
         return (None, None);
     };
     let date_of = |key: &str| get(stored, key).as_string().map(|d| js_sys::Date::parse(&d)).filter(|x| x.is_finite());
     // A stored marker newer than the start value (see js/client.ts): the core's persistence floor.
-    let floor = get(stored, "floorReplayId")
-        .as_f64()
-        .filter(|x| x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0)
-        .map(|x| ReplayMarker { replay_id: x as i64, date_ms: date_of("floorDate").unwrap_or(0.0) });
+    let floor = safe_integer(get(stored, "floorReplayId")).map(|x| ReplayMarker { replay_id: x as i64, date_ms: date_of("floorDate").unwrap_or(0.0) });
     let marker = floor.or_else(|| date_of("date").map(|date_ms| ReplayMarker { replay_id, date_ms }));
     (Some(replay_id), marker)
 }
@@ -1026,7 +1034,9 @@ async fn flush(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
         let mut i = rc.borrow_mut();
         i.writing = false;
         if let Some(e) = failure {
-            if i.flush_timer.is_none() {
+            // Retried in the background while the client is open; after close() the marker stays
+            // dirty for the next open()/close() rather than keep a timer (and a process) alive.
+            if i.flush_timer.is_none() && !i.session.is_closed() {
                 if let Some(cb) = &i.flush_cb {
                     let id = g::set_timeout(cb.as_ref().unchecked_ref(), 1000.0);
                     i.flush_timer = Some(id);
