@@ -27,6 +27,8 @@ use crate::proto::{
 /// Delay between a consumed event and the write of its channel's marker: a burst of events costs
 /// one storage write per channel per interval, not one per event.
 const FLUSH_INTERVAL_MS: f64 = 200.0;
+/// The longest delay `setTimeout` honours (2^31 - 1 ms).
+const MAX_TIMER_MS: f64 = 2_147_483_647.0;
 /// Retries of a failing marker write during `close()` before `close()` reports it.
 const CLOSE_FLUSH_ATTEMPTS: u32 = 3;
 
@@ -618,7 +620,9 @@ fn arm_timer(i: &mut Inner, deadline: Option<Millis>, now: Millis) {
         g::clear_timeout(&id);
     }
     if let (Some(d), Some(cb)) = (deadline, &i.timer_cb) {
-        let delay = d.saturating_sub(now) as f64 + 1.0;
+        // setTimeout fires at once for delays above 2^31-1 ms: clamp, and re-arm on the early wake
+        // (handle_timeout before the deadline is a no-op).
+        let delay = (d.saturating_sub(now) as f64 + 1.0).min(MAX_TIMER_MS);
         let id = g::set_timeout(cb.as_ref().unchecked_ref(), delay);
         i.timer = Some((d, id));
     }
