@@ -13,6 +13,7 @@ declare module "node:http" {
     on(event: "error", listener: (err: Error) => void): this;
   }
   export interface ClientRequest {
+    reusedSocket: boolean;
     on(event: "error", listener: (err: Error) => void): this;
     destroy(error?: Error): this;
     end(body?: string): this;

@@ -4,6 +4,9 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 
+/** The largest response body accepted (Salesforce's batches are about 10 MB at most). */
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
 const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 8 });
 const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 8 });
 
@@ -14,6 +17,10 @@ function abortError(signal: AbortSignal | null | undefined): Error {
 
 /** A `fetch` for the shell's POSTs (string bodies, no redirects followed: Salesforce sends none). */
 export function nodeFetch(input: string, init: RequestInit = {}): Promise<Response> {
+  return attempt(input, init, true);
+}
+
+function attempt(input: string, init: RequestInit, mayRetry: boolean): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     const signal = init.signal;
     if (signal?.aborted) {
@@ -40,7 +47,15 @@ export function nodeFetch(input: string, init: RequestInit = {}): Promise<Respon
     if (body !== undefined) headers["content-length"] = String(new TextEncoder().encode(body).length);
     const onResponse = (res: IncomingMessage) => {
       const chunks: Uint8Array[] = [];
-      res.on("data", (c) => chunks.push(c));
+      let received = 0;
+      res.on("data", (c) => {
+        received += c.length;
+        if (received > MAX_BODY_BYTES) {
+          req.destroy(new TypeError("the response is larger than 64 MiB"));
+          return;
+        }
+        chunks.push(c);
+      });
       res.on("error", (e) => reject(e));
       res.on("end", () => {
         signal?.removeEventListener("abort", onAbort);
@@ -67,7 +82,18 @@ export function nodeFetch(input: string, init: RequestInit = {}): Promise<Respon
     signal?.addEventListener("abort", onAbort, { once: true });
     req.on("error", (e) => {
       signal?.removeEventListener("abort", onAbort);
-      reject(signal?.aborted ? abortError(signal) : e);
+      if (signal?.aborted) {
+        reject(abortError(signal));
+        return;
+      }
+      // A keep-alive socket the server closed while it sat idle fails the next request before it
+      // was processed: retry once on a fresh connection (the pattern Node's docs recommend).
+      const code = (e as { code?: string }).code;
+      if (mayRetry && req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")) {
+        attempt(input, init, false).then(resolve, reject);
+        return;
+      }
+      reject(e);
     });
     req.end(body);
   });

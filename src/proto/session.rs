@@ -356,6 +356,8 @@ pub struct Session {
     failures: u32,
     auth_rounds: u32,
     recovering_since: Option<Millis>,
+    /// When to ask the authenticator again after the token endpoint could not be reached.
+    auth_due: Option<Millis>,
     degraded: bool,
     pause_announced: bool,
     multiple_clients_announced: bool,
@@ -391,6 +393,7 @@ impl Session {
             failures: 0,
             auth_rounds: 0,
             recovering_since: None,
+            auth_due: None,
             degraded: false,
             pause_announced: false,
             multiple_clients_announced: false,
@@ -599,6 +602,20 @@ impl Session {
     }
 
     /// Re-authentication failed: fatal (`Failed(Authentication(message))` or `OpenFailed`, then `Closed`).
+    /// The authenticator could not reach the token endpoint (a network failure, not a rejection):
+    /// ask again after a back-off (`Event::NeedAuth` once more), until `connection_timeout` since
+    /// the first such failure, then `Failed(Timeout)`.
+    pub fn handle_auth_unreachable(&mut self, now: Millis) {
+        if self.phase != Phase::AwaitingAuth || self.note_failure(now) {
+            return;
+        }
+        self.failures += 1;
+        let delay = self.backoff.delay(self.failures);
+        self.events.push_back(Event::Reconnecting { reason: ReconnectReason::NetworkError, attempt: self.failures, delay });
+        self.auth_due = Some(now.saturating_add(delay));
+    }
+
+    /// Re-authentication failed (the token endpoint rejected the credentials): fatal.
     pub fn handle_auth_failed(&mut self, _now: Millis, message: &str) {
         if matches!(self.phase, Phase::Closed | Phase::Idle) {
             return;
@@ -647,6 +664,10 @@ impl Session {
 
     /// Timers: call when `poll_timeout()` passes. Extra calls are no-ops.
     pub fn handle_timeout(&mut self, now: Millis) {
+        if self.phase == Phase::AwaitingAuth && self.auth_due.is_some_and(|at| at <= now) {
+            self.auth_due = None;
+            self.events.push_back(Event::NeedAuth);
+        }
         if let Some(deadline) = self.recovery_deadline() {
             if now >= deadline {
                 self.fatal(ProtoError::Timeout);
@@ -749,6 +770,11 @@ impl Session {
                     if let Some(j) = self.queue.front() {
                         add(j.ready_at);
                     }
+                }
+            }
+            Phase::AwaitingAuth => {
+                if let Some(at) = self.auth_due {
+                    add(at);
                 }
             }
             _ => {}

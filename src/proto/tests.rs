@@ -1585,3 +1585,29 @@ fn resuming_after_a_buffer_full_pause_reports_connected() {
     assert!(ev.contains(&Event::Connected), "{ev:?}");
     let _c = d.take(RequestKind::Connect);
 }
+
+#[test]
+fn an_unreachable_token_endpoint_is_retried_with_backoff_then_times_out() {
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = Some(5_000);
+    let mut d = Driver::new(cfg);
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    assert!(d.take_events().contains(&Event::NeedAuth));
+    d.s.handle_auth_unreachable(d.now);
+    d.pump();
+    let ev = d.take_events();
+    assert!(matches!(ev.as_slice(), [Event::Reconnecting { reason: ReconnectReason::NetworkError, .. }]), "{ev:?}");
+    let at = d.s.poll_timeout().unwrap();
+    assert!(at > d.now, "a back-off, never an immediate retry");
+    d.now = at;
+    d.s.handle_timeout(d.now);
+    d.pump();
+    assert_eq!(d.take_events(), vec![Event::NeedAuth], "the authenticator is asked again");
+    d.now += 5_000;
+    d.s.handle_auth_unreachable(d.now);
+    d.pump();
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::Failed(ProtoError::Timeout)), "{ev:?}");
+}

@@ -77,6 +77,8 @@ pub async fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http:
     let resp = JsFuture::from(g::global_fetch(&url, &init)).await.map_err(|e| {
         let err = js_error("AuthenticationError", "could not reach the token endpoint");
         set(&err, "cause", &e);
+        // A network failure, not a rejection: the client retries it with back-off.
+        set(&err, "unreachable", &JsValue::TRUE);
         err
     })?;
     let resp: Response = resp.dyn_into().map_err(|_| js_error("AuthenticationError", "fetch returned no Response"))?;

@@ -27,6 +27,8 @@ use crate::proto::{
 /// Delay between a consumed event and the write of its channel's marker: a burst of events costs
 /// one storage write per channel per interval, not one per event.
 const FLUSH_INTERVAL_MS: f64 = 200.0;
+/// The largest response body the client accepts (a hostile server must not exhaust memory).
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// The longest delay `setTimeout` honours (2^31 - 1 ms).
 const MAX_TIMER_MS: f64 = 2_147_483_647.0;
 /// Retries of a failing marker write during `close()` before `close()` reports it.
@@ -538,6 +540,11 @@ fn read_stored_marker(rc: &Rc<RefCell<Inner>>, channel: &str, stored: &JsValue) 
     (Some(replay_id), marker)
 }
 
+/// The token endpoint could not be reached (set by `oauthToken`; the wrapper keeps it as `cause`).
+fn is_unreachable(e: &JsValue) -> bool {
+    get(e, "unreachable").as_bool() == Some(true) || get(&get(e, "cause"), "unreachable").as_bool() == Some(true)
+}
+
 /// Ask the host's authenticator for a token and derive the CometD endpoint from it.
 async fn authenticate(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     let p = rc.borrow().host.authenticate();
@@ -696,6 +703,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                     let mut i = rc.borrow_mut();
                     match &outcome {
                         Ok(()) => i.session.handle_authenticated(now_ms()),
+                        Err(e) if is_unreachable(e) => i.session.handle_auth_unreachable(now_ms()),
                         Err(e) => i.session.handle_auth_failed(now_ms(), &message_of(e)),
                     }
                 }
@@ -764,16 +772,20 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             host.on_failed(&e);
         }
         Event::Closed => {
-            let (waiters, ops) = {
+            let (waiters, ops, open_w) = {
                 let mut i = rc.borrow_mut();
                 if let Some((_, id)) = i.timer.take() {
                     g::clear_timeout(&id);
                 }
                 let ops: Vec<Waiter> = i.ops.drain().map(|(_, w)| w).collect();
-                (std::mem::take(&mut i.closed_waiters), ops)
+                (std::mem::take(&mut i.closed_waiters), ops, i.open_waiter.take())
             };
             abort_inflight(rc, None);
             let closed = js_error("ClientInvalidOperation", "the client was closed");
+            // close() during open(): the pending open() settles too.
+            if let Some(w) = open_w {
+                w.reject(&closed);
+            }
             for w in ops {
                 w.reject(&closed);
             }
@@ -854,6 +866,13 @@ async fn perform_fetch(
         let resp: Response = resp.dyn_into().map_err(|_| TransportFailure::Malformed("fetch returned no Response".into()))?;
         let status = resp.status();
         let cookies = g::sf_set_cookies(&resp.headers());
+        // A declared body above the cap is refused before it is read (Salesforce's batches are
+        // about 10 MB at most); the Node transport also enforces the cap while reading.
+        let declared = resp.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES) {
+            controller.abort();
+            return Err(TransportFailure::Malformed("the response is larger than 64 MiB".into()));
+        }
         let json = match resp.json() {
             Ok(p) => JsFuture::from(p).await,
             Err(e) => Err(e),
