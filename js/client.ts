@@ -85,6 +85,13 @@ export interface ClientOptions {
    * past it) or closes the client; `"manual"` only through {@link Client.acknowledge}.
    */
   ackPolicy?: "automatic" | "manual";
+  /**
+   * JSON parser for responses (the seed's `json_loads`), e.g. a faster or a BigInt-preserving
+   * one. Default: the runtime's own (`response.json()`).
+   */
+  jsonParse?: (text: string) => unknown;
+  /** JSON serialiser for published data (the seed's `json_dumps`). Default `JSON.stringify`. */
+  jsonStringify?: (value: unknown) => string;
   /** Called for every status event. */
   onStatus?: (status: StatusEvent) => void;
   /** Optional logger. */
@@ -102,7 +109,7 @@ const REPORT_EVERY = 256;
 /** ... and at least this often (ms). */
 const REPORT_INTERVAL_MS = 100;
 
-const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "onStatus", "logger"]);
+const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "jsonParse", "jsonStringify", "onStatus", "logger"]);
 
 function checkOptions(options: ClientOptions): void {
   if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
@@ -123,6 +130,8 @@ function checkOptions(options: ClientOptions): void {
     throw new TypeError("networkAllowance must be a number of milliseconds >= 0");
   }
   if (onStatus !== undefined && typeof onStatus !== "function") throw new TypeError("onStatus must be a function");
+  if (options.jsonParse !== undefined && typeof options.jsonParse !== "function") throw new TypeError("jsonParse must be a function");
+  if (options.jsonStringify !== undefined && typeof options.jsonStringify !== "function") throw new TypeError("jsonStringify must be a function");
   if (options.ackPolicy !== undefined && options.ackPolicy !== "automatic" && options.ackPolicy !== "manual") {
     throw new TypeError('ackPolicy must be "automatic" or "manual"');
   }
@@ -200,6 +209,7 @@ export class Client implements AsyncIterable<Message> {
   readonly #unacked: Message[] = [];
   readonly #listeners = new Set<(s: StatusEvent) => void>();
   readonly #logger: Logger | undefined;
+  readonly #stringify: (value: unknown) => string;
   readonly #buffer: Message[] = [];
   #head = 0;
   readonly #waiters: Waiter[] = [];
@@ -218,6 +228,7 @@ export class Client implements AsyncIterable<Message> {
     this.#storage = storage instanceof ReplayMarkerStorage ? storage : null;
     this.#manual = options.ackPolicy === "manual";
     this.#logger = options.logger;
+    this.#stringify = options.jsonStringify ?? JSON.stringify;
     if (options.onStatus) this.#listeners.add(options.onStatus);
     const apiVersion = options.apiVersion ?? authenticator.apiVersion ?? DEFAULT_API_VERSION;
     const host = {
@@ -256,6 +267,7 @@ export class Client implements AsyncIterable<Message> {
       networkAllowance: options.networkAllowance ?? 10_000,
       store: storage instanceof ReplayMarkerStorage ? null : storage.toShell(),
       allowInsecureHttp: authenticator.allowInsecureHttp === true,
+      jsonParse: options.jsonParse ?? null,
       seed: Math.floor(Math.random() * 2 ** 52),
     });
   }
@@ -307,11 +319,11 @@ export class Client implements AsyncIterable<Message> {
     checkChannel(channel);
     let json: string | undefined;
     try {
-      json = JSON.stringify(data);
+      json = this.#stringify(data);
     } catch (e) {
       throw new TypeError(`data must be JSON-serialisable: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (json === undefined) throw new TypeError("data must be JSON-serialisable");
+    if (typeof json !== "string") throw new TypeError("data must be JSON-serialisable");
     try {
       return (await this.#wasm.publish(channel, json)) as Record<string, unknown>;
     } catch (e) {

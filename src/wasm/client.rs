@@ -190,6 +190,8 @@ struct Inner {
     default_replay: Option<i64>,
     /// Allow a plain-http instance URL on a non-loopback host (the authenticator's opt-in).
     allow_insecure_http: bool,
+    /// The application's JSON parser for responses, if it gave one (else `response.json()`).
+    json_parse: Option<Function>,
 }
 
 /// The JS-facing client core. Not part of the public TS API: `js/client.ts` wraps it.
@@ -286,6 +288,7 @@ impl WasmClient {
             namespace_override,
             default_replay,
             allow_insecure_http: get(options, "allowInsecureHttp").as_bool().unwrap_or(false),
+            json_parse: get(options, "jsonParse").dyn_into::<Function>().ok(),
         }));
         let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
         let timer_cb = Closure::<dyn FnMut()>::new(move || {
@@ -829,6 +832,7 @@ async fn perform_fetch(
     cookie: Option<&str>,
     controller: &AbortController,
     timeout: Millis,
+    json_parse: Option<&Function>,
 ) -> Result<(Fetched, Array), TransportFailure> {
     let headers = Headers::new().map_err(|e| TransportFailure::Network(message_of(&e)))?;
     let _ = headers.set("Content-Type", "application/json;charset=UTF-8");
@@ -873,9 +877,19 @@ async fn perform_fetch(
             controller.abort();
             return Err(TransportFailure::Malformed("the response is larger than 64 MiB".into()));
         }
-        let json = match resp.json() {
-            Ok(p) => JsFuture::from(p).await,
-            Err(e) => Err(e),
+        let json = match json_parse {
+            // The application's JSON parser (the seed's json_loads): read the text, let it parse.
+            Some(parse) => match resp.text() {
+                Ok(p) => match JsFuture::from(p).await {
+                    Ok(text) => parse.call1(&JsValue::UNDEFINED, &text),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            None => match resp.json() {
+                Ok(p) => JsFuture::from(p).await,
+                Err(e) => Err(e),
+            },
         };
         match json {
             Ok(v) => Ok((Fetched { status, body: Some(v) }, cookies)),
@@ -897,7 +911,7 @@ async fn perform_fetch(
 }
 
 fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
-    let (endpoint, auth, cookie, controller) = {
+    let (endpoint, auth, cookie, controller, json_parse) = {
         let mut i = rc.borrow_mut();
         let controller = match AbortController::new() {
             Ok(c) => c,
@@ -910,12 +924,15 @@ fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
             }
         };
         i.inflight.insert(req.id.0, (req.kind, controller.clone()));
-        (i.endpoint.clone(), i.auth_header.clone(), i.jar.cookie_header(), controller)
+        (i.endpoint.clone(), i.auth_header.clone(), i.jar.cookie_header(), controller, i.json_parse.clone())
     };
     let rc = rc.clone();
     spawn_local(async move {
         let outcome = match &endpoint {
-            Some(url) => perform_fetch(url, &req.body, auth.as_deref(), cookie.as_deref(), &controller, req.timeout).await,
+            Some(url) => {
+                perform_fetch(url, &req.body, auth.as_deref(), cookie.as_deref(), &controller, req.timeout, json_parse.as_ref())
+                    .await
+            }
             None => Err(TransportFailure::Network("no endpoint: the client has not authenticated".into())),
         };
         let mut deliveries = Vec::new();

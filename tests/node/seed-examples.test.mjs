@@ -245,3 +245,30 @@ describe("Network failures and prefetching", () => {
     assert.equal((await client.receive()).channel, "/topic/Pre", "pending messages stay receivable after close");
   });
 });
+
+describe("Custom JSON libraries (the seed's json_dumps / json_loads)", () => {
+  test("jsonParse parses every response and jsonStringify serialises published data", async () => {
+    let parsed = 0;
+    let stringified = 0;
+    const client = new SalesforceStreamingClient({
+      ...creds(),
+      jsonParse: (text) => {
+        parsed++;
+        return JSON.parse(text);
+      },
+      jsonStringify: (value) => {
+        stringified++;
+        return JSON.stringify(value);
+      },
+    });
+    await client.open();
+    await client.subscribe("/u/CustomJson");
+    await client.publish("/u/CustomJson", "via a custom serialiser");
+    const m = await next(client);
+    assert.equal(m.data.payload, "via a custom serialiser");
+    assert.ok(parsed >= 3, `the parser saw the handshake, connect and subscribe replies (${parsed})`);
+    assert.equal(stringified, 1);
+    await client.close();
+    assert.throws(() => new SalesforceStreamingClient({ ...creds(), jsonParse: "JSON.parse" }), /jsonParse/);
+  });
+});
