@@ -219,19 +219,64 @@ describe("plain http only to loopback unless allowInsecureHttp", () => {
     }
   });
 
-  // BUG: the instance URL is not held to the same rule: a token from AccessTokenAuthenticator (or
-  // an OAuth reply whose instance_url is http://remote) is sent in clear to a non-loopback host.
-  test("an instanceUrl http://<non-loopback> never receives the token", { timeout: 15000, todo: "instanceUrl is not checked against plain http (src/auth cometd_url / src/wasm)" }, async () => {
+  // The instance URL is held to the same rule, wherever it comes from: the access token must
+  // never travel in clear to a host that is not loopback.
+  test("an instanceUrl http://<non-loopback> never receives the token", { timeout: 20000 }, async () => {
     const ep = await tokenEndpoint();
+    const token = "TOKSECRET-plain-http-3e1";
+    const instanceUrl = `http://0.0.0.0:${ep.port}`;
+    const leaked = () => ep.hits.filter((h) => (h.authorization ?? "").includes(token) || h.body.includes(token)).length;
     try {
-      const token = "TOKSECRET-plain-http-3e1";
-      const c = new Client(new AccessTokenAuthenticator({ accessToken: token, instanceUrl: `http://0.0.0.0:${ep.port}` }), { connectionTimeout: 500 });
-      await c.open().catch(() => {});
-      await c.close().catch(() => {});
-      const leaked = ep.hits.filter((h) => (h.authorization ?? "").includes(token));
-      assert.equal(leaked.length, 0, `the token was sent over plain http to a non-loopback host (${leaked.length} requests)`);
+      // (a) a static token: refused when constructed, naming instanceUrl, or at open() at the latest.
+      let refused = null;
+      try {
+        const c = new Client(new AccessTokenAuthenticator({ accessToken: token, instanceUrl }), { connectionTimeout: 500 });
+        refused = await c.open().then(() => null, (e) => e);
+        await c.close().catch(() => {});
+      } catch (e) {
+        refused = e;
+      }
+      assert.ok(refused instanceof Error, "a static token to a plain-http remote instance is refused");
+      assert.match(refused.message, /instanceUrl|insecure|https|loopback/i);
+      assert.ok(!dumpError(refused).includes(token), "the refusal does not show the token");
+      // (b) a token function that returns such an instance URL: open() refuses.
+      const c2 = new Client(new AccessTokenAuthenticator(async () => ({ accessToken: token, instanceUrl })), { connectionTimeout: 500 });
+      const e2 = await c2.open().then(() => null, (e) => e);
+      await c2.close().catch(() => {});
+      assert.ok(e2 instanceof Error, "open() refuses a plain-http remote instance URL from a token function");
+      assert.ok(!dumpError(e2).includes(token));
+      assert.equal(leaked(), 0, `the token was sent over plain http to a non-loopback host`);
     } finally {
       ep.server.close();
+    }
+  });
+
+  test("an OAuth reply whose instance_url is http://<non-loopback> gets no token sent there", { timeout: 20000 }, async () => {
+    const remote = await tokenEndpoint(); // stands for the org: any request reaching it is a leak
+    const token = "TOKSECRET-oauth-http-9d2";
+    const hits = [];
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c)).on("end", () => {
+        hits.push(body);
+        res.writeHead(200, { "content-type": "application/json" }).end(
+          JSON.stringify({ access_token: token, instance_url: `http://0.0.0.0:${remote.port}`, id: "https://login.example/id/00D/005", token_type: "Bearer", issued_at: "1" }),
+        );
+      });
+    });
+    await new Promise((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const c = new SalesforceStreamingClient({ ...creds(), loginUrl: `http://127.0.0.1:${server.address().port}`, connectionTimeout: 500 });
+      const err = await c.open().then(() => null, (e) => e);
+      await c.close().catch(() => {});
+      assert.equal(hits.length >= 1, true, "the (loopback) token endpoint was asked");
+      assert.ok(err instanceof SfstreamError, `open() fails with a typed error, got ${err}`);
+      assertClean("refusal", dumpError(err), [token, ...SECRETS]);
+      const leaked = remote.hits.filter((h) => (h.authorization ?? "").includes(token)).length;
+      assert.equal(leaked, 0, "the token was sent over plain http to the instance URL of the OAuth reply");
+    } finally {
+      server.close();
+      remote.server.close();
     }
   });
 });
