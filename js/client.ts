@@ -98,6 +98,28 @@ export interface ClientOptions {
   logger?: Logger;
 }
 
+/**
+ * Iterate `receive(options)` until the source is closed (`ClientInvalidOperation`) or `signal`
+ * aborts, both ending quietly; other errors are thrown. Shared by `Client` and `SharedTabClient`.
+ * @internal
+ */
+export async function* iterateMessages(
+  receive: (options: ReceiveOptions) => Promise<Message>,
+  options: ReceiveOptions,
+): AsyncGenerator<Message, void, undefined> {
+  for (;;) {
+    let m: Message;
+    try {
+      m = await receive(options);
+    } catch (e) {
+      if (options.signal?.aborted && e === options.signal.reason) return;
+      if (e instanceof ClientInvalidOperation) return;
+      throw e;
+    }
+    yield m;
+  }
+}
+
 /** Options of {@link Client.receive}. */
 export interface ReceiveOptions {
   /** Abort waiting; the promise rejects with `signal.reason` and no message is lost. */
@@ -376,18 +398,8 @@ export class Client implements AsyncIterable<Message> {
    * Iterate over messages. Ends quietly when the client is closed (or `signal` aborts); throws
    * when the connection is lost for good.
    */
-  async *messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
-    for (;;) {
-      let m: Message;
-      try {
-        m = await this.receive(options);
-      } catch (e) {
-        if (options.signal?.aborted && e === options.signal.reason) return;
-        if (e instanceof ClientInvalidOperation) return;
-        throw e;
-      }
-      yield m;
-    }
+  messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
+    return iterateMessages((o) => this.receive(o), options);
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Message> {

@@ -23,7 +23,7 @@
  */
 
 import type { Authenticator } from "./auth.js";
-import { Client, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent } from "./client.js";
+import { Client, iterateMessages, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent } from "./client.js";
 import { ClientInvalidOperation, ServerError, SfstreamError, TransportTimeoutError } from "./errors.js";
 import { ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
 
@@ -465,18 +465,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
   }
 
   /** Iterate over this tab's messages; ends when closed or `signal` aborts. */
-  async *messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
-    for (;;) {
-      let m: Message;
-      try {
-        m = await this.receive(options);
-      } catch (e) {
-        if (options.signal?.aborted && e === options.signal.reason) return;
-        if (e instanceof ClientInvalidOperation) return;
-        throw e;
-      }
-      yield m;
-    }
+  messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
+    return iterateMessages((o) => this.receive(o), options);
   }
 
   [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {

@@ -20,7 +20,7 @@ use super::error::{js_error, to_js};
 use super::js::{self as g, Host, Projection};
 use super::store::{HostStore, IndexedDbStore, LocalStorageStore, MarkerStore, MemoryStore};
 use crate::proto::{
-    self, Advice, Batch, Config, CookieJar, Event, MetaView, Millis, Msg, Reconnect,
+    self, Advice, Batch, Config, CookieJar, Event, MetaView, Millis, Msg, ProtoError, Reconnect,
     ReplayMarker, Request, RequestKind, Session, TransportFailure,
 };
 
@@ -361,17 +361,7 @@ impl WasmClient {
                 (None, None) => (default_replay, None),
                 found => found,
             };
-            let (promise, w) = waiter();
-            {
-                let mut i = rc.borrow_mut();
-                let op = i
-                    .session
-                    .subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref())
-                    .map_err(|e| to_js(&e))?;
-                i.ops.insert(op.0, w);
-            }
-            drive(&rc);
-            JsFuture::from(promise).await
+            run_op(&rc, |s| s.subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref())).await
         })
     }
 
@@ -381,14 +371,7 @@ impl WasmClient {
         wasm_bindgen_futures::future_to_promise(async move {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
-            let (promise, w) = waiter();
-            {
-                let mut i = rc.borrow_mut();
-                let op = i.session.unsubscribe(now_ms(), &channel).map_err(|e| to_js(&e))?;
-                i.ops.insert(op.0, w);
-            }
-            drive(&rc);
-            JsFuture::from(promise).await
+            run_op(&rc, |s| s.unsubscribe(now_ms(), &channel)).await
         })
     }
 
@@ -398,14 +381,7 @@ impl WasmClient {
         wasm_bindgen_futures::future_to_promise(async move {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
-            let (promise, w) = waiter();
-            {
-                let mut i = rc.borrow_mut();
-                let op = i.session.publish(now_ms(), &channel, &data_json).map_err(|e| to_js(&e))?;
-                i.ops.insert(op.0, w);
-            }
-            drive(&rc);
-            JsFuture::from(promise).await
+            run_op(&rc, |s| s.publish(now_ms(), &channel, &data_json)).await
         })
     }
 
@@ -498,6 +474,21 @@ fn stats_object(session: &Session) -> JsValue {
     set(&o, "eventsDelivered", &n(s.events_delivered));
     set(&o, "lastConnectAt", &if s.last_connect_at == 0 { JsValue::NULL } else { n(s.last_connect_at) });
     o
+}
+
+/// Start a user operation in the core and wait for its `OpDone`.
+async fn run_op(
+    rc: &Rc<RefCell<Inner>>,
+    start: impl FnOnce(&mut Session) -> Result<proto::OpId, ProtoError>,
+) -> Result<JsValue, JsValue> {
+    let (promise, w) = waiter();
+    {
+        let mut i = rc.borrow_mut();
+        let op = start(&mut i.session).map_err(|e| to_js(&e))?;
+        i.ops.insert(op.0, w);
+    }
+    drive(rc);
+    JsFuture::from(promise).await
 }
 
 fn ensure_open(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
