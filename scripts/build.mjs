@@ -46,6 +46,8 @@ run(bin("wasm-opt"), [
   "--enable-reference-types",
   "--enable-multivalue",
   "--enable-mutable-globals",
+  "--strip-debug",
+  "--strip-producers",
   bgWasm,
   "-o",
   bgWasm,
