@@ -7,6 +7,8 @@
 const EVENT_STRIDE = 3;
 export const KIND_OTHER = -1;
 export const KIND_META = -2;
+/** Most distinct event channel names one client tracks. */
+const MAX_CHANNELS = 4096;
 
 /** A channel-name table shared by one client and its Rust side: name -> index. */
 export function sfNewTable() {
@@ -114,6 +116,12 @@ export function sfProject(body, table) {
     }
     let idx = table.get(ch);
     if (idx === undefined) {
+      // A hostile server could send a new channel name in every reply: the table (and its Rust
+      // mirror) is bounded. Salesforce sends only subscribed channels, far fewer than this.
+      if (table.size >= MAX_CHANNELS) {
+        ev[o] = KIND_OTHER;
+        continue;
+      }
       idx = table.size;
       table.set(ch, idx);
       if (newChans === null) newChans = [];

@@ -259,6 +259,28 @@ describe("hostile long-poll replies after a good handshake", () => {
     await c.close();
   });
 
+  test("a new channel name in every event: the client's channel table stays bounded (4,096 names)", { timeout: 60000 }, async () => {
+    const srv = await afterHandshake((m, n, res) => {
+      if (n === 1) return json(res, [connectOk(m, { interval: 0, timeout: 300, reconnect: "retry" })]);
+      if (n === 2) {
+        const flood = Array.from({ length: 5000 }, (_, i) => event(i + 1, `/topic/Flood${i}`));
+        return json(res, [...flood, event(1), connectOk(m)]);
+      }
+      setTimeout(() => json(res, [connectOk(m)]), 300);
+    });
+    const { c } = client(srv.url, { connectionTimeout: 20000, maxPendingCount: 0 });
+    await c.open();
+    await c.subscribe("/topic/H");
+    const signal = AbortSignal.timeout(20000);
+    const seen = new Set();
+    for (let i = 0; i < 4096; i++) seen.add((await c.receive({ signal })).channel);
+    // The 4,096 names of the table are delivered; names beyond it are not tracked (or delivered).
+    assert.equal(seen.size, 4096);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(c.pendingCount, 0, "nothing beyond the table's bound was buffered");
+    await c.close();
+  });
+
   test("an enormous array of junk elements is skipped", { timeout: 60000 }, async () => {
     const srv = await afterHandshake((m, n, res) => {
       if (n === 1) return json(res, [connectOk(m, { interval: 0, timeout: 300, reconnect: "retry" })]);
