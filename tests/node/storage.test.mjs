@@ -397,7 +397,7 @@ describe("failing and corrupt storage", () => {
 
   // TODO(bug B4 in the storage report): corrupt data makes getReplayMarker throw, and the
   // storage's own default (DefaultMappingStorage's defaultId, the edge stores' defaultReplay) is lost.
-  test("garbage in a DefaultMappingStorage(ALL_EVENTS): reported, then the default applies (no marker = ALL_EVENTS)", { todo: "bug B4: the default is lost on corrupt data" }, async () => {
+  test("garbage in a DefaultMappingStorage(ALL_EVENTS): reported, then the default applies (no marker = ALL_EVENTS)", async () => {
     const ch = channel("event", "CorruptDefault");
     const p = await publish(ch, 3);
     const map = new Map([[ch, "{garbage"]]);
