@@ -395,8 +395,8 @@ describe("failing and corrupt storage", () => {
     }
   });
 
-  // TODO(bug B4 in the storage report): corrupt data makes getReplayMarker throw, and the
-  // storage's own default (DefaultMappingStorage's defaultId, the edge stores' defaultReplay) is lost.
+  // Bug B4 (fixed): corrupt data must not lose the storage's own default (DefaultMappingStorage's
+  // defaultId, the edge stores' defaultReplay).
   test("garbage in a DefaultMappingStorage(ALL_EVENTS): reported, then the default applies (no marker = ALL_EVENTS)", async () => {
     const ch = channel("event", "CorruptDefault");
     const p = await publish(ch, 3);
