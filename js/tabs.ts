@@ -15,7 +15,8 @@
  * before writing a marker (markers are written ~200 ms after consumption), the new leader resumes
  * after the newest event it had itself received. Events delivered twice across a takeover are
  * dropped per tab by replay id, which increases per channel. A channel on which no event arrived
- * before the takeover starts from the `replay` option (`NEW_EVENTS` by default).
+ * before the takeover is replayed from what Salesforce retains, minus the events older than the
+ * tab's own subscription (so nothing published during the switch is lost).
  *
  * `shared: false`, or a runtime without Web Locks or BroadcastChannel (Node, Deno, workers
  * without locks), gives each instance its own connection, like a plain `Client`.
@@ -121,6 +122,21 @@ function fromWire(w: WireError): Error {
   return e;
 }
 
+/** Clock-skew allowance of the gap-free takeover (the core uses the same for resubscribes). */
+const CLOCK_SKEW_MS = 60_000;
+
+/** The event's date in epoch ms (PushTopic/generic createdDate, CDC commitTimestamp, platform-event CreatedDate). */
+const eventDate = (m: Message): number | null => {
+  const data = m.data as { event?: { createdDate?: unknown }; payload?: { CreatedDate?: unknown; ChangeEventHeader?: { commitTimestamp?: unknown } } } | null;
+  const created = data?.event?.createdDate ?? data?.payload?.CreatedDate;
+  if (typeof created === "string") {
+    const t = Date.parse(created);
+    return Number.isNaN(t) ? null : t;
+  }
+  const commit = data?.payload?.ChangeEventHeader?.commitTimestamp;
+  return typeof commit === "number" ? commit : null;
+};
+
 const replayIdOf = (m: Message): number | null => {
   const data = m.data as { event?: { replayId?: unknown } } | null;
   const id = data?.event?.replayId;
@@ -158,15 +174,22 @@ function idbRequest<T>(req: IDBRequest<T>): Promise<T> {
 class SharedMarkerStorage extends ReplayMarkerStorage {
   readonly #database: string;
   readonly #seen: (channel: string) => number | undefined;
+  readonly #subscribedAt: (channel: string) => number | undefined;
   readonly #defaultReplay: ReplayOption;
   readonly #memory = new Map<string, string>();
   #namespace = "unauthenticated/-";
   #db: Promise<IDBDatabase> | null = null;
-  constructor(database: string, defaultReplay: ReplayOption, seen: (channel: string) => number | undefined) {
+  constructor(
+    database: string,
+    defaultReplay: ReplayOption,
+    seen: (channel: string) => number | undefined,
+    subscribedAt: (channel: string) => number | undefined,
+  ) {
     super();
     this.#database = database;
     this.#defaultReplay = defaultReplay;
     this.#seen = seen;
+    this.#subscribedAt = subscribedAt;
   }
   override bindNamespace(namespace: string): void {
     this.#namespace = namespace;
@@ -216,6 +239,12 @@ class SharedMarkerStorage extends ReplayMarkerStorage {
     const seen = this.#seen(channel);
     if (stored !== null && (seen === undefined || stored.replayId <= seen)) return { replayId: stored.replayId, date: stored.date };
     if (seen !== undefined) return { replayId: seen, date: null };
+    // A takeover on a channel this tab was already subscribed to but that has no marker and no
+    // event yet: -1 would lose what was published during the switch, so replay everything
+    // retained; #deliver drops the events older than this tab's subscription.
+    if (this.#defaultReplay === ReplayOption.NEW_EVENTS && this.#subscribedAt(channel) !== undefined) {
+      return { replayId: ReplayOption.ALL_EVENTS, date: null };
+    }
     return { replayId: this.#defaultReplay, date: null };
   }
 }
@@ -259,6 +288,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #pending = new Map<number, Pending>();
   #rid = 0;
   readonly #lastReplay = new Map<string, number>();
+  /** Epoch ms at which this tab's subscription of a channel was confirmed. */
+  readonly #subscribedAt = new Map<string, number>();
   readonly #buffer: Message[] = [];
   readonly #waiters: Waiter[] = [];
   #failure: Error | null = null;
@@ -278,7 +309,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
       throw new TypeError("replay must be ReplayOption.ALL_EVENTS or ReplayOption.NEW_EVENTS (the tabs keep their markers in IndexedDB themselves)");
     }
     if (database !== undefined && (typeof database !== "string" || database === "")) throw new TypeError("database must be a non-empty string");
-    this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, (ch) => this.#lastReplay.get(ch));
+    this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, (ch) => this.#lastReplay.get(ch), (ch) => this.#subscribedAt.get(ch));
     this.authenticator = authenticator;
     this.#clientOptions = clientOptions;
     this.#shared = shared !== false && locks() !== null && typeof BroadcastChannel === "function";
@@ -410,6 +441,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     this.#subs.add(channel);
     try {
       await this.#call({ op: "sub", channel });
+      if (!this.#subscribedAt.has(channel)) this.#subscribedAt.set(channel, Date.now());
     } catch (e) {
       if (!had) this.#subs.delete(channel);
       throw e;
@@ -421,6 +453,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
     this.#checkChannel(channel);
     this.#requireOpen();
     this.#subs.delete(channel);
+    this.#subscribedAt.delete(channel);
+    this.#lastReplay.delete(channel);
     await this.#call({ op: "unsub", channel });
   }
 
@@ -536,6 +570,13 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (id !== null) {
       const last = this.#lastReplay.get(ch);
       if (last !== undefined && id <= last) return;
+      if (last === undefined) {
+        // First event of the channel after a gap-free takeover (see getReplayStart): skip what was
+        // retained before this tab subscribed, with a minute of clock-skew allowance.
+        const since = this.#subscribedAt.get(ch) ?? this.#subscribedAt.get([...this.#subs].find((s) => baseChannel(s) === ch) ?? "");
+        const date = eventDate(m);
+        if (since !== undefined && date !== null && date < since - CLOCK_SKEW_MS) return;
+      }
       this.#lastReplay.set(ch, id);
     }
     const w = this.#waiters.shift();

@@ -6,6 +6,9 @@
 import { until } from "../helpers/sfemu.mjs";
 
 const CHANNEL = "/event/Relay_Tabs__e";
+// A channel with no event before the leader changes: the takeover must not lose what is published
+// on it during the switch (no marker and no seen event to resume from).
+const QUIET = "/event/Relay_Quiet__e";
 
 export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigin, session }) {
   const context = await browser.newContext();
@@ -22,10 +25,11 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
   const state = (p) => p.evaluate(() => window.tabTest.state());
   const clients = async () => (await emu.control("stats")).clients;
 
-  function checkAll(got, ranges, what) {
+  function checkAll(all, ranges, what, channel = CHANNEL) {
+    const got = all.filter((e) => e.channel === channel);
     const ids = got.map((e) => e.replayId);
     const total = ranges.reduce((n, r) => n + r.published, 0);
-    assert(got.every((e) => e.channel === CHANNEL), `${what}: channel`);
+    assert(all.every((e) => e.channel === CHANNEL || e.channel === QUIET), `${what}: channel`);
     assert(ids.length === total, `${what}: ${ids.length} of ${total} events (${ids})`);
     assert(ids.every((id, i) => i === 0 || id > ids[i - 1]), `${what}: in order, no duplicates (${ids})`);
     assert(ids[0] === ranges[0].firstReplayId && ids.at(-1) === ranges.at(-1).lastReplayId, `${what}: span ${ids[0]}..${ids.at(-1)}`);
@@ -42,9 +46,9 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
 
     const published = [];
     await check("tabs: three tabs, one leader, ONE streaming client in sfemu; every tab receives", async () => {
-      const o1 = await t1.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, CHANNEL]);
-      const o2 = await t2.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, CHANNEL]);
-      const o3 = await t3.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, CHANNEL]);
+      const o1 = await t1.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, [CHANNEL, QUIET]]);
+      const o2 = await t2.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, [CHANNEL, QUIET]]);
+      const o3 = await t3.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, [CHANNEL, QUIET]]);
       assert(o1.role === "leader" && o2.role === "follower" && o3.role === "follower", `roles ${JSON.stringify([o1, o2, o3])}`);
       assert(o1.key === o2.key && o2.key === o3.key, "one election key");
       await new Promise((r) => setTimeout(r, 500));
@@ -53,7 +57,7 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       assert(stats.sessions.filter((s) => s.subscriptions.includes(CHANNEL)).length === 1, "one session subscribed");
       published.push(await emu.control("publish", { channel: CHANNEL, count: 5 }));
       for (const [i, t] of [t1, t2, t3].entries()) {
-        await until(async () => (await state(t)).got.length >= 5, { timeout: 15000, what: `tab ${i + 1} to receive 5 events` });
+        await until(async () => (await state(t)).got.filter((e) => e.channel === CHANNEL).length >= 5, { timeout: 15000, what: `tab ${i + 1} to receive 5 events` });
         checkAll((await state(t)).got, published, `tab ${i + 1}`);
       }
     });
@@ -67,6 +71,7 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       await t1.close();
       // Published while the leadership moves: no tab holds the connection for a moment.
       published.push(await emu.control("publish", { channel: CHANNEL, count: 5 }));
+      const quiet = [await emu.control("publish", { channel: QUIET, count: 3 })];
       const leader = await until(async () => {
         const [s2, s3] = [await state(t2), await state(t3)];
         return s2.role === "leader" ? { tab: t2, other: t3, s: s2 } : s3.role === "leader" ? { tab: t3, other: t2, s: s3 } : null;
@@ -74,13 +79,15 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       assert(leader.s.roles.join(",") === "follower,leader", `roles of the new leader: ${leader.s.roles}`);
       published.push(await emu.control("publish", { channel: CHANNEL, count: 5 }));
       for (const [name, t] of [["new leader", leader.tab], ["follower", leader.other]]) {
-        await until(async () => (await state(t)).got.length >= 15, { timeout: 20000, what: `${name} to receive 15 events` }).catch(async (e) => {
+        await until(async () => (await state(t)).got.filter((e) => e.channel === CHANNEL).length >= 15, { timeout: 20000, what: `${name} to receive 15 events` }).catch(async (e) => {
           throw new Error(`${e.message}: published ${JSON.stringify(published)}; tab ${JSON.stringify(await state(t))}; markers ${JSON.stringify(await t.evaluate(() => window.tabTest.markers()))}; sfemu ${JSON.stringify((await emu.control("stats")).sessions)}`);
         });
         await new Promise((r) => setTimeout(r, 300));
         const s = await state(t);
         assert(s.failure === null, `${name}: ${s.failure}`);
         checkAll(s.got, published, name);
+        await until(async () => (await state(t)).got.filter((e) => e.channel === QUIET).length >= 3, { timeout: 10000, what: `${name} to receive the quiet channel's 3 events` });
+        checkAll((await state(t)).got, quiet, `${name} (quiet channel)`, QUIET);
       }
       assert((await state(leader.other)).role === "follower", "the other tab still follows");
       // The new leader keeps the shared marker in IndexedDB (what the next takeover resumes from).
@@ -94,7 +101,7 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
 
     await check("tabs: shared:false gives a tab its own connection", async () => {
       const t4 = await newTab();
-      const o = await t4.evaluate(([u, s, c]) => window.tabTest.open(u, s, c, { shared: false }), [relayUrl, session, CHANNEL]);
+      const o = await t4.evaluate(([u, s, c]) => window.tabTest.open(u, s, c, { shared: false }), [relayUrl, session, [CHANNEL, QUIET]]);
       assert(o.role === "standalone", JSON.stringify(o));
       assert((await clients()) === 2, "a second streaming client");
       await t4.evaluate(() => window.tabTest.close());

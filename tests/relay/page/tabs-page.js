@@ -26,7 +26,7 @@ export const tabTest = {
       ...options,
     });
     await client.open();
-    await client.subscribe(channel);
+    for (const ch of Array.isArray(channel) ? channel : [channel]) await client.subscribe(ch);
     void (async () => {
       try {
         for await (const m of client) got.push({ channel: m.channel, replayId: m.data.event.replayId });
