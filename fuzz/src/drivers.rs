@@ -379,9 +379,11 @@ impl Harness {
     fn check_request(&mut self, req: &Request) {
         assert!(is_valid_json(&req.body), "request body is not valid JSON: {}", req.body);
         assert!(req.body.starts_with("[{") && req.body.ends_with("}]"), "not an array of messages: {}", req.body);
-        // A 0 ms long-poll timeout is only possible when the application chose networkAllowance 0
-        // and the server advised timeout 0.
-        assert!(req.timeout > 0 || (req.kind == RequestKind::Connect && self.s.config().network_allowance == 0), "zero request timeout");
+        // Long-polls get at least MIN_LONG_POLL_TIMEOUT, whatever the advice and the allowance.
+        assert!(req.timeout > 0, "zero request timeout");
+        if req.kind == RequestKind::Connect {
+            assert!(req.timeout >= sfstream::proto::MIN_LONG_POLL_TIMEOUT.min(self.s.config().request_timeout), "long-poll timeout below the minimum");
+        }
         let msg_id = msg_id_of(&req.body).unwrap_or_default();
         assert!(!msg_id.is_empty(), "request without a message id: {}", req.body);
         match req.kind {

@@ -59,6 +59,6 @@ pub use message::{
 };
 pub use replay::{is_replay_error, replay_key, retention_ms, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS};
 pub use session::{
-    Config, Event, ReconnectReason, Session, State, Stats, DEFAULT_ADVICE_TIMEOUT, DISCONNECT_TIMEOUT, GAP_SKEW_MS,
+    Config, Event, ReconnectReason, Session, State, Stats, DEFAULT_ADVICE_TIMEOUT, DISCONNECT_TIMEOUT, GAP_SKEW_MS, MIN_LONG_POLL_TIMEOUT,
     MAX_AUTH_ROUNDS,
 };

@@ -19,6 +19,8 @@ pub const DEFAULT_ADVICE_TIMEOUT: Millis = 110_000;
 pub const MAX_AUTH_ROUNDS: u32 = 3;
 /// Longest wait for the reply to `/meta/disconnect` on close.
 pub const DISCONNECT_TIMEOUT: Millis = 10_000;
+/// The shortest timeout of a long-poll request, whatever the advice and the network allowance.
+pub const MIN_LONG_POLL_TIMEOUT: Millis = 1_000;
 /// Clock-skew allowance of a gap-free resubscribe (see `queue_resubscribes`): retained events up to
 /// this long before the original subscription are delivered rather than risk dropping a new one.
 pub const GAP_SKEW_MS: f64 = 60_000.0;
@@ -720,7 +722,9 @@ impl Session {
                         let timeout = if first {
                             self.config.request_timeout
                         } else {
-                            self.advice_timeout.saturating_add(self.config.network_allowance)
+                            // Never shorter than MIN_LONG_POLL_TIMEOUT: a server advising timeout 0
+                            // with no network allowance must not make every long-poll time out at once.
+                            self.advice_timeout.saturating_add(self.config.network_allowance).max(MIN_LONG_POLL_TIMEOUT)
                         };
                         return Some(Request { id, kind: RequestKind::Connect, body, timeout });
                     }

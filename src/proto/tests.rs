@@ -1611,3 +1611,23 @@ fn an_unreachable_token_endpoint_is_retried_with_backoff_then_times_out() {
     let ev = d.take_events();
     assert!(ev.contains(&Event::Failed(ProtoError::Timeout)), "{ev:?}");
 }
+
+#[test]
+fn a_zero_advice_timeout_without_network_allowance_still_gives_the_long_poll_time() {
+    let mut cfg = Driver::cfg();
+    cfg.network_allowance = 0;
+    let mut d = Driver::new(cfg);
+    d.s.open(d.now).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let c = d.take(RequestKind::Connect);
+    let mut b = BatchBuf::new();
+    b.push_meta(MetaBuf {
+        advice: Some(Advice { reconnect: Some(Reconnect::Retry), interval: Some(0), timeout: Some(0), multiple_clients: false }),
+        ..meta("/meta/connect", Some(mid(&c)), true)
+    });
+    d.reply(&c, 200, b);
+    let c = d.take(RequestKind::Connect);
+    assert_eq!(c.timeout, MIN_LONG_POLL_TIMEOUT);
+}
