@@ -50,7 +50,7 @@ if (want("node")) {
   run("node", ["--test", "--test-concurrency=1", "--test-timeout=180000", ...tests], { env });
 }
 // Every tests/<layer>/run.mjs is a layer: the known ones in this order, then any others.
-const ORDER = ["types", "reproducible", "packaging", "browser", "deno", "workerd", "storage", "crash", "relay", "examples", "chaos", "e2e"];
+const ORDER = ["wasm", "types", "reproducible", "packaging", "browser", "deno", "workerd", "storage", "crash", "relay", "examples", "chaos", "e2e"];
 const found = readdirSync(join(root, "tests"), { withFileTypes: true })
   .filter((d) => d.isDirectory() && existsSync(join(root, "tests", d.name, "run.mjs")))
   .map((d) => d.name);

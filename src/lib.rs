@@ -9,5 +9,8 @@
 pub mod auth;
 pub mod proto;
 
+/// The wasm shell. Public only for its own tests (`tests/wasm_shell.rs`); applications use the
+/// TypeScript API of the npm package.
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+#[doc(hidden)]
+pub mod wasm;

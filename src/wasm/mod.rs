@@ -2,7 +2,7 @@
 //! storage through the host) and translates Rust errors into JavaScript ones.
 
 mod auth;
-mod client;
+pub mod client;
 mod error;
-mod js;
+pub mod js;
 mod store;
