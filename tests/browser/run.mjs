@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { startSfemu, CREDENTIALS, ROOT } from "../helpers/sfemu.mjs";
+import { CHROMIUM_ARGS as ARGS, CHROMIUM_PATH as CHROMIUM } from "../helpers/layer.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(ROOT, "tests", "node_modules", "sfstream");
@@ -20,9 +21,6 @@ if (!existsSync(join(pkg, "dist", "browser.js"))) {
   console.error(`packed package not found at ${pkg}: run scripts/test.mjs (it packs and extracts it)`);
   process.exit(1);
 }
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--no-first-run"];
 const SCENARIO_TIMEOUT = 60000;
 
 let passed = 0;

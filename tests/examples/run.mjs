@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { startSfemu, CREDENTIALS, ROOT } from "../helpers/sfemu.mjs";
+import { layer, CHROMIUM_ARGS } from "../helpers/layer.mjs";
 
 const pkg = join(ROOT, "tests", "node_modules", "sfstream");
 if (!existsSync(join(pkg, "package.json"))) {
@@ -20,24 +21,8 @@ if (!existsSync(join(pkg, "package.json"))) {
 }
 const DENO = join(ROOT, "node_modules", ".bin", "deno");
 const VITE = join(ROOT, "node_modules", "vite", "bin", "vite.js");
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--no-first-run"];
 
-let passed = 0;
-let failed = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok - ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok - ${name}\n  ${String(e?.stack ?? e).replace(/\n/g, "\n  ")}`);
-  }
-}
-function assert(cond, what) {
-  if (!cond) throw new Error(`assertion failed: ${what}`);
-}
+const { check, fail, assert, finish } = layer();
 const scratchDirs = [];
 /** A scratch copy of examples/<name> with the packed package in node_modules. */
 function scratch(name) {
@@ -204,12 +189,10 @@ try {
     await pageShowsEvents(join(dir, "dist"), "/index.html?channels=/event/Vite_Example__e&replay=all", "/event/Vite_Example__e", "vite example");
   });
 } catch (e) {
-  failed++;
-  console.log(`not ok - examples layer setup\n  ${e?.stack ?? e}`);
+  fail("examples layer setup", e);
 } finally {
   await browser?.close().catch(() => {});
   await emu?.stop();
   for (const d of scratchDirs) rmSync(d, { recursive: true, force: true });
 }
-console.log(`\n${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+finish();

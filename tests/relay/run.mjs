@@ -20,6 +20,7 @@ import { chromium } from "playwright-core";
 import { Miniflare } from "miniflare";
 import { startSfemu, until, CREDENTIALS, ROOT } from "../helpers/sfemu.mjs";
 import { mintSession } from "./session.mjs";
+import { layer, CHROMIUM_ARGS as ARGS, CHROMIUM_PATH as CHROMIUM } from "../helpers/layer.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkgSrc = join(ROOT, "tests", "node_modules", "sfstream");
@@ -30,25 +31,8 @@ for (const [what, p] of [["packed package", join(pkgSrc, "package.json")], ["den
     process.exit(1);
   }
 }
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--no-first-run"];
 
-let passed = 0;
-let failed = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok - ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok - ${name}\n  ${String(e?.stack ?? e).replace(/\n/g, "\n  ")}`);
-  }
-}
-function assert(cond, what) {
-  if (!cond) throw new Error(`assertion failed: ${what}`);
-}
+const { check, fail, assert, finish } = layer();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- The scratch project: the packed package, the relay apps, the page.
@@ -387,5 +371,4 @@ try {
   await emu?.stop();
   rmSync(root, { recursive: true, force: true });
 }
-console.log(`\n${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+finish();

@@ -18,6 +18,7 @@ import { Miniflare } from "miniflare";
 import { SalesforceStreamingClient, ReplayOption } from "sfstream";
 import { startSfemu, CREDENTIALS, ROOT, until } from "../helpers/sfemu.mjs";
 import { packageModules } from "../workerd/miniflare.mjs";
+import { CHROMIUM_ARGS as ARGS, CHROMIUM_PATH as CHROMIUM } from "../helpers/layer.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(ROOT, "tests", "node_modules", "sfstream");
@@ -26,9 +27,6 @@ if (!existsSync(join(pkg, "dist", "browser.js"))) {
   console.error(`packed package not found at ${pkg}: run scripts/test.mjs (it packs and extracts it)`);
   process.exit(1);
 }
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--no-first-run"];
 const parts = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const want = (p) => parts.length === 0 || parts.includes(p);
 const SECOND_USER = { ...CREDENTIALS, username: "second@example.com", password: "second-password" };

@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { startSfemu, ROOT } from "../helpers/sfemu.mjs";
+import { layer } from "../helpers/layer.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TSC = join(ROOT, "node_modules", "typescript", "bin", "tsc");
@@ -26,21 +27,7 @@ if (!tgzName) {
 }
 const tgz = join(artifacts, tgzName);
 
-let passed = 0;
-let failed = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok - ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok - ${name}\n  ${String(e?.stack ?? e).replace(/\n/g, "\n  ")}`);
-  }
-}
-function assert(cond, what) {
-  if (!cond) throw new Error(`assertion failed: ${what}`);
-}
+const { check, fail, assert, finish } = layer();
 
 const dir = mkdtempSync(join(tmpdir(), "sfstream-consumer-"));
 const pkgDir = join(dir, "node_modules", "sfstream");
@@ -146,11 +133,9 @@ console.log(JSON.stringify({ entry, ids }));
     });
   }
 } catch (e) {
-  failed++;
-  console.log(`not ok - types/packaging setup\n  ${e?.stack ?? e}`);
+  fail("types/packaging setup", e);
 } finally {
   await emu?.stop();
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(`\n${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+finish();

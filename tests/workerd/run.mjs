@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { startSfemu, ROOT } from "../helpers/sfemu.mjs";
 import { packageModules } from "./miniflare.mjs";
+import { layer } from "../helpers/layer.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(ROOT, "tests", "node_modules", "sfstream");
@@ -18,21 +19,7 @@ if (!existsSync(join(pkg, "package.json"))) {
 }
 const COMPAT = "2025-01-01";
 
-let passed = 0;
-let failed = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok - ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok - ${name}\n  ${String(e?.stack ?? e).replace(/\n/g, "\n  ")}`);
-  }
-}
-function assert(cond, what) {
-  if (!cond) throw new Error(`assertion failed: ${what}`);
-}
+const { check, fail, assert, finish } = layer();
 function checkPublished(events, p, what) {
   const ids = events.map((e) => e.replayId);
   assert(ids.length === p.published, `${what}: ${ids.length} of ${p.published}`);
@@ -88,8 +75,7 @@ try {
     assert(b.payload === "héllo from workerd 🌍", "parallel password");
   });
 } catch (e) {
-  failed++;
-  console.log(`not ok - workerd layer setup\n  ${e?.stack ?? e}`);
+  fail("workerd layer setup", e);
 } finally {
   await mf?.dispose().catch(() => {});
   await emu?.stop();
@@ -103,5 +89,4 @@ if (existsSync(exampleTest)) {
   const r = await runExampleWorker(check);
   void r;
 }
-console.log(`\n${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+finish();
