@@ -7,7 +7,6 @@
 //! `.await` or while JavaScript code runs.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
@@ -18,6 +17,7 @@ use web_sys::{AbortController, Headers, RequestInit, Response};
 
 use super::error::{js_error, to_js};
 use super::js::{self as g, Host, Projection};
+use super::vecmap::VecMap;
 use super::store::{HostStore, IndexedDbStore, LocalStorageStore, MarkerStore, MemoryStore};
 use crate::proto::{
     self, Advice, Batch, Config, CookieJar, Event, MetaView, Millis, Msg, ProtoError, Reconnect,
@@ -167,16 +167,16 @@ struct Inner {
     jar: CookieJar,
     table: JsValue,
     chans: Vec<String>,
-    inflight: HashMap<u64, (RequestKind, AbortController)>,
+    inflight: VecMap<u64, (RequestKind, AbortController)>,
     timer: Option<(Millis, JsValue)>,
     timer_cb: Option<Closure<dyn FnMut()>>,
     flush_cb: Option<Closure<dyn FnMut()>>,
     flush_timer: Option<JsValue>,
-    ops: HashMap<u64, Waiter>,
+    ops: VecMap<u64, Waiter>,
     open_waiter: Option<Waiter>,
     closed_waiters: Vec<Waiter>,
     /// Markers consumed but not yet written, newest per channel.
-    dirty: BTreeMap<String, ReplayMarker>,
+    dirty: VecMap<String, ReplayMarker>,
     writing: bool,
     last_batch: JsValue,
     failed: bool,
@@ -271,15 +271,15 @@ impl WasmClient {
             jar: CookieJar::default(),
             table: g::sf_new_table(),
             chans: Vec::new(),
-            inflight: HashMap::new(),
+            inflight: VecMap::default(),
             timer: None,
             timer_cb: None,
             flush_cb: None,
             flush_timer: None,
-            ops: HashMap::new(),
+            ops: VecMap::default(),
             open_waiter: None,
             closed_waiters: Vec::new(),
-            dirty: BTreeMap::new(),
+            dirty: VecMap::default(),
             writing: false,
             last_batch: JsValue::UNDEFINED,
             failed: false,
@@ -650,7 +650,7 @@ fn reason_name(r: &proto::ReconnectReason) -> String {
         R::BufferFullPause => "bufferFull".into(),
         R::Malformed => "malformedResponse".into(),
         #[allow(unreachable_patterns)]
-        other => format!("{other:?}"),
+        _ => "other".into(),
     }
 }
 
@@ -750,7 +750,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             let (open_w, ops) = {
                 let mut i = rc.borrow_mut();
                 i.failed = true;
-                let ops: Vec<Waiter> = i.ops.drain().map(|(_, w)| w).collect();
+                let ops: Vec<Waiter> = i.ops.drain_values();
                 (i.open_waiter.take(), ops)
             };
             abort_inflight(rc, None);
@@ -771,7 +771,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                 if let Some((_, id)) = i.timer.take() {
                     g::clear_timeout(&id);
                 }
-                let ops: Vec<Waiter> = i.ops.drain().map(|(_, w)| w).collect();
+                let ops: Vec<Waiter> = i.ops.drain_values();
                 (std::mem::take(&mut i.closed_waiters), ops, i.open_waiter.take())
             };
             abort_inflight(rc, None);
@@ -798,13 +798,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
 fn abort_inflight(rc: &Rc<RefCell<Inner>>, kind: Option<RequestKind>) {
     let controllers: Vec<AbortController> = {
         let mut i = rc.borrow_mut();
-        let ids: Vec<u64> = i
-            .inflight
-            .iter()
-            .filter(|(_, (k, _))| kind.map_or(true, |want| *k == want))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter().filter_map(|id| i.inflight.remove(&id)).map(|(_, c)| c).collect()
+        i.inflight.remove_where(|_, (k, _)| kind.map_or(true, |want| *k == want)).into_iter().map(|(_, c)| c).collect()
     };
     for c in controllers {
         c.abort();
@@ -1058,7 +1052,7 @@ async fn flush(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
                 set(&s, "message", &JsValue::from_str(&message_of(&e)));
                 host.on_status(&s);
                 let mut i = rc.borrow_mut();
-                i.dirty.entry(channel).or_insert(marker);
+                i.dirty.insert_if_absent(channel, marker);
                 failure = Some(e);
             }
         }

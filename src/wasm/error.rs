@@ -91,6 +91,6 @@ pub fn to_js(err: &ProtoError) -> JsValue {
             "the server offers no supported connection type (long-polling)",
         ),
         #[allow(unreachable_patterns)]
-        other => js_error("ClientError", &format!("{other:?}")),
+        _ => js_error("ClientError", "unexpected client error"),
     }
 }

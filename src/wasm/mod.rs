@@ -6,3 +6,4 @@ pub mod client;
 mod error;
 pub mod js;
 mod store;
+mod vecmap;

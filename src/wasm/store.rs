@@ -13,7 +13,6 @@
 //! reported and treated as no marker).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -86,17 +85,23 @@ impl MarkerStore for HostStore {
 /// Markers in memory, for the lifetime of the client.
 #[derive(Default)]
 pub struct MemoryStore {
-    map: RefCell<HashMap<String, String>>,
+    map: RefCell<Vec<(String, String)>>,
 }
 
 impl MarkerStore for MemoryStore {
     fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue> {
-        let v = self.map.borrow().get(&key("", namespace, channel)).cloned();
+        let k = key("", namespace, channel);
+        let v = self.map.borrow().iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
         Box::pin(async move { Ok(parse(v)) })
     }
     fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
         let r = stringify(marker).map(|t| {
-            self.map.borrow_mut().insert(key("", namespace, channel), t);
+            let k = key("", namespace, channel);
+            let mut map = self.map.borrow_mut();
+            match map.iter_mut().find(|(n, _)| *n == k) {
+                Some(slot) => slot.1 = t,
+                None => map.push((k, t)),
+            }
         });
         Box::pin(async move { r })
     }
