@@ -457,6 +457,20 @@ fn check_session<'a>(
 }
 
 /// Reply for a refusal on `channel`.
+/// [`check_session`], then mark the session active (a subscribe, unsubscribe or publish restarts
+/// its sweep timer) and return its clientId.
+fn touch_session(
+    app: &App,
+    inner: &mut crate::state::Inner,
+    m: &Map<String, Value>,
+    ctx: &Ctx,
+    status: &Option<TokenStatus>,
+) -> Result<String, Refusal> {
+    let s = check_session(app, inner, m, ctx, status)?;
+    s.last_activity = Instant::now();
+    Ok(s.client_id.clone())
+}
+
 fn refusal_reply(m: &Map<String, Value>, channel: &str, why: Refusal) -> Value {
     let mut r = Map::new();
     match why {
@@ -757,11 +771,8 @@ fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
     let now = app.now_ms();
     let mut guard = app.inner();
     let inner = &mut *guard;
-    let cid = match check_session(app, inner, m, ctx, &status) {
-        Ok(s) => {
-            s.last_activity = Instant::now();
-            s.client_id.clone()
-        }
+    let cid = match touch_session(app, inner, m, ctx, &status) {
+        Ok(cid) => cid,
         Err(why) => return refusal_reply(m, "/meta/subscribe", why),
     };
     let subscription = match m.get("subscription").and_then(Value::as_str) {
@@ -866,11 +877,8 @@ fn unsubscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
     let status = app.check(ctx.token.as_deref());
     let mut guard = app.inner();
     let inner = &mut *guard;
-    let cid = match check_session(app, inner, m, ctx, &status) {
-        Ok(s) => {
-            s.last_activity = Instant::now();
-            s.client_id.clone()
-        }
+    let cid = match touch_session(app, inner, m, ctx, &status) {
+        Ok(cid) => cid,
         Err(why) => return refusal_reply(m, "/meta/unsubscribe", why),
     };
     let subscription = match m.get("subscription").and_then(Value::as_str) {
@@ -934,11 +942,8 @@ fn publish(app: &App, m: &Map<String, Value>, ctx: &Ctx, channel: &str) -> Value
     let now = app.now_ms();
     let mut guard = app.inner();
     let inner = &mut *guard;
-    let cid = match check_session(app, inner, m, ctx, &status) {
-        Ok(s) => {
-            s.last_activity = Instant::now();
-            s.client_id.clone()
-        }
+    let cid = match touch_session(app, inner, m, ctx, &status) {
+        Ok(cid) => cid,
         Err(why) => return refusal_reply(m, channel, why),
     };
     if classify(channel) != Some(Kind::Generic) {
