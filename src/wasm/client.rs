@@ -724,6 +724,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                 let mut i = rc.borrow_mut();
                 let reply = match &result {
                     Ok(Some(pos)) => Reflect::get_u32(&i.last_batch, *pos).unwrap_or(JsValue::UNDEFINED),
+                    Err(ProtoError::Server(se)) => original_reply(&i.last_batch, se),
                     _ => JsValue::UNDEFINED,
                 };
                 (i.ops.remove(&op.0), reply)
@@ -731,7 +732,15 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             if let Some(w) = w {
                 match result {
                     Ok(_) => w.resolve(&reply),
-                    Err(e) => w.reject(&to_js(&e)),
+                    Err(e) => {
+                        let err = to_js(&e);
+                        // ServerError.response: the reply exactly as the server sent it, when it is
+                        // in the response just handled (else the rebuilt one stays).
+                        if !reply.is_undefined() {
+                            set(&err, "response", &reply);
+                        }
+                        w.reject(&err)
+                    }
                 }
             }
         }
@@ -792,6 +801,16 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
         #[allow(unreachable_patterns)]
         _ => {}
     }
+}
+
+/// The failed reply a `ServerError` was parsed from: the message of `batch` with its channel and
+/// error text, or undefined.
+fn original_reply(batch: &JsValue, se: &proto::ServerError) -> JsValue {
+    let Some(arr) = batch.dyn_ref::<Array>() else { return JsValue::UNDEFINED };
+    let error = se.error.as_deref();
+    arr.iter()
+        .find(|m| get(m, "channel").as_string().as_deref() == Some(se.channel.as_str()) && get(m, "error").as_string().as_deref() == error)
+        .unwrap_or(JsValue::UNDEFINED)
 }
 
 /// Abort in-flight requests (of one kind, or all).

@@ -181,6 +181,11 @@ describe("Replay configuration (Advanced Usage)", () => {
     } catch (error) {
       assert.ok(error instanceof ServerError);
       assert.match(error.errorMessage, /^The replayId \{123456789\} you provided was invalid\. {1,2}Please provide a valid ID, -2 to replay all events, or -1 to replay only new events\.$/);
+      // error.response is the server's reply message as sent
+      assert.equal(error.response.channel, "/meta/subscribe");
+      assert.equal(error.response.subscription, "/topic/Expired");
+      assert.equal(error.response.successful, false);
+      assert.equal(typeof error.response.clientId, "string");
       replay.delete("/topic/Expired");
       await client.subscribe("/topic/Expired");
     }
