@@ -456,7 +456,6 @@ fn check_session<'a>(
     Ok(s)
 }
 
-/// Reply for a refusal on `channel`.
 /// [`check_session`], then mark the session active (a subscribe, unsubscribe or publish restarts
 /// its sweep timer) and return its clientId.
 fn touch_session(
@@ -471,6 +470,7 @@ fn touch_session(
     Ok(s.client_id.clone())
 }
 
+/// Reply for a refusal on `channel`.
 fn refusal_reply(m: &Map<String, Value>, channel: &str, why: Refusal) -> Value {
     let mut r = Map::new();
     match why {
