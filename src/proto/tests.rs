@@ -90,6 +90,13 @@ impl Driver {
         assert!(ev.contains(&Event::Opened), "{ev:?}");
     }
 
+    /// Take the pending handshake and answer it successfully (Salesforce's reply: no advice).
+    fn accept_handshake(&mut self) -> Request {
+        let hs = self.take(RequestKind::Handshake);
+        self.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+        hs
+    }
+
     /// Subscribe and confirm.
     fn subscribe_ok(&mut self, channel: &str, replay: Option<i64>) -> Request {
         let op = self.s.subscribe(self.now, WALL, channel, replay, None).unwrap();
@@ -331,8 +338,7 @@ fn unsolicited_meta_disconnect_triggers_rehandshake() {
     });
     d.reply(&c, 200, b);
     assert_eq!(d.take_events(), vec![Event::Rehandshake { reason: ReconnectReason::ServerDisconnect }]);
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(-2.0), "no event delivered yet: gap-free resubscribe");
@@ -380,8 +386,7 @@ fn auth_invalid_on_connect_needs_auth_then_handshakes_and_resubscribes() {
     d.s.handle_authenticated(d.now);
     d.pump();
     assert_eq!(d.take_events(), vec![Event::Reauthenticated]);
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(10.0));
@@ -709,8 +714,7 @@ fn replay_rejected_without_fallback_surfaces() {
     d.reply(&c, 200, events_batch("/topic/Y", &[3], WALL, connect_ok(&c)));
     let c = d.take(RequestKind::Connect);
     d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/Y"), Some(3.0));
@@ -761,8 +765,7 @@ fn replay_fallback_used_on_auto_resubscribe_without_marker_or_value() {
     let r = d.subscribe_ok("/topic/X", None);
     assert!(body(&r).get("ext").is_none(), "explicit subscribe sends what the caller gave");
     d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(-2.0));
@@ -880,8 +883,7 @@ fn prefetch_pause_longer_than_max_pause_rehandshakes_from_markers() {
     let ev = d.take_events();
     assert!(ev.contains(&Event::Rehandshake { reason: ReconnectReason::BufferFullPause }), "{ev:?}");
     // no dead connect: straight to a handshake, immediately
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(12.0), "resume after the last buffered event");
@@ -1083,8 +1085,7 @@ fn subscribe_server_errors_and_unknown_client_on_subscribe() {
     d.reply(&s, 200, batch(vec![sub_err(&s, "403::Unknown client")]));
     let ev = d.take_events();
     assert!(ev.contains(&Event::Rehandshake { reason: ReconnectReason::UnknownClient }) && ev.contains(&Event::AbortAll), "{ev:?}");
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(body(&s).get("subscription").and_then(Value::str), Some("/topic/X"));
@@ -1110,8 +1111,7 @@ fn unsubscribe_removes_channel_from_resubscribe_set() {
     d.reply(&u, 200, batch(vec![MsgBuf::Meta(meta("/meta/unsubscribe", Some(mid(&u)), true))]));
     assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
     d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(body(&s).get("subscription").and_then(Value::str), Some("/topic/Y"));
@@ -1161,8 +1161,7 @@ fn connect_server_errors_with_none_advice_are_fatal_and_503_retries() {
     d.reply(&c, 200, batch(vec![MsgBuf::Meta(m)]));
     let ev = d.take_events();
     assert_eq!(ev[0], Event::Rehandshake { reason: ReconnectReason::ServerBusy });
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     d.reply(&c, 200, batch(vec![connect_err(&c, "403::Organization total events daily limit exceeded", Reconnect::None)]));
     let ev = d.take_events();
@@ -1524,8 +1523,7 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/event/Gap__e", Some(-1));
     d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/event/Gap__e"), Some(-2.0));
@@ -1543,8 +1541,7 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
     // once a marker exists, later resubscribes resume from it
     let c = d.take(RequestKind::Connect);
     d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/event/Gap__e"), Some(4.0));
@@ -1619,8 +1616,7 @@ fn a_zero_advice_timeout_without_network_allowance_still_gives_the_long_poll_tim
     let mut d = Driver::new(cfg);
     d.s.open(d.now).unwrap();
     d.pump();
-    let hs = d.take(RequestKind::Handshake);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let mut b = BatchBuf::new();
     b.push_meta(MetaBuf {
