@@ -8,7 +8,7 @@ declare module "node:http" {
   export interface IncomingMessage {
     statusCode?: number;
     rawHeaders: string[];
-    on(event: "data", listener: (chunk: Uint8Array) => void): this;
+    on(event: "data", listener: (chunk: import("node:buffer").Buffer) => void): this;
     on(event: "end", listener: () => void): this;
     on(event: "error", listener: (err: Error) => void): this;
   }
@@ -35,4 +35,12 @@ declare module "node:https" {
     constructor(options?: { keepAlive?: boolean; maxSockets?: number });
   }
   export function request(url: URL, options: RequestOptions, callback: (res: IncomingMessage) => void): ClientRequest;
+}
+
+declare module "node:buffer" {
+  export class Buffer extends Uint8Array {
+    static byteLength(s: string): number;
+    static concat(list: Buffer[], totalLength?: number): Buffer;
+    toString(encoding?: "utf8"): string;
+  }
 }

@@ -1,8 +1,11 @@
 // Node's transport for the wasm shell: `node:http`/`node:https` with keep-alive agents, which set
-// up a request several times faster than Node 20's built-in fetch (undici). It returns a real
-// `Response`, so the shell handles it exactly like `fetch`'s (status, getSetCookie(), json()).
+// up a request several times faster than Node 20's built-in fetch (undici). It resolves to a small
+// object with the members of `Response` the shell reads (`status`, `headers.get()`,
+// `headers.getSetCookie()`, `json()`, `text()`): building an undici `Response` and reading it back
+// cost more than parsing the body itself (and loading undici ~25 ms of start-up).
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { Buffer } from "node:buffer";
 
 /** The largest response body accepted (Salesforce's batches are about 10 MB at most). */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -15,13 +18,81 @@ function abortError(signal: AbortSignal | null | undefined): Error {
   return reason instanceof Error ? reason : new DOMException("The operation was aborted", "AbortError");
 }
 
+/** What the shell passes: a POST with a string body and plain-object headers. */
+export interface NodeFetchInit {
+  method?: string;
+  body?: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/** The members of `Response` the shell reads. */
+export interface NodeFetchResponse {
+  readonly status: number;
+  readonly headers: { get(name: string): string | null; getSetCookie(): string[] };
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
+/** The response headers (Node's raw name/value list) with `Headers`' accessors. */
+class NodeResponseHeaders {
+  readonly #raw: string[];
+  constructor(raw: string[]) {
+    this.#raw = raw;
+  }
+  /** The values of `name` joined with ", " (as `Headers.get`), or null. */
+  get(name: string): string | null {
+    const want = name.toLowerCase();
+    let out: string | null = null;
+    for (let i = 0; i + 1 < this.#raw.length; i += 2) {
+      if ((this.#raw[i] as string).toLowerCase() === want) {
+        const v = this.#raw[i + 1] as string;
+        out = out === null ? v : `${out}, ${v}`;
+      }
+    }
+    return out;
+  }
+  /** Every Set-Cookie value, one per header line. */
+  getSetCookie(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i + 1 < this.#raw.length; i += 2) {
+      if ((this.#raw[i] as string).toLowerCase() === "set-cookie") out.push(this.#raw[i + 1] as string);
+    }
+    return out;
+  }
+}
+
+/** A read response: the status, the headers and the whole body. */
+class NodeResponse implements NodeFetchResponse {
+  readonly status: number;
+  readonly headers: NodeResponseHeaders;
+  readonly #body: Buffer;
+  constructor(status: number, headers: NodeResponseHeaders, body: Buffer) {
+    this.status = status;
+    this.headers = headers;
+    this.#body = body;
+  }
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+  /** The body as text (UTF-8, a leading byte-order mark dropped, as `Response.text()`). */
+  text(): Promise<string> {
+    const s = this.#body.toString("utf8");
+    return Promise.resolve(s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
+  }
+  /** The body parsed as JSON; rejects with a SyntaxError when it is not JSON (an empty body is not). */
+  json(): Promise<unknown> {
+    return this.text().then((s) => JSON.parse(s) as unknown);
+  }
+}
+
 /** A `fetch` for the shell's POSTs (string bodies, no redirects followed: Salesforce sends none). */
-export function nodeFetch(input: string, init: RequestInit = {}): Promise<Response> {
+export function nodeFetch(input: string, init: NodeFetchInit = {}): Promise<NodeFetchResponse> {
   return attempt(input, init, true);
 }
 
-function attempt(input: string, init: RequestInit, mayRetry: boolean): Promise<Response> {
-  return new Promise<Response>((resolve, reject) => {
+function attempt(input: string, init: NodeFetchInit, mayRetry: boolean): Promise<NodeFetchResponse> {
+  return new Promise<NodeFetchResponse>((resolve, reject) => {
     const signal = init.signal;
     if (signal?.aborted) {
       reject(abortError(signal));
@@ -39,14 +110,11 @@ function attempt(input: string, init: RequestInit, mayRetry: boolean): Promise<R
       reject(new TypeError(`unsupported protocol ${url.protocol}`));
       return;
     }
-    const headers: Record<string, string> = {};
-    new Headers(init.headers).forEach((value, key) => {
-      headers[key] = value;
-    });
+    const headers: Record<string, string> = { ...init.headers };
     const body = typeof init.body === "string" ? init.body : undefined;
-    if (body !== undefined) headers["content-length"] = String(new TextEncoder().encode(body).length);
+    if (body !== undefined) headers["content-length"] = String(Buffer.byteLength(body));
     const onResponse = (res: IncomingMessage) => {
-      const chunks: Uint8Array[] = [];
+      const chunks: Buffer[] = [];
       let received = 0;
       res.on("data", (c) => {
         received += c.length;
@@ -59,22 +127,9 @@ function attempt(input: string, init: RequestInit, mayRetry: boolean): Promise<R
       res.on("error", (e) => reject(e));
       res.on("end", () => {
         signal?.removeEventListener("abort", onAbort);
-        const h = new Headers();
-        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) h.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string);
         const status = res.statusCode ?? 0;
-        let size = 0;
-        for (const c of chunks) size += c.length;
-        const all = new Uint8Array(size);
-        let at = 0;
-        for (const c of chunks) {
-          all.set(c, at);
-          at += c.length;
-        }
-        try {
-          resolve(new Response(status === 204 || status === 304 ? null : all, { status, headers: h }));
-        } catch (e) {
-          reject(e);
-        }
+        const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
+        resolve(new NodeResponse(status, new NodeResponseHeaders(res.rawHeaders), all));
       });
     };
     const req = (https ? httpsRequest : httpRequest)(url, { method: init.method ?? "GET", headers, agent: https ? httpsAgent : httpAgent }, onResponse);

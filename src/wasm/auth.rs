@@ -5,7 +5,6 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen::JsCast;
-use web_sys::{Headers, RequestInit, Response};
 
 use super::error::js_error;
 use super::js as g;
@@ -67,13 +66,11 @@ fn grant_from(js: &JsValue) -> Result<Grant, JsValue> {
 pub async fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http: bool) -> Result<JsValue, JsValue> {
     let grant = grant_from(&grant)?;
     let url = auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
-    let headers = Headers::new()?;
-    headers.set("Content-Type", "application/x-www-form-urlencoded")?;
-    headers.set("Accept", "application/json")?;
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&JsValue::from_str(&grant.form_body()));
-    init.set_headers(&headers);
+    let init = g::post_init(
+        &grant.form_body(),
+        &[("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+        None,
+    );
     let resp = JsFuture::from(g::global_fetch(&url, &init)).await.map_err(|e| {
         let err = js_error("AuthenticationError", "could not reach the token endpoint");
         set(&err, "cause", &e);
@@ -81,8 +78,11 @@ pub async fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http:
         set(&err, "unreachable", &JsValue::TRUE);
         err
     })?;
-    let resp: Response = resp.dyn_into().map_err(|_| js_error("AuthenticationError", "fetch returned no Response"))?;
-    let status = resp.status();
+    if !resp.is_object() {
+        return Err(js_error("AuthenticationError", "fetch returned no Response"));
+    }
+    let resp: g::FetchResponse = resp.unchecked_into();
+    let status = resp.status_code();
     let body = match resp.json() {
         Ok(p) => JsFuture::from(p).await.ok(),
         Err(_) => None,

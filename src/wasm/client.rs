@@ -13,7 +13,7 @@ use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{AbortController, Headers, RequestInit, Response};
+use web_sys::AbortController;
 
 use super::error::{js_error, to_js};
 use super::js::{self as g, Host, Projection};
@@ -838,20 +838,17 @@ async fn perform_fetch(
     timeout: Millis,
     json_parse: Option<&Function>,
 ) -> Result<(Fetched, Array), TransportFailure> {
-    let headers = Headers::new().map_err(|e| TransportFailure::Network(message_of(&e)))?;
-    let _ = headers.set("Content-Type", "application/json;charset=UTF-8");
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3);
+    headers.push(("Content-Type", "application/json;charset=UTF-8"));
     if let Some(a) = auth {
-        let _ = headers.set("Authorization", a);
+        headers.push(("Authorization", a));
     }
     if let Some(c) = cookie {
         // Browsers drop this forbidden header silently and use their own jar.
-        let _ = headers.set("Cookie", c);
+        headers.push(("Cookie", c));
     }
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_body(&JsValue::from_str(body));
-    init.set_headers(&headers);
-    init.set_signal(Some(&controller.signal()));
+    let signal: JsValue = controller.signal().into();
+    let init = g::post_init(body, &headers, Some(&signal));
 
     let timed_out = Rc::new(Cell::new(false));
     let flag = timed_out.clone();
@@ -871,12 +868,16 @@ async fn perform_fetch(
 
     let outcome = async {
         let resp = JsFuture::from(g::global_fetch(url, &init)).await.map_err(|e| fail(&e))?;
-        let resp: Response = resp.dyn_into().map_err(|_| TransportFailure::Malformed("fetch returned no Response".into()))?;
-        let status = resp.status();
-        let cookies = g::sf_set_cookies(&resp.headers());
+        if !resp.is_object() {
+            return Err(TransportFailure::Malformed("fetch returned no Response".into()));
+        }
+        let resp: g::FetchResponse = resp.unchecked_into();
+        let status = resp.status_code();
+        let response_headers = resp.headers();
+        let cookies = g::sf_set_cookies(&response_headers);
         // A declared body above the cap is refused before it is read (Salesforce's batches are
         // about 10 MB at most); the Node transport also enforces the cap while reading.
-        let declared = resp.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = response_headers.get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES) {
             controller.abort();
             return Err(TransportFailure::Malformed("the response is larger than 64 MiB".into()));

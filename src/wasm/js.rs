@@ -10,7 +10,7 @@ use wasm_bindgen::JsCast;
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = fetch)]
-    fn global_fetch_binding(input: &str, init: &web_sys::RequestInit) -> Promise;
+    fn global_fetch_binding(input: &str, init: &JsValue) -> Promise;
 
     #[wasm_bindgen(js_name = setTimeout)]
     pub fn set_timeout(handler: &Function, ms: f64) -> JsValue;
@@ -37,8 +37,9 @@ pub fn set_fetch(f: Option<Function>) {
     FETCH.with(|slot| *slot.borrow_mut() = f);
 }
 
-/// `fetch(input, init)`: the installed transport, else the global `fetch`.
-pub fn global_fetch(input: &str, init: &web_sys::RequestInit) -> Promise {
+/// `fetch(input, init)`: the installed transport, else the global `fetch`. `init` is a plain
+/// object (`method`, `body`, `headers` as a plain object, `signal`), which every fetch accepts.
+pub fn global_fetch(input: &str, init: &JsValue) -> Promise {
     let custom = FETCH.with(|slot| slot.borrow().clone());
     match custom {
         Some(f) => match f.call2(&JsValue::UNDEFINED, &JsValue::from_str(input), init) {
@@ -73,7 +74,57 @@ extern "C" {
     pub fn sf_defer(f: &JsValue);
 
     #[wasm_bindgen(js_name = sfSetCookies)]
-    pub fn sf_set_cookies(headers: &web_sys::Headers) -> Array;
+    pub fn sf_set_cookies(headers: &ResponseHeaders) -> Array;
+}
+
+/// What a fetch resolves to, duck-typed: a `Response`, or the Node transport's lighter object with
+/// the same members (no undici `Response` per request).
+#[wasm_bindgen]
+extern "C" {
+    pub type FetchResponse;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn status(this: &FetchResponse) -> JsValue;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn headers(this: &FetchResponse) -> ResponseHeaders;
+
+    #[wasm_bindgen(method, catch)]
+    pub fn json(this: &FetchResponse) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch)]
+    pub fn text(this: &FetchResponse) -> Result<Promise, JsValue>;
+
+    pub type ResponseHeaders;
+
+    #[wasm_bindgen(method, catch)]
+    pub fn get(this: &ResponseHeaders, name: &str) -> Result<Option<String>, JsValue>;
+}
+
+impl FetchResponse {
+    /// The HTTP status, 0 when the object has none (never a real response).
+    pub fn status_code(&self) -> u16 {
+        match self.status().as_f64() {
+            Some(s) if (0.0..=999.0).contains(&s) => s as u16,
+            _ => 0,
+        }
+    }
+}
+
+/// A fetch `init` for a POST with a string body: `{ method, body, headers, signal }`.
+pub fn post_init(body: &str, headers: &[(&str, &str)], signal: Option<&JsValue>) -> JsValue {
+    let h = js_sys::Object::new();
+    for (k, v) in headers {
+        let _ = js_sys::Reflect::set(&h, &JsValue::from_str(k), &JsValue::from_str(v));
+    }
+    let init = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&init, &JsValue::from_str("method"), &JsValue::from_str("POST"));
+    let _ = js_sys::Reflect::set(&init, &JsValue::from_str("body"), &JsValue::from_str(body));
+    let _ = js_sys::Reflect::set(&init, &JsValue::from_str("headers"), &h);
+    if let Some(sig) = signal {
+        let _ = js_sys::Reflect::set(&init, &JsValue::from_str("signal"), sig);
+    }
+    init.into()
 }
 
 /// The object the TypeScript wrapper hands to [`super::client::WasmClient`]: callbacks for what
