@@ -165,6 +165,15 @@ async function main() {
     } else {
       onMessage = (m) => queue.push(m);
     }
+    // Retained memory: what is still reachable after a full collection (heap + external, i.e. the
+    // buffered events, the wasm memory and array buffers), at 1 s and at the end. RSS alone
+    // mostly shows when the collector ran; the worker runs with --expose-gc for this scenario.
+    const retainedMB = () => {
+      globalThis.gc?.();
+      const m = process.memoryUsage();
+      return (m.heapUsed + m.external) / 1048576;
+    };
+    const retained0 = retainedMB();
     const rss0 = rssMB();
     const samples = [];
     const tStart = performance.now();
@@ -181,8 +190,13 @@ async function main() {
         }
       })();
     }
+    let retained1s = NaN;
+    setTimeout(() => (retained1s = retainedMB()), Math.max(0, 1000 - (performance.now() - tStart)));
     await sleep(durationMs);
     clearInterval(sampler);
+    out.retainedAt1sMB = retained1s - retained0;
+    out.retainedEndMB = retainedMB() - retained0;
+    out.retainedLateGrowthMB = out.retainedEndMB - out.retainedAt1sMB;
     const at = (ms) => samples.find(([t]) => t >= ms)?.[1] ?? NaN;
     out.rssAt1sMB = at(1000) - rss0;
     out.rssEndMB = samples[samples.length - 1][1] - rss0;
