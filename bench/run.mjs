@@ -3,7 +3,7 @@
 //   [--no-browser] [--no-write]`
 //
 // sfstream next to the JS clients people use today (official CometD, Faye, jsforce) and the
-// "ceiling" (bench/clients/ceiling.mjs: bare fetch + JSON.parse), all against one sfemu process on
+// "ceiling" (bench/clients/ceiling.mjs: bare fetch + JSON.parse; "ceiling-http": the same on node:http), all against one sfemu process on
 // loopback. Every measurement runs in its own child process (bench/worker.mjs) for clean CPU and
 // RSS figures, clients interleaved (A B C D E, A B C D E, ...), several runs, medians reported.
 // The Chromium part drives bench/browser/page.mjs, served same-origin by sfemu --www.
@@ -31,7 +31,9 @@ const CFG = QUICK
   ? { runs: 1, catchup: [5000, 20000], live: [5000, 20000], latency: 50, slowBacklog: 20000, slowMs: 2000, browserRuns: 1, browserCatchup: 5000, browserLatency: 30 }
   : { runs: 5, catchup: [20000, 100000], live: [20000, 100000], latency: 200, slowBacklog: 100000, slowMs: 4000, browserRuns: 3, browserCatchup: 20000, browserLatency: 200 };
 CFG.runs = Number(opt("--runs", CFG.runs));
-const ALL_CLIENTS = ["sfstream", "ceiling", "cometd", "faye", "jsforce"];
+const ALL_CLIENTS = ["sfstream", "ceiling", "ceiling-http", "cometd", "faye", "jsforce"];
+/** Clients that run in Node only (jsforce's browser build needs a login flow; ceiling-http is node:http). */
+const NODE_ONLY = ["jsforce", "ceiling-http"];
 const PEERS = ["cometd", "faye", "jsforce"];
 let clients = opt("--clients", ALL_CLIENTS.join(",")).split(",");
 const scenarios = opt("--scenarios", "catchup,live,latency,slow,size,browser").split(",").filter((s) => !(s === "browser" && flag("--no-browser")));
@@ -225,7 +227,7 @@ async function browserRuns() {
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
   });
   results.push({ ok: true, scenario: "browserVersion", where: "browser", version: browser.version() });
-  const bclients = clients.filter((c) => c !== "jsforce");
+  const bclients = clients.filter((c) => !NODE_ONLY.includes(c));
   try {
     const one = async (client, scenario, n) => {
       await emu.control("reset", {});
@@ -394,12 +396,12 @@ function renderMarkdown(rep) {
   L.push("");
   L.push(`| client | catch-up ${int(C.browserCatchup)}: open → last (ms) | drain (ms) | latency p50 (ms) | p99 (ms) | start-up: import → subscribed (ms) |`);
   L.push("|---|---:|---:|---:|---:|---:|");
-  for (const c of cl.filter((c) => c !== "jsforce")) {
+  for (const c of cl.filter((c) => !NODE_ONLY.includes(c))) {
     const s = S.browser[c];
     L.push(`| ${c} | ${f(s.totalMs)} | ${f(s.drainMs)} | ${f(s.p50Ms, 2)} | ${f(s.p99Ms, 2)} | ${f(s.startupMs)} |`);
   }
   L.push("");
-  L.push(`${C.browserRuns} runs each, a fresh browser context per run. jsforce is not run in the browser (its browser build needs a Salesforce login flow).`);
+  L.push(`${C.browserRuns} runs each, a fresh browser context per run. jsforce is not run in the browser (its browser build needs a Salesforce login flow), nor ceiling-http (node:http).`);
   L.push("");
   L.push("### Targets (ratios within this run)");
   L.push("");

@@ -1,11 +1,12 @@
 // The ceiling: the least work any JS client can do. A bare Bayeux long-polling loop of `fetch` +
 // `JSON.parse`: handshake, subscribe (with the replay extension), connect loop, nothing else. No
 // retries, no advice handling, no re-handshake. Runs unchanged in Node and in a browser (where the
-// browser keeps the cookies; in Node they are carried by hand).
+// browser keeps the cookies; in Node they are carried by hand). `post` swaps the transport: the
+// "ceiling-http" client runs the same loop on node:http (clients/node-http-post.mjs).
 
-export function ceilingClient() {
+export function ceilingClient({ post: transport = (url, init) => fetch(url, init), name = "ceiling" } = {}) {
   return {
-    name: "ceiling",
+    name,
     async start({ url, token, channel, replayId, apiVersion = "62.0", onMessage }) {
       const endpoint = `${url}/cometd/${apiVersion}`;
       const cookies = new Map();
@@ -15,7 +16,7 @@ export function ceilingClient() {
       async function post(messages, signal) {
         const headers = { "content-type": "application/json", authorization: `Bearer ${token}` };
         if (cookies.size > 0) headers.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join("; ");
-        const res = await fetch(endpoint, { method: "POST", headers, body: JSON.stringify(messages), signal, credentials: "same-origin" });
+        const res = await transport(endpoint, { method: "POST", headers, body: JSON.stringify(messages), signal, credentials: "same-origin" });
         const set = typeof res.headers.getSetCookie === "function" ? res.headers.getSetCookie() : [];
         for (const c of set) {
           const pair = c.split(";", 1)[0];

@@ -130,4 +130,13 @@ export const adapters = {
       return ceilingClient();
     },
   },
+
+  // The same bare loop on node:http (keep-alive), the fastest transport Node has: the floor for
+  // any Node client (Node only).
+  "ceiling-http": {
+    async load() {
+      const { httpPost } = await import("./node-http-post.mjs");
+      return ceilingClient({ post: httpPost, name: "ceiling-http" });
+    },
+  },
 };
