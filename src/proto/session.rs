@@ -1033,11 +1033,21 @@ impl Session {
         let is_disconnect = is_control && matches!(self.control.as_ref().map(|c| &c.what), Some(CtlWhat::Disconnect));
         let mut server_disconnect = false;
         if !is_handshake {
+            // A batch is usually thousands of events of one channel: resolve each channel index
+            // of the batch to a subscription once, not once per event.
+            let mut last: Option<(u32, Option<usize>)> = None;
             for i in 0..b.len() {
                 match b.msg(i) {
                     Msg::Event { channel, replay_id, date_ms } => {
-                        let name = b.channel(channel);
-                        self.accept_event(i, name, replay_id, date_ms);
+                        let ci = match last {
+                            Some((idx, ci)) if idx == channel => ci,
+                            _ => {
+                                let ci = b.channel(channel).and_then(|n| self.chan_of(n));
+                                last = Some((channel, ci));
+                                ci
+                            }
+                        };
+                        self.accept_event(i, ci, replay_id, date_ms);
                     }
                     Msg::Meta(m) if m.channel == "/meta/disconnect" && !is_disconnect => server_disconnect = true,
                     _ => {}
@@ -1088,12 +1098,14 @@ impl Session {
         }
     }
 
-    fn accept_event(&mut self, pos: usize, channel: Option<&str>, replay_id: Option<i64>, date_ms: Option<f64>) {
+    /// The subscription an event channel belongs to (by its replay key).
+    fn chan_of(&self, name: &str) -> Option<usize> {
+        let key = replay_key(name);
+        self.chans.iter().position(|c| c.key == key)
+    }
+
+    fn accept_event(&mut self, pos: usize, ci: Option<usize>, replay_id: Option<i64>, date_ms: Option<f64>) {
         let Ok(pos) = u32::try_from(pos) else { return };
-        let ci = channel.and_then(|n| {
-            let key = replay_key(n);
-            self.chans.iter().position(|c| c.key == key)
-        });
         match (ci, replay_id) {
             (Some(ci), Some(r)) => {
                 let Some(c) = self.chans.get_mut(ci) else { return };
