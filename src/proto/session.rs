@@ -630,7 +630,9 @@ impl Session {
     // ------------------------------------------------------------------------------------------
 
     /// A response for request `id` arrived and parsed as a JSON array. `status` is the HTTP status.
-    pub fn handle_response(&mut self, now: Millis, id: RequestId, status: u16, batch: &Batch<'_>) {
+    /// `batch` is any [`BatchSource`]: a [`Batch`] of projected messages, or a view that projects
+    /// each position when asked (the shell reads its per-response arrays directly).
+    pub fn handle_response<B: BatchSource>(&mut self, now: Millis, id: RequestId, status: u16, batch: &B) {
         self.on_response(now, id, status, batch);
     }
 
