@@ -868,6 +868,7 @@ fn fetch_outcome(outcome: u32, status: &JsValue, value: JsValue, cookies: JsValu
         OUTCOME_TIMEOUT => Err(TransportFailure::Timeout),
         OUTCOME_NO_RESPONSE => Err(TransportFailure::Malformed("fetch returned no Response".into())),
         OUTCOME_TOO_LARGE => Err(TransportFailure::Malformed("the response is larger than 64 MiB".into())),
+        // OUTCOME_FAILED (3): the fetch or the body read failed.
         _ => Err(TransportFailure::Network(message_of(&value))),
     }
 }

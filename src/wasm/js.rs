@@ -110,6 +110,11 @@ pub type Step = Result<JsValue, JsValue>;
 /// Continue with `f` once `p` settles (`Ok(value)` or `Err(reason)`; a value that is not a promise
 /// counts as resolved). The returned promise settles as `f`'s result does.
 pub fn settle(p: &JsValue, f: impl FnOnce(Step) -> Step + 'static) -> Promise {
+    settle_boxed(p, Box::new(f))
+}
+
+/// `settle` for any continuation: one closure type, so the module holds one copy of its glue.
+fn settle_boxed(p: &JsValue, f: Box<dyn FnOnce(Step) -> Step>) -> Promise {
     let cb = Closure::once_into_js(move |ok: bool, v: JsValue| f(if ok { Ok(v) } else { Err(v) }));
     sf_settle(p, &cb)
 }
