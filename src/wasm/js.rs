@@ -1,4 +1,5 @@
-//! Bindings to the JavaScript globals and to the small projection snippet.
+//! Bindings to the JavaScript globals and to the shell's snippet (`src/wasm/project.js`: the
+//! response projection, the HTTP exchange, promise continuations).
 //!
 //! Everything binds to globals (`fetch`, `setTimeout`, `performance`), never to `window`: there is
 //! no `window` in Node, Deno, workers or workerd.
