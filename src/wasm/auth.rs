@@ -1,9 +1,8 @@
 //! OAuth exports: the token request (built and checked by [`crate::auth`], sent here with
 //! `fetch`) and the JWT helpers the TypeScript `JwtBearerAuthenticator` signs with WebCrypto.
 
-use js_sys::{Object, Reflect};
+use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen::JsCast;
 
 use super::error::js_error;
@@ -63,15 +62,22 @@ fn grant_from(js: &JsValue) -> Result<Grant, JsValue> {
 /// `{ accessToken, instanceUrl, id, tokenType, issuedAt, signature, scope, refreshToken }`.
 /// Rejects with an `AuthenticationError` carrying Salesforce's `error` and `error_description`.
 #[wasm_bindgen(js_name = oauthToken)]
-pub async fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http: bool) -> Result<JsValue, JsValue> {
-    let grant = grant_from(&grant)?;
-    let url = auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
-    let init = g::post_init(
-        &grant.form_body(),
-        &[("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
-        None,
-    );
-    let resp = JsFuture::from(g::global_fetch(&url, &init)).await.map_err(|e| {
+pub fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http: bool) -> Promise {
+    g::later(move || {
+        let grant = grant_from(&grant)?;
+        let url = auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
+        let init = g::post_init(
+            &grant.form_body(),
+            &[("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+            None,
+        );
+        Ok(g::settle(&g::global_fetch(&url, &init), read_token_response).into())
+    })
+}
+
+/// The token endpoint's response (or the fetch's failure) turned into the token, or the error.
+fn read_token_response(fetched: g::Step) -> g::Step {
+    let resp = fetched.map_err(|e| {
         let err = js_error("AuthenticationError", "could not reach the token endpoint");
         set(&err, "cause", &e);
         // A network failure, not a rejection: the client retries it with back-off.
@@ -83,10 +89,14 @@ pub async fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http:
     }
     let resp: g::FetchResponse = resp.unchecked_into();
     let status = resp.status_code();
-    let body = match resp.json() {
-        Ok(p) => JsFuture::from(p).await.ok(),
-        Err(_) => None,
-    };
+    match resp.json() {
+        Ok(p) => Ok(g::settle(&p, move |body| token_from_body(status, body.ok())).into()),
+        Err(_) => token_from_body(status, None),
+    }
+}
+
+/// Validate the token endpoint's JSON `body` (None: not JSON) answered with HTTP `status`.
+fn token_from_body(status: u16, body: Option<JsValue>) -> g::Step {
     let Some(body) = body.filter(|b| b.is_object()) else {
         return Err(auth_error(
             &AuthError::InvalidField { name: "body", reason: format!("HTTP {status} without a JSON object") },

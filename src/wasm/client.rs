@@ -1,22 +1,23 @@
 //! The exported `WasmClient`: drives a [`Session`] and performs the I/O it asks for.
 //!
 //! Shape (after quinn's `ConnectionDriver`): every input — a user command, an HTTP response, a
-//! timer — is fed to the session, then [`drive`] drains its outputs: requests go to `fetch`,
-//! events resolve promises or reach the TypeScript host, and the one timer is re-armed only when
-//! the session's deadline changes. State lives in `Rc<RefCell<..>>`; no borrow is held across an
-//! `.await` or while JavaScript code runs.
+//! timer — is fed to the session, then [`drive`] drains its outputs: requests go to `fetch`
+//! (through `sfRequest`, whose one outcome comes back to a per-client callback), events resolve
+//! promises or reach the TypeScript host, and the one timer is re-armed only when the session's
+//! deadline changes. There are no Rust futures: an operation that waits for JavaScript continues
+//! in a promise callback ([`g::then`], [`g::settle`]). State lives in `Rc<RefCell<..>>`; no borrow
+//! is held across such a wait or while JavaScript code runs.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::AbortController;
 
 use super::error::{js_error, to_js};
-use super::js::{self as g, Host, Projection};
+use super::js::{self as g, Host, Projection, Step};
 use super::vecmap::VecMap;
 use super::store::{HostStore, IndexedDbStore, LocalStorageStore, MarkerStore, MemoryStore};
 use crate::proto::{
@@ -27,8 +28,6 @@ use crate::proto::{
 /// Delay between a consumed event and the write of its channel's marker: a burst of events costs
 /// one storage write per channel per interval, not one per event.
 const FLUSH_INTERVAL_MS: f64 = 200.0;
-/// The largest response body the client accepts (a hostile server must not exhaust memory).
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// The longest delay `setTimeout` honours (2^31 - 1 ms).
 const MAX_TIMER_MS: f64 = 2_147_483_647.0;
 /// Retries of a failing marker write during `close()` before `close()` reports it.
@@ -171,6 +170,9 @@ struct Inner {
     timer: Option<(Millis, JsValue)>,
     timer_cb: Option<Closure<dyn FnMut()>>,
     flush_cb: Option<Closure<dyn FnMut()>>,
+    /// `done` of every `sfRequest`: a JS function that outlives the client (a request may settle
+    /// after the client is gone), holding only a weak reference to it.
+    request_cb: JsValue,
     flush_timer: Option<JsValue>,
     ops: VecMap<u64, Waiter>,
     open_waiter: Option<Waiter>,
@@ -275,6 +277,7 @@ impl WasmClient {
             timer: None,
             timer_cb: None,
             flush_cb: None,
+            request_cb: JsValue::UNDEFINED,
             flush_timer: None,
             ops: VecMap::default(),
             open_waiter: None,
@@ -306,15 +309,24 @@ impl WasmClient {
                 if let Ok(mut i) = rc.try_borrow_mut() {
                     i.flush_timer = None;
                 }
-                spawn_local(async move {
-                    let _ = flush(&rc).await;
-                });
+                // A failure is reported as a status event and retried by flush itself.
+                let _ = g::settle(&flush(&rc), |_| Ok(JsValue::UNDEFINED));
             }
         });
+        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
+        let request_cb = Closure::<dyn FnMut(f64, u32, JsValue, JsValue, JsValue)>::new(
+            move |id: f64, outcome: u32, status: JsValue, value: JsValue, cookies: JsValue| {
+                if let Some(rc) = weak.upgrade() {
+                    let fetched = fetch_outcome(outcome, &status, value, cookies);
+                    finish_request(&rc, proto::RequestId(id as u64), fetched);
+                }
+            },
+        );
         {
             let mut i = inner.borrow_mut();
             i.timer_cb = Some(timer_cb);
             i.flush_cb = Some(flush_cb);
+            i.request_cb = request_cb.into_js_value();
         }
         Ok(WasmClient { inner })
     }
@@ -322,7 +334,7 @@ impl WasmClient {
     /// Authenticate, handshake and send the first connect. Resolves once connected.
     pub fn open(&self) -> Promise {
         let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        g::later(move || {
             {
                 let i = rc.borrow();
                 if i.open_waiter.is_some() {
@@ -332,23 +344,26 @@ impl WasmClient {
                     return Err(js_error("ClientInvalidOperation", "the client is already open"));
                 }
             }
-            authenticate(&rc).await?;
-            let (promise, w) = waiter();
-            {
-                let mut i = rc.borrow_mut();
-                i.failed = false;
-                i.session.open(now_ms()).map_err(|e| to_js(&e))?;
-                i.open_waiter = Some(w);
-            }
-            drive(&rc);
-            JsFuture::from(promise).await
+            let authenticated = authenticate(&rc);
+            Ok(g::then(&authenticated, move |_| {
+                let (promise, w) = waiter();
+                {
+                    let mut i = rc.borrow_mut();
+                    i.failed = false;
+                    i.session.open(now_ms()).map_err(|e| to_js(&e))?;
+                    i.open_waiter = Some(w);
+                }
+                drive(&rc);
+                Ok(promise.into())
+            })
+            .into())
         })
     }
 
     /// Subscribe to `channel`, with the replay id from the host's storage.
     pub fn subscribe(&self, channel: String) -> Promise {
         let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        g::later(move || {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
             let key = proto::replay_key(&channel).to_owned();
@@ -356,40 +371,42 @@ impl WasmClient {
                 let i = rc.borrow();
                 (i.store.clone(), i.namespace.clone(), i.default_replay)
             };
-            let stored = store.get(&ns, &key).await?;
-            let (replay, marker) = match read_stored_marker(&rc, &channel, &stored) {
-                (None, None) => (default_replay, None),
-                found => found,
-            };
-            run_op(&rc, |s| s.subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref())).await
+            Ok(g::then(&store.get(&ns, &key), move |stored| {
+                let (replay, marker) = match read_stored_marker(&rc, &channel, &stored) {
+                    (None, None) => (default_replay, None),
+                    found => found,
+                };
+                run_op(&rc, |s| s.subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref()))
+            })
+            .into())
         })
     }
 
     /// Unsubscribe from `channel`.
     pub fn unsubscribe(&self, channel: String) -> Promise {
         let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        g::later(move || {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
-            run_op(&rc, |s| s.unsubscribe(now_ms(), &channel)).await
+            run_op(&rc, |s| s.unsubscribe(now_ms(), &channel))
         })
     }
 
     /// Publish already-serialised JSON `data` to `channel`; resolves to the server's reply.
     pub fn publish(&self, channel: String, data_json: String) -> Promise {
         let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        g::later(move || {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
-            run_op(&rc, |s| s.publish(now_ms(), &channel, &data_json)).await
+            run_op(&rc, |s| s.publish(now_ms(), &channel, &data_json))
         })
     }
 
     /// Disconnect, then write every pending replay marker. Idempotent.
     pub fn close(&self) -> Promise {
         let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let promise = {
+        g::later(move || {
+            let disconnected = {
                 let mut i = rc.borrow_mut();
                 if matches!(i.session.state(), proto::State::Idle | proto::State::Closed) {
                     None
@@ -400,23 +417,17 @@ impl WasmClient {
                     Some(promise)
                 }
             };
-            if let Some(p) = promise {
-                drive(&rc);
-                JsFuture::from(p).await?;
-            }
-            let mut attempts = 0;
-            loop {
-                match flush(&rc).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        attempts += 1;
-                        if attempts >= CLOSE_FLUSH_ATTEMPTS {
-                            return Err(e);
-                        }
-                    }
+            let flushed = {
+                let rc = rc.clone();
+                move |_: JsValue| -> Step { Ok(flush_retrying(&rc, CLOSE_FLUSH_ATTEMPTS).into()) }
+            };
+            match disconnected {
+                Some(p) => {
+                    drive(&rc);
+                    Ok(g::then(&p, flushed).into())
                 }
+                None => flushed(JsValue::UNDEFINED),
             }
-            Ok(JsValue::UNDEFINED)
         })
     }
 
@@ -476,11 +487,8 @@ fn stats_object(session: &Session) -> JsValue {
     o
 }
 
-/// Start a user operation in the core and wait for its `OpDone`.
-async fn run_op(
-    rc: &Rc<RefCell<Inner>>,
-    start: impl FnOnce(&mut Session) -> Result<proto::OpId, ProtoError>,
-) -> Result<JsValue, JsValue> {
+/// Start a user operation in the core; the promise returned settles with its `OpDone`.
+fn run_op(rc: &Rc<RefCell<Inner>>, start: impl FnOnce(&mut Session) -> Result<proto::OpId, ProtoError>) -> Step {
     let (promise, w) = waiter();
     {
         let mut i = rc.borrow_mut();
@@ -488,7 +496,7 @@ async fn run_op(
         i.ops.insert(op.0, w);
     }
     drive(rc);
-    JsFuture::from(promise).await
+    Ok(promise.into())
 }
 
 fn ensure_open(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
@@ -539,13 +547,23 @@ fn is_unreachable(e: &JsValue) -> bool {
     get(e, "unreachable").as_bool() == Some(true) || get(&get(e, "cause"), "unreachable").as_bool() == Some(true)
 }
 
-/// Ask the host's authenticator for a token and derive the CometD endpoint from it.
-async fn authenticate(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
-    let p = rc.borrow().host.authenticate();
-    let result = JsFuture::from(p).await?;
-    let token = get(&result, "accessToken").as_string().filter(|t| !t.is_empty());
-    let instance = get(&result, "instanceUrl").as_string();
-    let token_type = get(&result, "tokenType").as_string().filter(|t| !t.is_empty()).unwrap_or_else(|| "Bearer".to_owned());
+/// Ask the host's authenticator for a token and derive the CometD endpoint from it. The promise
+/// resolves (to undefined) once the client uses the new token.
+fn authenticate(rc: &Rc<RefCell<Inner>>) -> Promise {
+    let host = rc.borrow().host.clone();
+    let token = match host.authenticate() {
+        Ok(p) => p,
+        Err(e) => return Promise::reject(&e),
+    };
+    let rc = rc.clone();
+    g::then(&token, move |result| use_token(&rc, &result).map(|()| JsValue::UNDEFINED))
+}
+
+/// Take the authenticator's `result` (`{ accessToken, instanceUrl, tokenType, id }`) into use.
+fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
+    let token = get(result, "accessToken").as_string().filter(|t| !t.is_empty());
+    let instance = get(result, "instanceUrl").as_string();
+    let token_type = get(result, "tokenType").as_string().filter(|t| !t.is_empty()).unwrap_or_else(|| "Bearer".to_owned());
     let Some(token) = token else {
         return Err(js_error("AuthenticationError", "the authenticator returned no accessToken"));
     };
@@ -560,7 +578,7 @@ async fn authenticate(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
         .map_err(|e| js_error("AuthenticationError", &e.to_string()))?;
     let endpoint = crate::auth::cometd_url(&instance, &version)
         .map_err(|e| js_error("AuthenticationError", &format!("unusable instanceUrl or apiVersion: {e}")))?;
-    let identity = get(&result, "id").as_string();
+    let identity = get(result, "id").as_string();
     let (namespace, host) = {
         let mut i = rc.borrow_mut();
         i.endpoint = Some(endpoint);
@@ -691,17 +709,21 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
         }
         Event::NeedAuth => {
             let rc = rc.clone();
-            spawn_local(async move {
-                let outcome = authenticate(&rc).await;
-                {
-                    let mut i = rc.borrow_mut();
-                    match &outcome {
-                        Ok(()) => i.session.handle_authenticated(now_ms()),
-                        Err(e) if is_unreachable(e) => i.session.handle_auth_unreachable(now_ms()),
-                        Err(e) => i.session.handle_auth_failed(now_ms(), &message_of(e)),
+            // The authenticator is called after drive() returns, and its outcome fed to the core.
+            let _ = g::later(move || {
+                Ok(g::settle(&authenticate(&rc), move |outcome| {
+                    {
+                        let mut i = rc.borrow_mut();
+                        match &outcome {
+                            Ok(_) => i.session.handle_authenticated(now_ms()),
+                            Err(e) if is_unreachable(e) => i.session.handle_auth_unreachable(now_ms()),
+                            Err(e) => i.session.handle_auth_failed(now_ms(), &message_of(e)),
+                        }
                     }
-                }
-                drive(&rc);
+                    drive(&rc);
+                    Ok(JsValue::UNDEFINED)
+                })
+                .into())
             });
         }
         Event::Reauthenticated => host.on_status(&status("reauthenticated")),
@@ -824,168 +846,122 @@ fn abort_inflight(rc: &Rc<RefCell<Inner>>, kind: Option<RequestKind>) {
     }
 }
 
-struct Fetched {
-    status: u16,
-    body: Option<JsValue>,
+/// What a request produced: the HTTP status, the parsed body (None: not JSON) and the Set-Cookie
+/// values; or why it failed.
+type Fetched = Result<(u16, Option<JsValue>, Array), TransportFailure>;
+
+/// Outcomes reported by `sfRequest` (`OUTCOME_*` in `src/wasm/project.js`).
+const OUTCOME_BODY: u32 = 0;
+const OUTCOME_NOT_JSON: u32 = 1;
+const OUTCOME_TIMEOUT: u32 = 2;
+const OUTCOME_NO_RESPONSE: u32 = 4;
+const OUTCOME_TOO_LARGE: u32 = 5;
+
+/// The core's view of what `sfRequest` reported (`value`: the body, or the error).
+fn fetch_outcome(outcome: u32, status: &JsValue, value: JsValue, cookies: JsValue) -> Fetched {
+    let status = g::status_code(status);
+    let cookies = cookies.dyn_into::<Array>().unwrap_or_else(|_| Array::new());
+    match outcome {
+        OUTCOME_BODY => Ok((status, Some(value), cookies)),
+        OUTCOME_NOT_JSON if status == 200 => Err(TransportFailure::Malformed("the response body is not JSON".into())),
+        OUTCOME_NOT_JSON => Ok((status, None, cookies)),
+        OUTCOME_TIMEOUT => Err(TransportFailure::Timeout),
+        OUTCOME_NO_RESPONSE => Err(TransportFailure::Malformed("fetch returned no Response".into())),
+        OUTCOME_TOO_LARGE => Err(TransportFailure::Malformed("the response is larger than 64 MiB".into())),
+        // OUTCOME_FAILED (3): the fetch or the body read failed.
+        _ => Err(TransportFailure::Network(message_of(&value))),
+    }
 }
 
-async fn perform_fetch(
-    url: &str,
-    body: &str,
-    auth: Option<&str>,
-    cookie: Option<&str>,
-    controller: &AbortController,
-    timeout: Millis,
-    json_parse: Option<&Function>,
-) -> Result<(Fetched, Array), TransportFailure> {
+/// Send `req`; its outcome reaches [`finish_request`] through the client's `request_cb`.
+fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
+    let mut i = rc.borrow_mut();
+    let controller = match AbortController::new() {
+        Ok(c) => c,
+        Err(e) => {
+            drop(i);
+            return fail_request(rc, req.id, TransportFailure::Network(message_of(&e)));
+        }
+    };
+    i.inflight.insert(req.id.0, (req.kind, controller.clone()));
+    let Some(url) = i.endpoint.clone() else {
+        drop(i);
+        return fail_request(rc, req.id, TransportFailure::Network("no endpoint: the client has not authenticated".into()));
+    };
+    let cookie = i.jar.cookie_header();
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3);
     headers.push(("Content-Type", "application/json;charset=UTF-8"));
-    if let Some(a) = auth {
+    if let Some(a) = &i.auth_header {
         headers.push(("Authorization", a));
     }
-    if let Some(c) = cookie {
+    if let Some(c) = &cookie {
         // Browsers drop this forbidden header silently and use their own jar.
         headers.push(("Cookie", c));
     }
     let signal: JsValue = controller.signal().into();
-    let init = g::post_init(body, &headers, Some(&signal));
-
-    let timed_out = Rc::new(Cell::new(false));
-    let flag = timed_out.clone();
-    let ctrl = controller.clone();
-    let on_timeout = Closure::once(move || {
-        flag.set(true);
-        ctrl.abort();
-    });
-    let timer = g::set_timeout(on_timeout.as_ref().unchecked_ref(), timeout as f64);
-    let fail = |e: &JsValue| {
-        if timed_out.get() {
-            TransportFailure::Timeout
-        } else {
-            TransportFailure::Network(message_of(e))
-        }
-    };
-
-    let outcome = async {
-        let resp = JsFuture::from(g::global_fetch(url, &init)).await.map_err(|e| fail(&e))?;
-        if !resp.is_object() {
-            return Err(TransportFailure::Malformed("fetch returned no Response".into()));
-        }
-        let resp: g::FetchResponse = resp.unchecked_into();
-        let status = resp.status_code();
-        let response_headers = resp.headers();
-        let cookies = g::sf_set_cookies(&response_headers);
-        // A declared body above the cap is refused before it is read (Salesforce's batches are
-        // about 10 MB at most); the Node transport also enforces the cap while reading.
-        let declared = response_headers.get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES) {
-            controller.abort();
-            return Err(TransportFailure::Malformed("the response is larger than 64 MiB".into()));
-        }
-        let json = match json_parse {
-            // The application's JSON parser (the seed's json_loads): read the text, let it parse.
-            Some(parse) => match resp.text() {
-                Ok(p) => match JsFuture::from(p).await {
-                    Ok(text) => parse.call1(&JsValue::UNDEFINED, &text),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            },
-            None => match resp.json() {
-                Ok(p) => JsFuture::from(p).await,
-                Err(e) => Err(e),
-            },
-        };
-        match json {
-            Ok(v) => Ok((Fetched { status, body: Some(v) }, cookies)),
-            Err(e) => {
-                if timed_out.get() || controller.signal().aborted() {
-                    Err(fail(&e))
-                } else if status == 200 {
-                    Err(TransportFailure::Malformed("the response body is not JSON".into()))
-                } else {
-                    Ok((Fetched { status, body: None }, cookies))
-                }
-            }
-        }
-    }
-    .await;
-    g::clear_timeout(&timer);
-    drop(on_timeout);
-    outcome
+    let init = g::post_init(&req.body, &headers, Some(&signal));
+    let json_parse: JsValue = i.json_parse.clone().map_or(JsValue::UNDEFINED, JsValue::from);
+    let done = i.request_cb.clone();
+    drop(i);
+    g::request(&url, &init, &controller, req.timeout as f64, &json_parse, req.id.0 as f64, &done);
 }
 
-fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
-    let (endpoint, auth, cookie, controller, json_parse) = {
-        let mut i = rc.borrow_mut();
-        let controller = match AbortController::new() {
-            Ok(c) => c,
-            Err(e) => {
-                i.session.handle_failure(now_ms(), req.id, TransportFailure::Network(message_of(&e)));
-                drop(i);
-                let rc = rc.clone();
-                spawn_local(async move { drive(&rc) });
-                return;
-            }
-        };
-        i.inflight.insert(req.id.0, (req.kind, controller.clone()));
-        (i.endpoint.clone(), i.auth_header.clone(), i.jar.cookie_header(), controller, i.json_parse.clone())
-    };
+/// Report a request that could not be sent, in a microtask (as a failed fetch would be).
+fn fail_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, failure: TransportFailure) {
     let rc = rc.clone();
-    spawn_local(async move {
-        let outcome = match &endpoint {
-            Some(url) => {
-                perform_fetch(url, &req.body, auth.as_deref(), cookie.as_deref(), &controller, req.timeout, json_parse.as_ref())
-                    .await
-            }
-            None => Err(TransportFailure::Network("no endpoint: the client has not authenticated".into())),
-        };
-        let mut deliveries = Vec::new();
-        let mut delivered_body = JsValue::UNDEFINED;
-        let host;
-        {
-            let mut i = rc.borrow_mut();
-            i.inflight.remove(&req.id.0);
-            host = i.host.clone();
-            let now = now_ms();
-            match outcome {
-                Ok((fetched, cookies)) => {
-                    for c in cookies.iter() {
-                        if let Some(c) = c.as_string() {
-                            i.jar.handle_set_cookie(&c);
-                        }
-                    }
-                    match fetched.body {
-                        Some(body) => {
-                            let table = i.table.clone();
-                            match g::sf_project(&body, &table) {
-                                Some(p) => {
-                                    feed_batch(&mut i, now, req.id, fetched.status, &p);
-                                    i.session.take_deliveries(&mut deliveries);
-                                    i.last_batch = body.clone();
-                                    delivered_body = body;
-                                }
-                                None => {
-                                    let f = if fetched.status == 200 {
-                                        TransportFailure::Malformed("the response is not a JSON array".into())
-                                    } else {
-                                        TransportFailure::HttpStatus(fetched.status)
-                                    };
-                                    i.session.handle_failure(now, req.id, f);
-                                }
-                            }
-                        }
-                        None => i.session.handle_failure(now, req.id, TransportFailure::HttpStatus(fetched.status)),
+    let _ = g::later(move || {
+        finish_request(&rc, id, Err(failure));
+        Ok(JsValue::UNDEFINED)
+    });
+}
+
+/// Feed a request's outcome to the core, deliver the events it carried, and drive.
+fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetched) {
+    let mut deliveries = Vec::new();
+    let mut delivered_body = JsValue::UNDEFINED;
+    let host;
+    {
+        let mut i = rc.borrow_mut();
+        i.inflight.remove(&id.0);
+        host = i.host.clone();
+        let now = now_ms();
+        match fetched {
+            Ok((status, body, cookies)) => {
+                for c in cookies.iter() {
+                    if let Some(c) = c.as_string() {
+                        i.jar.handle_set_cookie(&c);
                     }
                 }
-                Err(f) => i.session.handle_failure(now, req.id, f),
+                match body {
+                    Some(body) => {
+                        let table = i.table.clone();
+                        match g::sf_project(&body, &table) {
+                            Some(p) => {
+                                feed_batch(&mut i, now, id, status, &p);
+                                i.session.take_deliveries(&mut deliveries);
+                                i.last_batch = body.clone();
+                                delivered_body = body;
+                            }
+                            None => {
+                                let f = if status == 200 {
+                                    TransportFailure::Malformed("the response is not a JSON array".into())
+                                } else {
+                                    TransportFailure::HttpStatus(status)
+                                };
+                                i.session.handle_failure(now, id, f);
+                            }
+                        }
+                    }
+                    None => i.session.handle_failure(now, id, TransportFailure::HttpStatus(status)),
+                }
             }
+            Err(f) => i.session.handle_failure(now, id, f),
         }
-        if !deliveries.is_empty() {
-            host.on_events(&delivered_body, &deliveries);
-        }
-        drive(&rc);
-    });
+    }
+    if !deliveries.is_empty() {
+        host.on_events(&delivered_body, &deliveries);
+    }
+    drive(rc);
 }
 
 /// Build the core's view of one projected response and hand it over.
@@ -1042,52 +1018,92 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
 }
 
 /// Write every dirty marker through the host's storage. A failed write keeps its marker dirty
-/// (unless a newer one arrived meanwhile), is reported as a status event and is retried.
-async fn flush(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
-    loop {
-        let (batch, host, store, ns) = {
-            let mut i = rc.borrow_mut();
-            if i.writing || i.dirty.is_empty() {
-                return Ok(());
-            }
-            i.writing = true;
-            (std::mem::take(&mut i.dirty), i.host.clone(), i.store.clone(), i.namespace.clone())
+/// (unless a newer one arrived meanwhile), is reported as a status event and is retried. The
+/// promise rejects if a write failed.
+fn flush(rc: &Rc<RefCell<Inner>>) -> Promise {
+    let mut i = rc.borrow_mut();
+    if i.writing || i.dirty.is_empty() {
+        return Promise::resolve(&JsValue::UNDEFINED);
+    }
+    i.writing = true;
+    let writes = Flush {
+        rc: rc.clone(),
+        batch: std::mem::take(&mut i.dirty).into_iter(),
+        host: i.host.clone(),
+        store: i.store.clone(),
+        namespace: i.namespace.clone(),
+        failure: None,
+    };
+    drop(i);
+    writes.next()
+}
+
+/// `flush`, retried until it succeeds or `attempts` have failed; rejects with the last failure.
+fn flush_retrying(rc: &Rc<RefCell<Inner>>, attempts: u32) -> Promise {
+    let again = rc.clone();
+    g::settle(&flush(rc), move |r| match r {
+        Err(e) if attempts <= 1 => Err(e),
+        Err(_) => Ok(flush_retrying(&again, attempts - 1).into()),
+        ok => ok,
+    })
+}
+
+/// One round of `flush`: the markers taken, written one after the other.
+struct Flush {
+    rc: Rc<RefCell<Inner>>,
+    batch: std::vec::IntoIter<(String, ReplayMarker)>,
+    host: Host,
+    store: Rc<dyn MarkerStore>,
+    namespace: String,
+    /// The last failed write's error.
+    failure: Option<JsValue>,
+}
+
+impl Flush {
+    /// Write the next marker, or end the round.
+    fn next(mut self) -> Promise {
+        let Some((channel, marker)) = self.batch.next() else { return self.end() };
+        let m: JsValue = Object::new().into();
+        set(&m, "replayId", &JsValue::from_f64(marker.replay_id as f64));
+        let date = if marker.date_ms.is_finite() {
+            let d = js_sys::Date::new(&JsValue::from_f64(marker.date_ms));
+            JsValue::from(d.to_iso_string())
+        } else {
+            JsValue::NULL
         };
-        let mut failure = None;
-        for (channel, marker) in batch {
-            let m: JsValue = Object::new().into();
-            set(&m, "replayId", &JsValue::from_f64(marker.replay_id as f64));
-            let date = if marker.date_ms.is_finite() {
-                let d = js_sys::Date::new(&JsValue::from_f64(marker.date_ms));
-                JsValue::from(d.to_iso_string())
-            } else {
-                JsValue::NULL
-            };
-            set(&m, "date", &date);
-            let result = store.set(&ns, &channel, &m).await;
-            if let Err(e) = result {
+        set(&m, "date", &date);
+        let written = self.store.set(&self.namespace, &channel, &m);
+        g::settle(&written, move |r| {
+            if let Err(e) = r {
                 let s = status("storageError");
                 set(&s, "channel", &JsValue::from_str(&channel));
-                set(&s, "storage", &JsValue::from_str(store.describe()));
+                set(&s, "storage", &JsValue::from_str(self.store.describe()));
                 set(&s, "message", &JsValue::from_str(&message_of(&e)));
-                host.on_status(&s);
-                let mut i = rc.borrow_mut();
-                i.dirty.insert_if_absent(channel, marker);
-                failure = Some(e);
+                self.host.on_status(&s);
+                self.rc.borrow_mut().dirty.insert_if_absent(channel, marker);
+                self.failure = Some(e);
             }
-        }
-        let mut i = rc.borrow_mut();
+            Ok(self.next().into())
+        })
+    }
+
+    /// After the last write: on success, write what became dirty meanwhile; on failure, schedule
+    /// the retry and reject.
+    fn end(self) -> Promise {
+        let mut i = self.rc.borrow_mut();
         i.writing = false;
-        if let Some(e) = failure {
-            // Retried in the background while the client is open; after close() the marker stays
-            // dirty for the next open()/close() rather than keep a timer (and a process) alive.
-            if i.flush_timer.is_none() && !i.session.is_closed() {
-                if let Some(cb) = &i.flush_cb {
-                    let id = g::set_timeout(cb.as_ref().unchecked_ref(), 1000.0);
-                    i.flush_timer = Some(id);
-                }
+        let Some(e) = self.failure else {
+            drop(i);
+            return flush(&self.rc);
+        };
+        // Retried in the background while the client is open; after close() the marker stays
+        // dirty for the next open()/close() rather than keep a timer (and a process) alive.
+        if i.flush_timer.is_none() && !i.session.is_closed() {
+            if let Some(cb) = &i.flush_cb {
+                let id = g::set_timeout(cb.as_ref().unchecked_ref(), 1000.0);
+                i.flush_timer = Some(id);
             }
-            return Err(js_error("ClientError", &format!("could not store a replay marker: {}", message_of(&e))));
         }
+        Promise::reject(&js_error("ClientError", &format!("could not store a replay marker: {}", message_of(&e))))
     }
 }

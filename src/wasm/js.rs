@@ -1,4 +1,5 @@
-//! Bindings to the JavaScript globals and to the small projection snippet.
+//! Bindings to the JavaScript globals and to the shell's snippet (`src/wasm/project.js`: the
+//! response projection, the HTTP exchange, promise continuations).
 //!
 //! Everything binds to globals (`fetch`, `setTimeout`, `performance`), never to `window`: there is
 //! no `window` in Node, Deno, workers or workerd.
@@ -6,6 +7,7 @@
 use js_sys::{Array, Float64Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use web_sys::AbortController;
 
 #[wasm_bindgen]
 extern "C" {
@@ -35,6 +37,11 @@ thread_local! {
 #[wasm_bindgen(js_name = setFetch)]
 pub fn set_fetch(f: Option<Function>) {
     FETCH.with(|slot| *slot.borrow_mut() = f);
+}
+
+/// The transport installed with [`set_fetch`], or undefined (the global `fetch`).
+fn installed_fetch() -> JsValue {
+    FETCH.with(|slot| slot.borrow().clone().map_or(JsValue::UNDEFINED, JsValue::from))
 }
 
 /// `fetch(input, init)`: the installed transport, else the global `fetch`. `init` is a plain
@@ -73,8 +80,55 @@ extern "C" {
     #[wasm_bindgen(js_name = sfDefer)]
     pub fn sf_defer(f: &JsValue);
 
-    #[wasm_bindgen(js_name = sfSetCookies)]
-    pub fn sf_set_cookies(headers: &ResponseHeaders) -> Array;
+    #[wasm_bindgen(js_name = sfRequest)]
+    #[allow(clippy::too_many_arguments)]
+    fn sf_request(
+        fetch: &JsValue,
+        url: &str,
+        init: &JsValue,
+        controller: &AbortController,
+        timeout_ms: f64,
+        json_parse: &JsValue,
+        id: f64,
+        done: &JsValue,
+    );
+
+    #[wasm_bindgen(js_name = sfSettle)]
+    fn sf_settle(p: &JsValue, cb: &JsValue) -> Promise;
+}
+
+/// Send one POST with `fetch` (the installed transport, else the global) and report its outcome
+/// to `done(id, outcome, status, value, cookies)` (see `sfRequest` in `src/wasm/project.js`): the
+/// request is aborted through `controller` after `timeout_ms`, and the body is read with
+/// `json()`, or with `text()` and `json_parse` when that is a function.
+pub fn request(url: &str, init: &JsValue, controller: &AbortController, timeout_ms: f64, json_parse: &JsValue, id: f64, done: &JsValue) {
+    sf_request(&installed_fetch(), url, init, controller, timeout_ms, json_parse, id, done);
+}
+
+/// What a promise continuation returns: a value (a promise is adopted), or the error to reject with.
+pub type Step = Result<JsValue, JsValue>;
+
+/// Continue with `f` once `p` settles (`Ok(value)` or `Err(reason)`; a value that is not a promise
+/// counts as resolved). The returned promise settles as `f`'s result does.
+pub fn settle(p: &JsValue, f: impl FnOnce(Step) -> Step + 'static) -> Promise {
+    settle_boxed(p, Box::new(f))
+}
+
+/// `settle` for any continuation: one closure type, so the module holds one copy of its glue.
+fn settle_boxed(p: &JsValue, f: Box<dyn FnOnce(Step) -> Step>) -> Promise {
+    let cb = Closure::once_into_js(move |ok: bool, v: JsValue| f(if ok { Ok(v) } else { Err(v) }));
+    sf_settle(p, &cb)
+}
+
+/// Continue with `f` once `p` resolves; a rejection passes through.
+pub fn then(p: &JsValue, f: impl FnOnce(JsValue) -> Step + 'static) -> Promise {
+    settle(p, move |r| f(r?))
+}
+
+/// Run `f` in a microtask, after the caller's synchronous code (as an `async` export does), and
+/// return a promise that settles as its result does.
+pub fn later(f: impl FnOnce() -> Step + 'static) -> Promise {
+    settle(&JsValue::UNDEFINED, move |_| f())
 }
 
 /// What a fetch resolves to, duck-typed: a `Response`, or the Node transport's lighter object with
@@ -104,10 +158,15 @@ extern "C" {
 impl FetchResponse {
     /// The HTTP status, 0 when the object has none (never a real response).
     pub fn status_code(&self) -> u16 {
-        match self.status().as_f64() {
-            Some(s) if (0.0..=999.0).contains(&s) => s as u16,
-            _ => 0,
-        }
+        status_code(&self.status())
+    }
+}
+
+/// A response's `status` as an HTTP status, 0 when it is none (never a real response).
+pub fn status_code(status: &JsValue) -> u16 {
+    match status.as_f64() {
+        Some(s) if (0.0..=999.0).contains(&s) => s as u16,
+        _ => 0,
     }
 }
 
@@ -147,8 +206,8 @@ extern "C" {
     pub fn on_failed(this: &Host, error: &JsValue);
 
     /// Resolve to `{ accessToken, instanceUrl, tokenType }`.
-    #[wasm_bindgen(method)]
-    pub fn authenticate(this: &Host) -> Promise;
+    #[wasm_bindgen(method, catch)]
+    pub fn authenticate(this: &Host) -> Result<JsValue, JsValue>;
 
     /// Called after every successful authentication with the identity namespace
     /// (`<orgId>/<userId>`), so that storages can namespace their keys.

@@ -1,8 +1,11 @@
-// Per-response projection for the wasm shell (see ARCHITECTURE.md, "Messages do not cross the
-// boundary twice"). JS has already parsed the response; this walks the array once and hands Rust
-// only what the protocol core needs: for events a channel index, the replay id and the event date
-// as numbers; for meta replies a handful of strings. Event objects themselves never enter Rust.
-// Types are validated here, so a hostile body can never make a wasm getter throw.
+// The wasm shell's JavaScript side (src/wasm/client.rs decides, this performs):
+// * the per-response projection (see ARCHITECTURE.md, "Messages do not cross the boundary twice").
+//   JS has already parsed the response; this walks the array once and hands Rust only what the
+//   protocol core needs: for events a channel index, the replay id and the event date as numbers;
+//   for meta replies a handful of strings. Event objects themselves never enter Rust. Types are
+//   validated here, so a hostile body can never make a wasm getter throw.
+// * one HTTP exchange (`sfRequest`) and promise continuations (`sfSettle`), so that the shell
+//   needs no Rust futures: their executor and state machines were a third of the wasm module.
 
 const EVENT_STRIDE = 3;
 export const KIND_OTHER = -1;
@@ -212,4 +215,97 @@ export function sfSetCookies(headers) {
 export function sfDefer(fn) {
   if (typeof setImmediate === "function") setImmediate(fn);
   else setTimeout(fn, 0);
+}
+
+/**
+ * Call `cb(true, value)` or `cb(false, reason)` once `p` settles (a value that is not a promise
+ * counts as resolved). The returned promise adopts what `cb` returns, or rejects with what it throws.
+ */
+export function sfSettle(p, cb) {
+  return Promise.resolve(p).then(
+    (v) => cb(true, v),
+    (e) => cb(false, e),
+  );
+}
+
+// What `sfRequest` reports; src/wasm/client.rs turns each into the core's outcome.
+/** `value` is the parsed body. */
+const OUTCOME_BODY = 0;
+/** The body is not JSON (`value`: the error). */
+const OUTCOME_NOT_JSON = 1;
+/** The request's timer aborted it. */
+const OUTCOME_TIMEOUT = 2;
+/** The fetch failed (`value`: the error). */
+const OUTCOME_FAILED = 3;
+/** The fetch resolved to something that is not an object. */
+const OUTCOME_NO_RESPONSE = 4;
+/** The declared body is above the cap. */
+const OUTCOME_TOO_LARGE = 5;
+
+/** The largest response body the client accepts (a hostile server must not exhaust memory). */
+const MAX_RESPONSE_BYTES = 64n * 1024n * 1024n;
+
+/** The declared Content-Length, read as Rust's `u64` parse reads it (else -1). */
+function declaredLength(headers) {
+  let v;
+  try {
+    v = headers.get("content-length");
+  } catch {
+    return -1n;
+  }
+  const m = v === null || v === undefined ? null : /^\+?([0-9]+)$/.exec(String(v).trim());
+  if (m === null) return -1n;
+  const n = BigInt(m[1]);
+  return n < 2n ** 64n ? n : -1n;
+}
+
+/**
+ * One POST of the shell: `fetchFn(url, init)` (the global `fetch` when `fetchFn` is undefined),
+ * aborted through `controller` (whose signal is in `init`) after `timeoutMs`. The body is read with
+ * `json()`, or with `text()` and `jsonParse`. Calls `done(id, outcome, status, value, cookies)`
+ * exactly once, after the timer is cleared.
+ */
+export function sfRequest(fetchFn, url, init, controller, timeoutMs, jsonParse, id, done) {
+  const state = { timedOut: false };
+  const timer = setTimeout(() => {
+    state.timedOut = true;
+    controller.abort();
+  }, timeoutMs);
+  const report = (r) => {
+    clearTimeout(timer);
+    done(id, r[0], r[1], r[2], r[3]);
+  };
+  exchange(fetchFn, url, init, controller, jsonParse, state).then(report, (e) => report(failed(state, e)));
+}
+
+function failed(state, e) {
+  return [state.timedOut ? OUTCOME_TIMEOUT : OUTCOME_FAILED, undefined, e, undefined];
+}
+
+/** `[outcome, status, value, cookies]` of one exchange. */
+async function exchange(fetchFn, url, init, controller, jsonParse, state) {
+  let resp;
+  try {
+    resp = await (fetchFn === undefined ? fetch(url, init) : fetchFn(url, init));
+  } catch (e) {
+    return failed(state, e);
+  }
+  if (resp === null || typeof resp !== "object") return [OUTCOME_NO_RESPONSE];
+  const status = resp.status;
+  const headers = resp.headers;
+  const cookies = sfSetCookies(headers);
+  // A declared body above the cap is refused before it is read (Salesforce's batches are about
+  // 10 MB at most); the Node transport also enforces the cap while reading.
+  if (declaredLength(headers) > MAX_RESPONSE_BYTES) {
+    controller.abort();
+    return [OUTCOME_TOO_LARGE];
+  }
+  try {
+    // The application's JSON parser (the seed's json_loads) reads the text.
+    const body = jsonParse === undefined ? await resp.json() : jsonParse(await resp.text());
+    return [OUTCOME_BODY, status, body, cookies];
+  } catch (e) {
+    if (state.timedOut || controller.signal.aborted) return failed(state, e);
+    return [OUTCOME_NOT_JSON, status, e, cookies];
+  }
 }

@@ -13,17 +13,11 @@
 //! reported and treated as no marker).
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
 
 use js_sys::{Promise, JSON};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
-use super::js::Host;
-
-/// A boxed local future (the wasm shell is single-threaded).
-pub type LocalFuture<T> = Pin<Box<dyn Future<Output = Result<T, JsValue>>>>;
+use super::js::{self as g, Host};
 
 #[wasm_bindgen(module = "/src/wasm/stores.js")]
 extern "C" {
@@ -39,10 +33,11 @@ extern "C" {
 
 /// Where the client reads a channel's marker when it subscribes and writes it after consumption.
 pub trait MarkerStore {
-    /// The stored `{ replayId, date }` of `channel` (or what the storage wants to start from), or null.
-    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue>;
-    /// Store `marker` (`{ replayId, date }`) for `channel`.
-    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()>;
+    /// Resolves to the stored `{ replayId, date }` of `channel` (or what the storage wants to start
+    /// from), or null.
+    fn get(&self, namespace: &str, channel: &str) -> Promise;
+    /// Store `marker` (`{ replayId, date }`) for `channel`; resolves once stored (to no particular value).
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> Promise;
     /// A short description for status events ("localStorage", "indexedDB", ...).
     fn describe(&self) -> &'static str;
 }
@@ -59,6 +54,14 @@ fn parse(text: Option<String>) -> JsValue {
     }
 }
 
+/// A promise already settled with `r`.
+fn settled(r: Result<JsValue, JsValue>) -> Promise {
+    match r {
+        Ok(v) => Promise::resolve(&v),
+        Err(e) => Promise::reject(&e),
+    }
+}
+
 fn stringify(marker: &JsValue) -> Result<String, JsValue> {
     JSON::stringify(marker)?.as_string().ok_or_else(|| JsValue::from_str("marker is not serialisable"))
 }
@@ -69,13 +72,11 @@ pub struct HostStore {
 }
 
 impl MarkerStore for HostStore {
-    fn get(&self, _namespace: &str, channel: &str) -> LocalFuture<JsValue> {
-        let p = self.host.get_replay_marker(channel);
-        Box::pin(async move { JsFuture::from(p).await })
+    fn get(&self, _namespace: &str, channel: &str) -> Promise {
+        self.host.get_replay_marker(channel)
     }
-    fn set(&self, _namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
-        let p = self.host.set_replay_marker(channel, marker);
-        Box::pin(async move { JsFuture::from(p).await.map(|_| ()) })
+    fn set(&self, _namespace: &str, channel: &str, marker: &JsValue) -> Promise {
+        self.host.set_replay_marker(channel, marker)
     }
     fn describe(&self) -> &'static str {
         "custom"
@@ -89,12 +90,12 @@ pub struct MemoryStore {
 }
 
 impl MarkerStore for MemoryStore {
-    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue> {
+    fn get(&self, namespace: &str, channel: &str) -> Promise {
         let k = key("", namespace, channel);
         let v = self.map.borrow().iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
-        Box::pin(async move { Ok(parse(v)) })
+        Promise::resolve(&parse(v))
     }
-    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> Promise {
         let r = stringify(marker).map(|t| {
             let k = key("", namespace, channel);
             let mut map = self.map.borrow_mut();
@@ -103,7 +104,7 @@ impl MarkerStore for MemoryStore {
                 None => map.push((k, t)),
             }
         });
-        Box::pin(async move { r })
+        settled(r.map(|()| JsValue::UNDEFINED))
     }
     fn describe(&self) -> &'static str {
         "memory"
@@ -116,13 +117,12 @@ pub struct LocalStorageStore {
 }
 
 impl MarkerStore for LocalStorageStore {
-    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue> {
-        let r = ls_get(&key(&self.prefix, namespace, channel)).map(parse);
-        Box::pin(async move { r })
+    fn get(&self, namespace: &str, channel: &str) -> Promise {
+        settled(ls_get(&key(&self.prefix, namespace, channel)).map(parse))
     }
-    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> Promise {
         let r = stringify(marker).and_then(|t| ls_set(&key(&self.prefix, namespace, channel), &t));
-        Box::pin(async move { r })
+        settled(r.map(|()| JsValue::UNDEFINED))
     }
     fn describe(&self) -> &'static str {
         "localStorage"
@@ -135,15 +135,15 @@ pub struct IndexedDbStore {
 }
 
 impl MarkerStore for IndexedDbStore {
-    fn get(&self, namespace: &str, channel: &str) -> LocalFuture<JsValue> {
+    fn get(&self, namespace: &str, channel: &str) -> Promise {
         let p = idb_get(&self.database, &key("", namespace, channel));
-        Box::pin(async move { Ok(parse(JsFuture::from(p).await?.as_string())) })
+        g::then(&p, |text| Ok(parse(text.as_string())))
     }
-    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> LocalFuture<()> {
-        let text = stringify(marker);
-        let database = self.database.clone();
-        let k = key("", namespace, channel);
-        Box::pin(async move { JsFuture::from(idb_set(&database, &k, &text?)).await.map(|_| ()) })
+    fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> Promise {
+        match stringify(marker) {
+            Ok(text) => idb_set(&self.database, &key("", namespace, channel), &text),
+            Err(e) => Promise::reject(&e),
+        }
     }
     fn describe(&self) -> &'static str {
         "indexedDB"
