@@ -8,7 +8,7 @@ use super::backoff::Backoff;
 use super::error::{ProtoError, ServerError, TransportFailure};
 use super::message::{
     connect_body, disconnect_body, handshake_body, publish_body, subscribe_body, unsubscribe_body,
-    validate_channel, Batch, BatchBuf, BatchSource, MetaView, Millis, Msg, OpId, Reconnect, Request,
+    validate_channel, BatchBuf, BatchSource, MetaView, Millis, Msg, OpId, Reconnect, Request,
     RequestId, RequestKind,
 };
 use super::replay::{is_replay_error, replay_key, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS};
@@ -630,7 +630,7 @@ impl Session {
     // ------------------------------------------------------------------------------------------
 
     /// A response for request `id` arrived and parsed as a JSON array. `status` is the HTTP status.
-    /// `batch` is any [`BatchSource`]: a [`Batch`] of projected messages, or a view that projects
+    /// `batch` is any [`BatchSource`]: a [`Batch`](super::Batch) of projected messages, or a view that projects
     /// each position when asked (the shell reads its per-response arrays directly).
     pub fn handle_response<B: BatchSource>(&mut self, now: Millis, id: RequestId, status: u16, batch: &B) {
         self.on_response(now, id, status, batch);

@@ -21,7 +21,7 @@ use super::js::{self as g, Host, Projection, Step};
 use super::vecmap::VecMap;
 use super::store::{HostStore, IndexedDbStore, LocalStorageStore, MarkerStore, MemoryStore};
 use crate::proto::{
-    self, Advice, Batch, Config, CookieJar, Event, MetaView, Millis, Msg, ProtoError, Reconnect,
+    self, Advice, Config, CookieJar, Event, MetaView, Millis, Msg, ProtoError, Reconnect,
     ReplayMarker, Request, RequestKind, Session, TransportFailure,
 };
 
@@ -964,56 +964,74 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
     drive(rc);
 }
 
-/// Build the core's view of one projected response and hand it over.
+/// One projected response as the core reads it: each position is turned into a [`Msg`] when the
+/// core asks for it, so a batch of 25,000 events costs no intermediate vector of messages.
+struct ProjectedBatch<'a> {
+    /// `EVENT_STRIDE` numbers per position (see `sfProject`).
+    ev: Vec<f64>,
+    /// The meta messages, in position order.
+    metas: Vec<MetaOwned>,
+    channels: &'a [String],
+}
+
+impl ProjectedBatch<'_> {
+    fn meta_view(m: &MetaOwned) -> MetaView<'_> {
+        MetaView {
+            channel: &m.channel,
+            successful: m.successful,
+            error: m.error.as_deref(),
+            client_id: m.client_id.as_deref(),
+            id: m.id.as_deref(),
+            subscription: m.subscription.as_deref(),
+            advice: m.advice,
+            failure_reason: m.failure_reason.as_deref(),
+            supported_connection_types_has_long_polling: m.long_polling,
+        }
+    }
+}
+
+impl proto::BatchSource for ProjectedBatch<'_> {
+    fn len(&self) -> usize {
+        self.ev.len() / 3
+    }
+
+    fn msg(&self, k: usize) -> Msg<'_> {
+        let Some(&kind) = self.ev.get(3 * k) else { return Msg::Other };
+        if kind >= 0.0 {
+            let r = self.ev.get(3 * k + 1).copied().unwrap_or(f64::NAN);
+            let d = self.ev.get(3 * k + 2).copied().unwrap_or(f64::NAN);
+            Msg::Event {
+                channel: kind as u32,
+                replay_id: if r.is_finite() { Some(r as i64) } else { None },
+                date_ms: if d.is_finite() { Some(d) } else { None },
+            }
+        } else if kind == KIND_META {
+            match self.metas.binary_search_by_key(&k, |m| m.position) {
+                Ok(at) => self.metas.get(at).map_or(Msg::Other, |m| Msg::Meta(Self::meta_view(m))),
+                Err(_) => Msg::Other,
+            }
+        } else {
+            Msg::Other
+        }
+    }
+
+    fn channel(&self, idx: u32) -> Option<&str> {
+        self.channels.get(idx as usize).map(String::as_str)
+    }
+}
+
+/// Hand one projected response to the core.
 fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: &Projection) {
     if let Some(new) = p.new_chans() {
         for c in new.iter() {
             i.chans.push(c.as_string().unwrap_or_default());
         }
     }
-    let ev = p.ev().to_vec();
-    let metas = p.metas().map(|m| read_metas(&m)).unwrap_or_default();
-    let n = ev.len() / 3;
-    let mut messages: Vec<Msg<'_>> = Vec::with_capacity(n);
-    let mut meta_iter = metas.iter().peekable();
-    for k in 0..n {
-        let kind = ev[3 * k];
-        if kind >= 0.0 {
-            let r = ev[3 * k + 1];
-            let d = ev[3 * k + 2];
-            messages.push(Msg::Event {
-                channel: kind as u32,
-                replay_id: if r.is_finite() { Some(r as i64) } else { None },
-                date_ms: if d.is_finite() { Some(d) } else { None },
-            });
-        } else if kind == KIND_META {
-            match meta_iter.peek() {
-                Some(m) if m.position == k => {
-                    let m = meta_iter.next();
-                    match m {
-                        Some(m) => messages.push(Msg::Meta(MetaView {
-                            channel: &m.channel,
-                            successful: m.successful,
-                            error: m.error.as_deref(),
-                            client_id: m.client_id.as_deref(),
-                            id: m.id.as_deref(),
-                            subscription: m.subscription.as_deref(),
-                            advice: m.advice.clone(),
-                            failure_reason: m.failure_reason.as_deref(),
-                            supported_connection_types_has_long_polling: m.long_polling,
-                        })),
-                        None => messages.push(Msg::Other),
-                    }
-                }
-                _ => messages.push(Msg::Other),
-            }
-        } else {
-            messages.push(Msg::Other);
-        }
-    }
+    let mut metas = p.metas().map(|m| read_metas(&m)).unwrap_or_default();
+    // sfProject lists them in position order; sorting keeps the lookup right whatever it sends.
+    metas.sort_by_key(|m| m.position);
     let Inner { session, chans, .. } = i;
-    let channels: Vec<&str> = chans.iter().map(String::as_str).collect();
-    let batch = Batch { channels: &channels, messages: &messages };
+    let batch = ProjectedBatch { ev: p.ev().to_vec(), metas, channels: chans };
     session.handle_response(now, id, status, &batch);
 }
 
