@@ -958,10 +958,15 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
             Err(f) => i.session.handle_failure(now, id, f),
         }
     }
-    if !deliveries.is_empty() {
-        host.on_events(&delivered_body, &deliveries);
+    if deliveries.is_empty() {
+        drive(rc);
+        return;
     }
-    drive(rc);
+    host.on_events(&delivered_body, &deliveries);
+    // The application takes the events (promise continuations) before the session's next outputs
+    // are handled: the next long-poll, timers and status events wait for a later macrotask.
+    let rc = rc.clone();
+    g::sf_defer(&Closure::once_into_js(move || drive(&rc)));
 }
 
 /// One projected response as the core reads it: each position is turned into a [`Msg`] when the
