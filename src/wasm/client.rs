@@ -181,6 +181,9 @@ struct Inner {
     dirty: VecMap<String, ReplayMarker>,
     writing: bool,
     last_batch: JsValue,
+    /// A response's events were delivered and the session's outputs wait for a later macrotask
+    /// (see [`finish_request`]); they are handled before the next response replaces `last_batch`.
+    drive_pending: bool,
     failed: bool,
     /// Where markers are read and written.
     store: Rc<dyn MarkerStore>,
@@ -285,6 +288,7 @@ impl WasmClient {
             dirty: VecMap::default(),
             writing: false,
             last_batch: JsValue::UNDEFINED,
+            drive_pending: false,
             failed: false,
             store,
             namespace: String::new(),
@@ -917,6 +921,11 @@ fn fail_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, failure: Transpor
 
 /// Feed a request's outcome to the core, deliver the events it carried, and drive.
 fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetched) {
+    // What the previous response left for later goes first: its outputs may refer to its body.
+    let pending = std::mem::take(&mut rc.borrow_mut().drive_pending);
+    if pending {
+        drive(rc);
+    }
     let mut deliveries = Vec::new();
     let mut delivered_body = JsValue::UNDEFINED;
     let host;
@@ -964,9 +973,16 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
     }
     host.on_events(&delivered_body, &deliveries);
     // The application takes the events (promise continuations) before the session's next outputs
-    // are handled: the next long-poll, timers and status events wait for a later macrotask.
+    // are handled: the next long-poll, timers and status events wait for a later macrotask, or
+    // for the next response, whichever comes first.
+    rc.borrow_mut().drive_pending = true;
     let rc = rc.clone();
-    g::sf_defer(&Closure::once_into_js(move || drive(&rc)));
+    g::sf_defer(&Closure::once_into_js(move || {
+        let pending = std::mem::take(&mut rc.borrow_mut().drive_pending);
+        if pending {
+            drive(&rc);
+        }
+    }));
 }
 
 /// One projected response as the core reads it: each position is turned into a [`Msg`] when the

@@ -5,6 +5,7 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { until } from "../helpers/sfemu.mjs";
 import {
   Client,
   AccessTokenAuthenticator,
@@ -426,4 +427,47 @@ describe("hostile OAuth token endpoint: authenticate() rejects with Authenticati
       assert.equal(srv.seen.requests.filter((r) => r.kind === "token").length, 1, "one token request");
     });
   }
+});
+
+describe("events piggybacked on a control reply, with a connect reply in the same instant", () => {
+  // Bayeux lets any response carry events. Here the publish reply comes with an event, and the held
+  // long-poll answers with two more in the same instant, so that both responses may be read in one
+  // turn of the event loop. publish() must resolve to its own reply, as sent (not to a message of
+  // the other response), and every event must arrive once, in order.
+  test("publish() resolves to its reply; the three events arrive once, in order", { timeout: 20000 }, async () => {
+    const channel = "/u/Piggyback";
+    const event = (replayId) => ({ channel, data: { event: { replayId }, payload: `event ${replayId}` } });
+    let heldConnect = null;
+    let sentReply = null;
+    const srv = await hostile((kind, m, _req, res, seen) => {
+      if (kind === "handshake") return json(res, handshakeOk(m));
+      if (kind === "subscribe") return json(res, subscribeOk(m));
+      if (kind === "connect") {
+        if (seen.connects === 1) return json(res, [connectOk(m)]);
+        if (seen.connects === 2) heldConnect = { res, m };
+        return; // later long-polls stay open until the test ends
+      }
+      if (kind === "disconnect") return json(res, [{ channel: "/meta/disconnect", id: m[0].id, successful: true }]);
+      if (m?.[0]?.channel === channel) {
+        sentReply = { channel, id: m[0].id, successful: true, ext: { note: "the publish reply, as sent" } };
+        json(res, [event(1), sentReply]);
+        if (heldConnect) json(heldConnect.res, [event(2), event(3), connectOk(heldConnect.m)]);
+        return;
+      }
+      res.writeHead(400).end();
+    });
+    const { c } = client(srv.url);
+    await c.open();
+    await c.subscribe(channel);
+    await until(() => heldConnect !== null, { what: "the second long-poll" });
+    const reply = await c.publish(channel, { hello: "world" });
+    assert.deepEqual(reply, sentReply);
+    const ids = [];
+    for await (const msg of c) {
+      ids.push(msg.data.event.replayId);
+      if (ids.length === 3) break;
+    }
+    assert.deepEqual(ids, [1, 2, 3]);
+    await c.close();
+  });
 });
