@@ -990,7 +990,7 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
 struct ProjectedBatch<'a> {
     /// `EVENT_STRIDE` numbers per position (see `sfProject`).
     ev: Vec<f64>,
-    /// The meta messages, in position order.
+    /// The meta messages, in position order (as `sfProject` lists them).
     metas: Vec<MetaOwned>,
     channels: &'a [String],
 }
@@ -1027,6 +1027,7 @@ impl proto::BatchSource for ProjectedBatch<'_> {
                 date_ms: if d.is_finite() { Some(d) } else { None },
             }
         } else if kind == KIND_META {
+            // sfProject lists metas in position order (a hostile body can hold thousands).
             match self.metas.binary_search_by_key(&k, |m| m.position) {
                 Ok(at) => self.metas.get(at).map_or(Msg::Other, |m| Msg::Meta(Self::meta_view(m))),
                 Err(_) => Msg::Other,
@@ -1048,9 +1049,7 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
             i.chans.push(c.as_string().unwrap_or_default());
         }
     }
-    let mut metas = p.metas().map(|m| read_metas(&m)).unwrap_or_default();
-    // sfProject lists them in position order; sorting keeps the lookup right whatever it sends.
-    metas.sort_by_key(|m| m.position);
+    let metas = p.metas().map(|m| read_metas(&m)).unwrap_or_default();
     let Inner { session, chans, .. } = i;
     let batch = ProjectedBatch { ev: p.ev().to_vec(), metas, channels: chans };
     session.handle_response(now, id, status, &batch);
