@@ -182,7 +182,8 @@ struct Inner {
     writing: bool,
     last_batch: JsValue,
     /// A response's events were delivered and the session's outputs wait for a later macrotask
-    /// (see [`finish_request`]); they are handled before the next response replaces `last_batch`.
+    /// (see [`finish_request`]); they are handled before the next response replaces `last_batch`,
+    /// which holds the response's body only until then.
     drive_pending: bool,
     failed: bool,
     /// Where markers are read and written.
@@ -924,7 +925,7 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
     // What the previous response left for later goes first: its outputs may refer to its body.
     let pending = std::mem::take(&mut rc.borrow_mut().drive_pending);
     if pending {
-        drive(rc);
+        drive_response(rc);
     }
     let mut deliveries = Vec::new();
     let mut delivered_body = JsValue::UNDEFINED;
@@ -968,7 +969,7 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
         }
     }
     if deliveries.is_empty() {
-        drive(rc);
+        drive_response(rc);
         return;
     }
     host.on_events(&delivered_body, &deliveries);
@@ -980,9 +981,17 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
     g::sf_defer(&Closure::once_into_js(move || {
         let pending = std::mem::take(&mut rc.borrow_mut().drive_pending);
         if pending {
-            drive(&rc);
+            drive_response(&rc);
         }
     }));
+}
+
+/// Drive after a response, then let go of its body: the replies in it have been matched, and
+/// holding it longer would keep events the application consumed reachable until the next
+/// response (and an error raised later would look for its reply in a response it is not from).
+fn drive_response(rc: &Rc<RefCell<Inner>>) {
+    drive(rc);
+    rc.borrow_mut().last_batch = JsValue::UNDEFINED;
 }
 
 /// One projected response as the core reads it: each position is turned into a [`Msg`] when the
