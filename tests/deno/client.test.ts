@@ -123,3 +123,20 @@ Deno.test("ALL_EVENTS with a minted token, await using, ServerError", async () =
   }
   assert(outer?.closed === true, "await using closed the client");
 });
+
+Deno.test("a reply that declares more than 64 MiB is refused from its header; the client recovers", async () => {
+  const url = Deno.env.get("BIG_REPLY_URL");
+  assert(url, "BIG_REPLY_URL is set by run.mjs");
+  const statuses: StatusEvent[] = [];
+  // A long network allowance: a client that waited for the stalled body would time out only
+  // after it, and miss the event below.
+  await using client = new Client(new AccessTokenAuthenticator({ accessToken: "big-reply-token", instanceUrl: url }), {
+    networkAllowance: 60000,
+    onStatus: (s) => statuses.push(s),
+  });
+  await client.open();
+  await client.subscribe("/topic/Big");
+  const [m] = await take(client, 1, 10000);
+  assert(replayIdOf(m) === 7, `the event after the refused reply, got ${JSON.stringify(m)}`);
+  assert(statuses.some((s) => s.type === "reconnecting"), "the refused reply counted as a failed poll");
+});

@@ -6,6 +6,7 @@
 // type-checks the test against the shipped .d.ts. sfemu runs as its own process; its URL is passed
 // in SFEMU_URL.
 import { spawn } from "node:child_process";
+import { createServer } from "node:http";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -29,18 +30,49 @@ cpSync(join(here, "client.test.ts"), join(dir, "client.test.ts"));
 writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "deno-consumer", private: true, type: "module", dependencies: { sfstream: "*" } }));
 writeFileSync(join(dir, "deno.json"), JSON.stringify({ nodeModulesDir: "manual", compilerOptions: { lib: ["deno.window", "esnext"] } }));
 
+// A server that declares a 70 MiB reply on the second long-poll and then stalls: with the runtime's
+// own fetch (Deno's), the shell must refuse it from the Content-Length header, not wait for the body.
+// Its URL goes to the test in BIG_REPLY_URL.
+const bigReply = createServer((req, res) => {
+  let body = "";
+  req.on("data", (c) => (body += c));
+  req.on("end", () => {
+    const m = JSON.parse(body);
+    const reply = (v) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(v));
+    const kind = m[0].channel;
+    if (kind === "/meta/handshake") return reply([{ channel: kind, id: m[0].id, clientId: "big1", successful: true, version: "1.0", supportedConnectionTypes: ["long-polling"] }]);
+    if (kind === "/meta/subscribe") return reply([{ channel: kind, id: m[0].id, clientId: "big1", subscription: m[0].subscription, successful: true }]);
+    if (kind === "/meta/disconnect") return reply([{ channel: kind, id: m[0].id, successful: true }]);
+    if (kind !== "/meta/connect") return res.writeHead(400).end();
+    bigReply.connects = (bigReply.connects ?? 0) + 1;
+    const ok = { channel: kind, id: m[0].id, clientId: "big1", successful: true, advice: { interval: 0, timeout: 500, reconnect: "retry" } };
+    if (bigReply.connects === 1) return reply([ok]);
+    if (bigReply.connects === 2) {
+      res.writeHead(200, { "content-type": "application/json", "content-length": String(70 * 1024 * 1024) });
+      res.write("["); // and nothing more: the client must not wait for the rest
+      res.on("error", () => {});
+      return;
+    }
+    if (bigReply.connects === 3) return reply([{ channel: "/topic/Big", data: { event: { replayId: 7 } } }, ok]);
+    setTimeout(() => reply([ok]), 500);
+  });
+});
+await new Promise((r) => bigReply.listen(0, "127.0.0.1", r));
+
 const emu = await startSfemu(["--hold-timeout", "3000"]);
 let code = 1;
 try {
   const child = spawn(DENO, ["test", "-A", "--no-prompt", "client.test.ts"], {
     cwd: dir,
     stdio: "inherit",
-    env: { ...process.env, SFEMU_URL: emu.url, DENO_DIR: join(dir, ".deno"), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    env: { ...process.env, SFEMU_URL: emu.url, BIG_REPLY_URL: `http://127.0.0.1:${bigReply.address().port}`, DENO_DIR: join(dir, ".deno"), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
   });
   const timer = setTimeout(() => child.kill("SIGKILL"), 180000);
   code = await new Promise((r) => child.once("exit", (c, sig) => r(c ?? (sig ? 1 : 0))));
   clearTimeout(timer);
 } finally {
+  bigReply.closeAllConnections();
+  bigReply.close();
   await emu.stop();
   rmSync(dir, { recursive: true, force: true });
 }
