@@ -74,8 +74,10 @@ fn waiter() -> (Promise, Waiter) {
     let promise = Promise::new(&mut |resolve, reject| {
         slot = Some(Waiter { resolve, reject });
     });
-    // The executor runs synchronously inside `new Promise`, so the slot is always filled.
-    let w = slot.unwrap_or_else(|| Waiter { resolve: Function::new_no_args(""), reject: Function::new_no_args("") });
+    // The executor runs synchronously inside `new Promise`, so the slot is always filled; the
+    // fallback (undefined: calling it fails quietly) keeps `new Function`, which a page's CSP may
+    // forbid, out of the module.
+    let w = slot.unwrap_or_else(|| Waiter { resolve: JsValue::UNDEFINED.unchecked_into(), reject: JsValue::UNDEFINED.unchecked_into() });
     (promise, w)
 }
 

@@ -77,6 +77,22 @@ try {
     assert(hits.length === 0, `any found:\n${hits.join("\n")}`);
   });
 
+  await check("packaging: no eval or new Function in the shipped JavaScript (pages whose CSP forbids unsafe-eval)", () => {
+    const hits = [];
+    const walkJs = (dir) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walkJs(p);
+        else if (e.name.endsWith(".js")) {
+          const code = readFileSync(p, "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
+          if (/\bnew Function\s*\(|(?<![.\w])eval\s*\(/.test(code)) hits.push(p.slice(pkgDir.length + 1));
+        }
+      }
+    };
+    walkJs(join(pkgDir, "dist"));
+    assert(hits.length === 0, `eval or new Function in: ${hits.join(", ")}`);
+  });
+
   // ---- packaging
   const pkgJson = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
   await check("packaging: the tarball ships only the files listed in package.json `files`, and every exports target", () => {
