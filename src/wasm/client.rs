@@ -115,11 +115,13 @@ fn read_metas(arr: &Array) -> Vec<MetaOwned> {
         let f = |o: u32| arr.get(b + o).as_f64();
         let Some(pos) = f(0) else { continue };
         let Some(channel) = s(1) else { continue };
-        let successful = match f(2) {
-            Some(x) if x == 1.0 => Some(true),
-            Some(x) if x == 0.0 => Some(false),
+        // 1 | 0 | -1 (true, false, absent) in the projection.
+        let flag = |o: u32| match f(o) {
+            Some(1.0) => Some(true),
+            Some(0.0) => Some(false),
             _ => None,
         };
+        let successful = flag(2);
         let reconnect = s(7).and_then(|r| match r.as_str() {
             "retry" => Some(Reconnect::Retry),
             "handshake" => Some(Reconnect::Handshake),
@@ -134,11 +136,7 @@ fn read_metas(arr: &Array) -> Vec<MetaOwned> {
         } else {
             None
         };
-        let long_polling = match f(12) {
-            Some(x) if x == 1.0 => Some(true),
-            Some(x) if x == 0.0 => Some(false),
-            _ => None,
-        };
+        let long_polling = flag(12);
         out.push(MetaOwned {
             position: pos as usize,
             channel,
