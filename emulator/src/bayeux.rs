@@ -759,13 +759,18 @@ pub fn invalid_replay_error(shown: &str) -> String {
     )
 }
 
+/// The reply to a subscribe or unsubscribe that carries no clientId at all (before any session
+/// lookup: Salesforce answers it the same whatever the token).
+fn without_client_id(m: &Map<String, Value>, channel: &str) -> Option<Value> {
+    if m.get("clientId").and_then(Value::as_str).is_some() {
+        return None;
+    }
+    Some(error_reply(Some(m), channel, "403::Client has not completed handshake"))
+}
+
 fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
-    if m.get("clientId").and_then(Value::as_str).is_none() {
-        return error_reply(
-            Some(m),
-            "/meta/subscribe",
-            "403::Client has not completed handshake",
-        );
+    if let Some(refusal) = without_client_id(m, "/meta/subscribe") {
+        return refusal;
     }
     let status = app.check(ctx.token.as_deref());
     let now = app.now_ms();
@@ -867,12 +872,8 @@ fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
 }
 
 fn unsubscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
-    if m.get("clientId").and_then(Value::as_str).is_none() {
-        return error_reply(
-            Some(m),
-            "/meta/unsubscribe",
-            "403::Client has not completed handshake",
-        );
+    if let Some(refusal) = without_client_id(m, "/meta/unsubscribe") {
+        return refusal;
     }
     let status = app.check(ctx.token.as_deref());
     let mut guard = app.inner();

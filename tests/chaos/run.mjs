@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SalesforceStreamingClient, ReplayMarker, ReplayMarkerStorage, ReplayOption } from "sfstream";
 import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
+import { prng } from "../helpers/layer.mjs";
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -48,17 +49,6 @@ const CHANNELS = ["/topic/ChaosTopic", "/u/ChaosGeneric", "/event/Chaos_Event__e
 /** Channels whose retention (24 h) the clock fault moves past; /event and /data keep 72 h. */
 const SHORT_RETENTION = new Set(["/topic/ChaosTopic", "/u/ChaosGeneric"]);
 
-// Seeded PRNG (mulberry32).
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = prng(SEED);
 const randInt = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
 

@@ -12,8 +12,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SalesforceStreamingClient, ReplayOption } from "sfstream";
-import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
+import { startSfemu } from "../helpers/sfemu.mjs";
+import { prng } from "../helpers/layer.mjs";
+import { allIds } from "../helpers/reference.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -25,17 +26,6 @@ const CHUNK = FULL ? 50 : 25;
 const CHUNK_EVERY_MS = 100;
 const DEADLINE_MS = FULL ? 600000 : 100000;
 
-// mulberry32: a small seeded PRNG, so that a failing kill schedule can be replayed with --seed.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(SEED);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -78,7 +68,7 @@ try {
     if (outcome !== null) throw new Error(`consumer exited by itself (${JSON.stringify(outcome)}):\n${stderr}`);
     if (all === null && published >= TOTAL) {
       await publisher;
-      all = await referenceIds(emu.url, lastReplayId);
+      all = await allIds(emu.url, channel, lastReplayId);
     }
     if (all !== null) {
       const seen = new Set(readIds(join(dir, "processed.log")));
@@ -126,17 +116,3 @@ try {
 }
 process.exit(ok ? 0 : 1);
 
-/** Every id on the channel up to `last`, read by a reference consumer replaying ALL_EVENTS. */
-async function referenceIds(url, last) {
-  const ref = new SalesforceStreamingClient({ ...CREDENTIALS, loginUrl: url, replay: ReplayOption.ALL_EVENTS, maxPendingCount: 0 });
-  await ref.open();
-  try {
-    await ref.subscribe(channel);
-    const ids = [];
-    const signal = AbortSignal.timeout(60000);
-    while (ids.at(-1) !== last) ids.push((await ref.receive({ signal })).data.event.replayId);
-    return ids;
-  } finally {
-    await ref.close();
-  }
-}

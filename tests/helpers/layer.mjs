@@ -13,6 +13,18 @@ export const CHROMIUM_ARGS = [
   "--no-first-run",
 ];
 
+/** mulberry32: a small seeded PRNG (numbers in [0, 1)), so that a failing run replays with its seed. */
+export function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export function layer() {
   let passed = 0;
   let failed = 0;

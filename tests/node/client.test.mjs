@@ -1,5 +1,5 @@
 // The client in Node, against sfemu running as its own process, through the packed package.
-import { test, before, after, describe } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import {
   Client,
@@ -18,15 +18,10 @@ import {
   SfstreamError,
   AiosfstreamException,
 } from "sfstream";
-import { startSfemu, CREDENTIALS, until } from "../helpers/sfemu.mjs";
+import { CREDENTIALS, until } from "../helpers/sfemu.mjs";
+import { sfemuForFile } from "../helpers/fixture.mjs";
 
-let emu;
-before(async () => {
-  emu = await startSfemu(["--hold-timeout", "3000"]);
-});
-after(async () => {
-  await emu?.stop();
-});
+const emu = sfemuForFile(["--hold-timeout", "3000"]);
 
 const login = () => ({ ...CREDENTIALS, loginUrl: emu.url });
 const replayIdOf = (m) => m.data.event.replayId;

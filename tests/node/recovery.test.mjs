@@ -1,16 +1,11 @@
 // Recovery from everything sfemu can do to a client, with no lost and no duplicated event.
-import { test, before, after, describe } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { SalesforceStreamingClient, ReplayOption, TransportTimeoutError, AuthenticationError } from "sfstream";
 import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
+import { sfemuForFile } from "../helpers/fixture.mjs";
 
-let emu;
-before(async () => {
-  emu = await startSfemu(["--hold-timeout", "2000"]);
-});
-after(async () => {
-  await emu?.stop();
-});
+const emu = sfemuForFile(["--hold-timeout", "2000"]);
 
 const login = (extra = {}) => ({ ...CREDENTIALS, loginUrl: emu.url, ...extra });
 const rid = (m) => m.data.event.replayId;

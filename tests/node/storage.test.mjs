@@ -3,7 +3,7 @@
 // object (a Map, a Map-backed KV binding, a counting/failing custom storage): the package's code
 // (MappingStorage, WorkersKvReplayStorage, the shell's flush/coalescing/retention logic) is what
 // is under test.
-import { test, before, after, describe } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import {
   Client,
@@ -18,14 +18,9 @@ import {
   WorkersKvReplayStorage,
 } from "sfstream";
 import { startSfemu, CREDENTIALS, until } from "../helpers/sfemu.mjs";
+import { sfemuForFile } from "../helpers/fixture.mjs";
 
-let emu;
-before(async () => {
-  emu = await startSfemu(["--hold-timeout", "3000"]);
-});
-after(async () => {
-  await emu?.stop();
-});
+const emu = sfemuForFile(["--hold-timeout", "3000"]);
 
 const login = () => ({ ...CREDENTIALS, loginUrl: emu.url });
 const replayIdOf = (m) => m.data.event.replayId;

@@ -15,9 +15,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { Miniflare } from "miniflare";
-import { SalesforceStreamingClient, ReplayOption } from "sfstream";
 import { startSfemu, CREDENTIALS, ROOT, until } from "../helpers/sfemu.mjs";
 import { packageModules } from "../workerd/miniflare.mjs";
+import { allIds } from "../helpers/reference.mjs";
 import { CHROMIUM_ARGS as ARGS, CHROMIUM_PATH as CHROMIUM } from "../helpers/layer.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -50,20 +50,6 @@ function assert(cond, what) {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** The replay ids of everything on `ch` up to `last` (a reference consumer in Node replaying ALL_EVENTS). */
-async function allIds(emu, ch, last) {
-  const ref = new SalesforceStreamingClient({ ...CREDENTIALS, loginUrl: emu.url, replay: ReplayOption.ALL_EVENTS, maxPendingCount: 0 });
-  await ref.open();
-  try {
-    await ref.subscribe(ch);
-    const ids = [];
-    const signal = AbortSignal.timeout(60000);
-    while (ids.at(-1) !== last) ids.push((await ref.receive({ signal })).data.event.replayId);
-    return ids;
-  } finally {
-    await ref.close();
-  }
-}
 
 // ---- 1. Chromium -------------------------------------------------------------------------------
 async function chromiumPart() {
@@ -145,7 +131,7 @@ async function reloadMidStream(emu, page, load, kind) {
       await load();
     }
   }
-  const ids = await allIds(emu, ch, last);
+  const ids = await allIds(emu.url, ch, last);
   assert(ids.length === TOTAL, `${ids.length} events on ${ch}`);
   const want = new Set(ids);
   let got = [];
@@ -229,7 +215,7 @@ async function workerdPart() {
       await check(`workerd ${name}: a worker drains since its stored marker; after a workerd restart the next run resumes`, async () => {
         const ch = `/topic/Workerd${route}Resume`;
         const p1 = await emu.control("publish", { channel: ch, count: 6 });
-        const ids1 = await allIds(emu, ch, p1.lastReplayId);
+        const ids1 = await allIds(emu.url, ch, p1.lastReplayId);
         let mf = start();
         const r1 = await call(mf, `${route}?ch=${encodeURIComponent(ch)}&take=4`);
         assert(JSON.stringify(r1.ids) === JSON.stringify(ids1.slice(0, 4)), `first run ${r1.ids} vs ${ids1}`);
@@ -239,7 +225,7 @@ async function workerdPart() {
         mf = null;
 
         const p2 = await emu.control("publish", { channel: ch, count: 3 });
-        const ids2 = (await allIds(emu, ch, p2.lastReplayId)).slice(6);
+        const ids2 = (await allIds(emu.url, ch, p2.lastReplayId)).slice(6);
         mf = start();
         try {
           const r2 = await call(mf, `${route}?ch=${encodeURIComponent(ch)}&take=5&quiet=500`);
