@@ -44,3 +44,7 @@ declare module "node:buffer" {
     toString(encoding?: "utf8"): string;
   }
 }
+
+declare module "node:timers" {
+  export function setImmediate(callback: () => void): unknown;
+}

@@ -6,6 +6,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 
 /** The largest response body accepted (Salesforce's batches are about 10 MB at most). */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -77,12 +78,22 @@ class NodeResponse implements NodeFetchResponse {
   }
   /** The body as text (UTF-8, a leading byte-order mark dropped, as `Response.text()`). */
   text(): Promise<string> {
-    const s = this.#body.toString("utf8");
-    return Promise.resolve(s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
+    return Promise.resolve(this.#decode());
   }
   /** The body parsed as JSON; rejects with a SyntaxError when it is not JSON (an empty body is not). */
   json(): Promise<unknown> {
-    return this.text().then((s) => JSON.parse(s) as unknown);
+    // Parsed at once (the body is all here): one promise hop fewer between the response and the
+    // application than `text().then(JSON.parse)`.
+    try {
+      return Promise.resolve(JSON.parse(this.#decode()) as unknown);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #decode(): string {
+    const s = this.#body.toString("utf8");
+    return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s;
   }
 }
 
@@ -126,14 +137,20 @@ function attempt(input: string, init: NodeFetchInit, mayRetry: boolean): Promise
       });
       res.on("error", (e) => reject(e));
       res.on("end", () => {
-        signal?.removeEventListener("abort", onAbort);
+        settled = true;
         const status = res.statusCode ?? 0;
         const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
         resolve(new NodeResponse(status, new NodeResponseHeaders(res.rawHeaders), all));
+        // Node's EventTarget takes several microseconds to remove a listener: not before the
+        // application has seen the response.
+        if (signal) setImmediate(() => signal.removeEventListener("abort", onAbort));
       });
     };
     const req = (https ? httpsRequest : httpRequest)(url, { method: init.method ?? "GET", headers, agent: https ? httpsAgent : httpAgent }, onResponse);
-    const onAbort = () => req.destroy(abortError(signal));
+    let settled = false;
+    const onAbort = () => {
+      if (!settled) req.destroy(abortError(signal));
+    };
     signal?.addEventListener("abort", onAbort, { once: true });
     req.on("error", (e) => {
       signal?.removeEventListener("abort", onAbort);

@@ -188,20 +188,21 @@ const OUTCOME_NO_RESPONSE = 4;
 const OUTCOME_TOO_LARGE = 5;
 
 /** The largest response body the client accepts (a hostile server must not exhaust memory). */
-const MAX_RESPONSE_BYTES = 64n * 1024n * 1024n;
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-/** The declared Content-Length, read as Rust's `u64` parse reads it (else -1). */
-function declaredLength(headers) {
+/** Whether the declared Content-Length (a string of digits; anything else declares nothing) is above the cap. */
+function declaredTooLarge(headers) {
   let v;
   try {
     v = headers.get("content-length");
   } catch {
-    return -1n;
+    return false;
   }
-  const m = v === null || v === undefined ? null : /^\+?([0-9]+)$/.exec(String(v).trim());
-  if (m === null) return -1n;
-  const n = BigInt(m[1]);
-  return n < 2n ** 64n ? n : -1n;
+  if (v === null || v === undefined) return false;
+  const m = /^\+?0*([0-9]+)$/.exec(String(v).trim());
+  if (m === null) return false;
+  // The cap has 8 digits: a longer number is above it (and may be beyond a Number's precision).
+  return m[1].length > 8 || Number(m[1]) > MAX_RESPONSE_BYTES;
 }
 
 /**
@@ -241,7 +242,7 @@ async function exchange(fetchFn, url, init, controller, jsonParse, state) {
   const cookies = sfSetCookies(headers);
   // A declared body above the cap is refused before it is read (Salesforce's batches are about
   // 10 MB at most); the Node transport also enforces the cap while reading.
-  if (declaredLength(headers) > MAX_RESPONSE_BYTES) {
+  if (declaredTooLarge(headers)) {
     controller.abort();
     return [OUTCOME_TOO_LARGE];
   }
