@@ -173,6 +173,12 @@ struct Inner {
     /// `done` of every `sfRequest`: a JS function that outlives the client (a request may settle
     /// after the client is gone), holding only a weak reference to it.
     request_cb: JsValue,
+    /// Runs in a later macrotask (see [`defer`]): the deferred drive, then the deferred requests.
+    defer_cb: JsValue,
+    /// `defer_cb` is scheduled and has not run yet.
+    defer_scheduled: bool,
+    /// Long-polls waiting for `defer_cb` to start them.
+    deferred: Vec<Request>,
     flush_timer: Option<JsValue>,
     ops: VecMap<u64, Waiter>,
     open_waiter: Option<Waiter>,
@@ -282,6 +288,9 @@ impl WasmClient {
             timer_cb: None,
             flush_cb: None,
             request_cb: JsValue::UNDEFINED,
+            defer_cb: JsValue::UNDEFINED,
+            defer_scheduled: false,
+            deferred: Vec::new(),
             flush_timer: None,
             ops: VecMap::default(),
             open_waiter: None,
@@ -327,8 +336,15 @@ impl WasmClient {
                 }
             },
         );
+        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
+        let defer_cb = Closure::<dyn FnMut()>::new(move || {
+            if let Some(rc) = weak.upgrade() {
+                run_deferred(&rc);
+            }
+        });
         {
             let mut i = inner.borrow_mut();
+            i.defer_cb = defer_cb.into_js_value();
             i.timer_cb = Some(timer_cb);
             i.flush_cb = Some(flush_cb);
             i.request_cb = request_cb.into_js_value();
@@ -625,8 +641,9 @@ fn drive(rc: &Rc<RefCell<Inner>>) {
             if r.kind == RequestKind::Connect {
                 // Let the application see this response's events before the next long-poll is
                 // set up (a fetch costs a fraction of a millisecond of the same thread).
-                let rc = rc.clone();
-                g::sf_defer(&Closure::once_into_js(move || start_request(&rc, r)));
+                let mut i = rc.borrow_mut();
+                i.deferred.push(r);
+                defer(&mut i);
             } else {
                 start_request(rc, r);
             }
@@ -976,14 +993,35 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
     // The application takes the events (promise continuations) before the session's next outputs
     // are handled: the next long-poll, timers and status events wait for a later macrotask, or
     // for the next response, whichever comes first.
-    rc.borrow_mut().drive_pending = true;
-    let rc = rc.clone();
-    g::sf_defer(&Closure::once_into_js(move || {
-        let pending = std::mem::take(&mut rc.borrow_mut().drive_pending);
-        if pending {
-            drive_response(&rc);
-        }
-    }));
+    let mut i = rc.borrow_mut();
+    i.drive_pending = true;
+    defer(&mut i);
+}
+
+/// Schedule `defer_cb` in a later macrotask, unless it already is. One persistent callback: no
+/// closure is made per response.
+fn defer(i: &mut Inner) {
+    if !i.defer_scheduled {
+        i.defer_scheduled = true;
+        g::sf_defer(&i.defer_cb);
+    }
+}
+
+/// The deferred work: the outputs a delivered response left for later, then the long-polls
+/// waiting to be sent.
+fn run_deferred(rc: &Rc<RefCell<Inner>>) {
+    let pending = {
+        let mut i = rc.borrow_mut();
+        i.defer_scheduled = false;
+        std::mem::take(&mut i.drive_pending)
+    };
+    if pending {
+        drive_response(rc);
+    }
+    let requests = std::mem::take(&mut rc.borrow_mut().deferred);
+    for r in requests {
+        start_request(rc, r);
+    }
 }
 
 /// Drive after a response, then let go of its body: the replies in it have been matched, and
