@@ -126,6 +126,57 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * A consumer waiting in `receive()`.
+ * @internal
+ */
+export interface Waiter {
+  resolve(m: Message): void;
+  reject(e: unknown): void;
+}
+
+/**
+ * What is wrong with the options of `receive()`, or null. Shared by `Client` and `SharedTabClient`.
+ * @internal
+ */
+export function receiveOptionsError(options: unknown): TypeError | null {
+  if (options === null || typeof options !== "object") return new TypeError("options must be an object");
+  const signal: unknown = (options as ReceiveOptions).signal;
+  if (signal !== undefined && !(typeof signal === "object" && signal !== null && "aborted" in signal)) {
+    return new TypeError("signal must be an AbortSignal");
+  }
+  return null;
+}
+
+/**
+ * Wait for the next message: a waiter joins `waiters` (its owner settles it) until `signal`
+ * aborts, which takes it out again, so that no message is handed to a consumer that left.
+ * Shared by `Client` and `SharedTabClient`.
+ * @internal
+ */
+export function waitForMessage(waiters: Waiter[], signal: AbortSignal | undefined): Promise<Message> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<Message>((resolve, reject) => {
+    const onAbort = () => {
+      const i = waiters.indexOf(w);
+      if (i >= 0) waiters.splice(i, 1);
+      reject(signal?.reason);
+    };
+    const w: Waiter = {
+      resolve: (m) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(m);
+      },
+      reject: (e) => {
+        signal?.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    waiters.push(w);
+  });
+}
+
 /** While messages are buffered, consumption is reported to the core every this many messages. */
 const REPORT_EVERY = 256;
 /** ... and at least this often (ms). */
@@ -166,11 +217,6 @@ function checkOptions(options: ClientOptions): void {
 function checkChannel(channel: unknown): string {
   if (typeof channel !== "string" || channel.length === 0) throw new TypeError("channel must be a non-empty string");
   return channel;
-}
-
-interface Waiter {
-  resolve(m: Message): void;
-  reject(e: unknown): void;
 }
 
 function levelOf(s: StatusEvent): "debug" | "info" | "warn" | "error" {
@@ -358,11 +404,8 @@ export class Client implements AsyncIterable<Message> {
    * for good (after the buffered messages), and `ClientInvalidOperation` when closed and drained.
    */
   receive(options: ReceiveOptions = {}): Promise<Message> {
-    if (options === null || typeof options !== "object") return Promise.reject(new TypeError("options must be an object"));
-    const signal = options.signal;
-    if (signal !== undefined && !(typeof signal === "object" && signal !== null && "aborted" in signal)) {
-      return Promise.reject(new TypeError("signal must be an AbortSignal"));
-    }
+    const bad = receiveOptionsError(options);
+    if (bad) return Promise.reject(bad);
     if (this.#head < this.#buffer.length) {
       // Consumption is reported in batches while messages are buffered (one wasm call per
       // REPORT_EVERY messages instead of one per message); always before waiting.
@@ -372,26 +415,7 @@ export class Client implements AsyncIterable<Message> {
     this.#reportTaken();
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#wasm.closed) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<Message>((resolve, reject) => {
-      const w: Waiter = {
-        resolve: (m) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(m);
-        },
-        reject: (e) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      };
-      const onAbort = () => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(signal?.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(w);
-    });
+    return waitForMessage(this.#waiters, options.signal);
   }
 
   /**

@@ -24,7 +24,7 @@
  */
 
 import type { Authenticator } from "./auth.js";
-import { Client, iterateMessages, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent } from "./client.js";
+import { Client, iterateMessages, receiveOptionsError, waitForMessage, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
 import { ClientInvalidOperation, ServerError, SfstreamError, TransportTimeoutError } from "./errors.js";
 import { ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
 
@@ -78,11 +78,6 @@ type Wire =
 interface Pending {
   call: Op;
   resolve(v: unknown): void;
-  reject(e: unknown): void;
-}
-
-interface Waiter {
-  resolve(m: Message): void;
   reject(e: unknown): void;
 }
 
@@ -468,35 +463,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
 
   /** The next message for this tab's subscriptions. */
   receive(options: ReceiveOptions = {}): Promise<Message> {
-    const signal = options.signal;
-    if (signal !== undefined && !(typeof signal === "object" && signal !== null && "aborted" in signal)) {
-      return Promise.reject(new TypeError("signal must be an AbortSignal"));
-    }
+    const bad = receiveOptionsError(options);
+    if (bad) return Promise.reject(bad);
     const next = this.#buffer.shift();
     if (next !== undefined) return Promise.resolve(next);
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#open) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<Message>((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(signal?.reason);
-      };
-      const w: Waiter = {
-        resolve: (m) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(m);
-        },
-        reject: (e) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(w);
-    });
+    return waitForMessage(this.#waiters, options.signal);
   }
+
 
   /** Iterate over this tab's messages; ends when closed or `signal` aborts. */
   messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
