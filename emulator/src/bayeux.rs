@@ -765,7 +765,11 @@ fn without_client_id(m: &Map<String, Value>, channel: &str) -> Option<Value> {
     if m.get("clientId").and_then(Value::as_str).is_some() {
         return None;
     }
-    Some(error_reply(Some(m), channel, "403::Client has not completed handshake"))
+    Some(error_reply(
+        Some(m),
+        channel,
+        "403::Client has not completed handshake",
+    ))
 }
 
 fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
@@ -863,9 +867,19 @@ fn subscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
             }
         }
     }
+    subscription_reply(m, &cid, "/meta/subscribe", &subscription)
+}
+
+/// The successful reply to a subscribe or unsubscribe.
+fn subscription_reply(
+    m: &Map<String, Value>,
+    cid: &str,
+    channel: &str,
+    subscription: &str,
+) -> Value {
     let mut r = Map::new();
     r.insert("clientId".into(), json!(cid));
-    r.insert("channel".into(), json!("/meta/subscribe"));
+    r.insert("channel".into(), json!(channel));
     r.insert("subscription".into(), json!(subscription));
     r.insert("successful".into(), json!(true));
     Value::Object(with_id(r, m))
@@ -899,12 +913,7 @@ fn unsubscribe(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {
     if let Some(ch) = inner.store.channels.get_mut(&base) {
         ch.subscribers.remove(&cid);
     }
-    let mut r = Map::new();
-    r.insert("clientId".into(), json!(cid));
-    r.insert("channel".into(), json!("/meta/unsubscribe"));
-    r.insert("subscription".into(), json!(subscription));
-    r.insert("successful".into(), json!(true));
-    Value::Object(with_id(r, m))
+    subscription_reply(m, &cid, "/meta/unsubscribe", &subscription)
 }
 
 fn disconnect(app: &App, m: &Map<String, Value>, ctx: &Ctx) -> Value {

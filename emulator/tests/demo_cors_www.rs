@@ -36,50 +36,51 @@ async fn demo_stream_covers_every_channel_kind() {
     assert_eq!(seen.len(), 5, "{seen:?}");
 }
 
-#[tokio::test]
-async fn no_cors_by_default() {
-    let emu = start().await;
-    let r = emu
+/// A CORS preflight of `/cometd/59.0` from `origin` for a POST (with `headers`, if given).
+async fn preflight(emu: &Emu, origin: &str, headers: Option<&str>) -> reqwest::Response {
+    let mut req = emu
         .http
         .request(
             reqwest::Method::OPTIONS,
             format!("{}/cometd/59.0", emu.base),
         )
-        .header("Origin", "http://localhost:3000")
-        .header("Access-Control-Request-Method", "POST")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(r.headers().get("access-control-allow-origin").is_none());
-    let r = emu
-        .http
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST");
+    if let Some(h) = headers {
+        req = req.header("Access-Control-Request-Headers", h);
+    }
+    req.send().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A handshake POSTed to `/cometd/59.0` from `origin`.
+async fn handshake_from(emu: &Emu, origin: &str) -> reqwest::Response {
+    emu.http
         .post(format!("{}/cometd/59.0", emu.base))
-        .header("Origin", "http://localhost:3000")
+        .header("Origin", origin)
         .json(&json!([{"channel":"/meta/handshake"}]))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn no_cors_by_default() {
+    let emu = start().await;
+    let r = preflight(&emu, "http://localhost:3000", None).await;
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = handshake_from(&emu, "http://localhost:3000").await;
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn cors_for_a_configured_origin() {
     let emu = start_with(|c| c.cors = vec!["http://localhost:3000".into()]).await;
-    let r = emu
-        .http
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/cometd/59.0", emu.base),
-        )
-        .header("Origin", "http://localhost:3000")
-        .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "authorization, content-type",
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = preflight(
+        &emu,
+        "http://localhost:3000",
+        Some("authorization, content-type"),
+    )
+    .await;
     assert_eq!(r.status(), 204);
     let h = r.headers();
     assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
@@ -104,14 +105,7 @@ async fn cors_for_a_configured_origin() {
         "http://localhost:3000"
     );
     // Other origins get nothing.
-    let r = emu
-        .http
-        .post(format!("{}/cometd/59.0", emu.base))
-        .header("Origin", "http://evil.example")
-        .json(&json!([{"channel":"/meta/handshake"}]))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = handshake_from(&emu, "http://evil.example").await;
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
 

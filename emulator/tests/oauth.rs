@@ -603,6 +603,21 @@ async fn pkce_errors() {
     .await;
 }
 
+/// An authorization code for the web-server flow without PKCE, with scope `api` (no refresh token).
+async fn code_without_pkce(emu: &Emu) -> String {
+    let (_, _, pairs) = authorize(
+        emu,
+        &[
+            ("response_type", "code"),
+            ("client_id", KEY),
+            ("redirect_uri", REDIRECT),
+            ("scope", "api"),
+        ],
+    )
+    .await;
+    get(&pairs, "code").expect("code").to_string()
+}
+
 #[tokio::test]
 async fn authorize_errors_and_web_server_flow_without_pkce() {
     let emu = default_emu().await;
@@ -648,17 +663,7 @@ async fn authorize_errors_and_web_server_flow_without_pkce() {
     );
 
     // Without PKCE the exchange needs the consumer secret; scope without refresh_token gives none.
-    let (_, _, pairs) = authorize(
-        &emu,
-        &[
-            ("response_type", "code"),
-            ("client_id", KEY),
-            ("redirect_uri", REDIRECT),
-            ("scope", "api"),
-        ],
-    )
-    .await;
-    let code = get(&pairs, "code").expect("code").to_string();
+    let code = code_without_pkce(&emu).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -667,17 +672,7 @@ async fn authorize_errors_and_web_server_flow_without_pkce() {
     ];
     emu.expect_error(&form, "invalid_client", "invalid client credentials")
         .await;
-    let (_, _, pairs) = authorize(
-        &emu,
-        &[
-            ("response_type", "code"),
-            ("client_id", KEY),
-            ("redirect_uri", REDIRECT),
-            ("scope", "api"),
-        ],
-    )
-    .await;
-    let code = get(&pairs, "code").expect("code").to_string();
+    let code = code_without_pkce(&emu).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),

@@ -97,11 +97,16 @@ impl Driver {
         hs
     }
 
-    /// Subscribe and confirm.
-    fn subscribe_ok(&mut self, channel: &str, replay: Option<i64>) -> Request {
+    /// Subscribe: the operation and the request it sent.
+    fn start_subscribe(&mut self, channel: &str, replay: Option<i64>) -> (OpId, Request) {
         let op = self.s.subscribe(self.now, WALL, channel, replay, None).unwrap();
         self.pump();
-        let r = self.take(RequestKind::Subscribe);
+        (op, self.take(RequestKind::Subscribe))
+    }
+
+    /// Subscribe and confirm.
+    fn subscribe_ok(&mut self, channel: &str, replay: Option<i64>) -> Request {
+        let (op, r) = self.start_subscribe(channel, replay);
         self.reply(&r, 200, batch(vec![sub_ok(&r)]));
         assert_eq!(self.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
         r
@@ -221,9 +226,7 @@ fn open_happy_path_exact_bodies() {
     );
     assert_eq!(c2.timeout, 120_000);
     // subscribe goes out as a control request while the long-poll is held
-    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
-    d.pump();
-    let sub = d.take(RequestKind::Subscribe);
+    let (op, sub) = d.start_subscribe("/topic/X", Some(-1));
     assert_eq!(
         sub.body,
         format!(r#"[{{"channel":"/meta/subscribe","clientId":"{CID}","subscription":"/topic/X","id":"4","ext":{{"replay":{{"/topic/X":-1}}}}}}]"#)
@@ -581,9 +584,7 @@ fn connection_timeout_fails_after_recovery_window() {
     let mut d = Driver::new(Config { connection_timeout: Some(10_000), ..Config::default() });
     d.open();
     let c = d.take(RequestKind::Connect);
-    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
-    d.pump();
-    let s = d.take(RequestKind::Subscribe);
+    let (op, s) = d.start_subscribe("/topic/X", Some(-1));
     d.fail(&c, TransportFailure::Network("down".into()));
     d.take_events();
     let start = d.now;
@@ -702,9 +703,7 @@ fn replay_rejected_without_fallback_surfaces() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(82), None).unwrap();
-    d.pump();
-    let s = d.take(RequestKind::Subscribe);
+    let (op, s) = d.start_subscribe("/topic/X", Some(82));
     let err = "400::The replayId for channel {/topic/X} wasn't found using the provided replay ID map {{}}.";
     d.reply(&s, 200, batch(vec![sub_err(&s, err)]));
     let ev = d.take_events();
@@ -917,9 +916,7 @@ fn close_flow() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    let op = d.s.subscribe(d.now, WALL, "/topic/Y", Some(-1), None).unwrap();
-    d.pump();
-    let s = d.take(RequestKind::Subscribe);
+    let (op, s) = d.start_subscribe("/topic/Y", Some(-1));
     let queued = d.s.unsubscribe(d.now, "/topic/X").unwrap();
     d.s.close(d.now);
     d.pump();
@@ -1037,9 +1034,7 @@ fn subscribe_transport_failure_is_retried_with_backoff() {
     let mut d = Driver::new(Config { connection_timeout: Some(10_000), ..Config::default() });
     d.open();
     let _c = d.take(RequestKind::Connect);
-    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
-    d.pump();
-    let s = d.take(RequestKind::Subscribe);
+    let (op, s) = d.start_subscribe("/topic/X", Some(-1));
     d.fail(&s, TransportFailure::Network("reset".into()));
     d.nothing_sent();
     let wait = d.fire();
@@ -1071,17 +1066,13 @@ fn subscribe_server_errors_and_unknown_client_on_subscribe() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let _c = d.take(RequestKind::Connect);
-    let op = d.s.subscribe(d.now, WALL, "/topic/Nope", Some(-1), None).unwrap();
-    d.pump();
-    let s = d.take(RequestKind::Subscribe);
+    let (op, s) = d.start_subscribe("/topic/Nope", Some(-1));
     d.reply(&s, 200, batch(vec![sub_err(&s, "400::The channel you requested to subscribe to does not exist {/topic/Nope}")]));
     let ev = d.take_events();
     assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.message.contains("does not exist")), "{ev:?}");
     assert_eq!(d.s.subscriptions().count(), 0);
     // unknown client on an explicit subscribe: re-handshake, then the subscribe is sent again
-    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
-    d.pump();
-    let s = d.take(RequestKind::Subscribe);
+    let (op, s) = d.start_subscribe("/topic/X", Some(-1));
     d.reply(&s, 200, batch(vec![sub_err(&s, "403::Unknown client")]));
     let ev = d.take_events();
     assert!(ev.contains(&Event::Rehandshake { reason: ReconnectReason::UnknownClient }) && ev.contains(&Event::AbortAll), "{ev:?}");

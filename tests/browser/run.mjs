@@ -39,6 +39,7 @@ const withTimeout = (p, ms, what) =>
 
 const www = mkdtempSync(join(tmpdir(), "sfstream-browser-"));
 cpSync(join(here, "page"), www, { recursive: true });
+cpSync(join(here, "..", "helpers", "page.js"), join(www, "helpers.js"));
 cpSync(pkg, join(www, "sfstream"), { recursive: true });
 
 let emu, corsEmu, other, browser;

@@ -55,6 +55,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function chromiumPart() {
   const www = mkdtempSync(join(tmpdir(), "sfstream-storage-www-"));
   cpSync(join(here, "page"), www, { recursive: true });
+  cpSync(join(here, "..", "helpers", "page.js"), join(www, "helpers.js"));
   cpSync(pkg, join(www, "sfstream"), { recursive: true });
   let emu, browser;
   try {

@@ -10,22 +10,7 @@ import {
   SfstreamError,
   AuthenticationError,
 } from "./sfstream/dist/browser.js";
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-
-/** The control API of sfemu, same origin. */
-async function control(path, body) {
-  const res = await fetch(`/_sfemu/${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`control ${path}: HTTP ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+import { check, control } from "./helpers.js";
 
 async function take(client, n, timeout = 15000, what = "events") {
   const signal = AbortSignal.timeout(timeout);
