@@ -105,6 +105,17 @@ await esbuild.build({
   outfile: join(www, "bench", "cometd.bundle.mjs"),
   logLevel: "error",
 });
+// sfstream is bundled the same way, as an application would: one script instead of the package's
+// module graph. It sits in dist/, so the wasm URL it computes (./wasm/sfstream_bg.wasm) holds.
+await esbuild.build({
+  entryPoints: [join(pkgDir, "dist", "browser.js")],
+  bundle: true,
+  format: "esm",
+  target: "es2022",
+  minify: true,
+  outfile: join(pkgDir, "dist", "browser.bundle.mjs"),
+  logLevel: "error",
+});
 
 const emu = await startSfemu(["--www", www]);
 log(`sfemu at ${emu.url}`);

@@ -15,7 +15,7 @@ async function loadScript(src) {
 const adapters = {
   sfstream: {
     async load() {
-      const mod = await import("/sfstream/dist/browser.js");
+      const mod = await import("/sfstream/dist/browser.bundle.mjs"); // an esbuild bundle of dist/browser.js (run.mjs)
       return {
         async start({ token, channel, replayId, onMessage }) {
           const client = new mod.Client(new mod.AccessTokenAuthenticator({ accessToken: token, instanceUrl: location.origin }), {
