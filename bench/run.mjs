@@ -92,6 +92,7 @@ const www = join(work, "www");
 cpSync(join(BENCH, "browser"), join(www, "bench"), { recursive: true });
 cpSync(join(BENCH, "clients", "ceiling.mjs"), join(www, "bench", "ceiling.mjs"));
 cpSync(join(BENCH, "clients", "replay-ext.mjs"), join(www, "bench", "replay-ext.mjs"));
+cpSync(join(BENCH, "clients", "shared.mjs"), join(www, "bench", "shared.mjs"));
 cpSync(join(ROOT, "node_modules", "faye", "client", "faye-browser-min.js"), join(www, "bench", "faye-browser-min.js"));
 const esbuild = await import("esbuild");
 await esbuild.build({

@@ -3,6 +3,7 @@
 // The orchestrator (run.mjs) has already put the backlog in place for catch-up runs.
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import { latencyProbe } from "./clients/shared.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const TIMEOUT_MS = cfg.timeoutMs ?? 120_000;
@@ -110,20 +111,8 @@ async function main() {
     await sub.close();
   } else if (cfg.scenario === "latency") {
     // Start-up (import -> subscribed) is measured here: no backlog, nothing else running.
-    let waiting = null;
-    let got = 0;
-    let lastId = -Infinity;
-    let outOfOrder = 0;
-    const onMessage = (m) => {
-      const id = adapter.dataOnly ? m.event.replayId : m.data.event.replayId;
-      if (!(id > lastId)) outOfOrder++;
-      lastId = id;
-      got++;
-      const w = waiting;
-      waiting = null;
-      if (w) w(performance.now());
-    };
-    const sub = await lib.start({ ...base, replayId: -1, onMessage });
+    const probe = latencyProbe(adapter.dataOnly ? (m) => m.event.replayId : (m) => m.data.event.replayId);
+    const sub = await lib.start({ ...base, replayId: -1, onMessage: probe.onMessage });
     const tSubscribed = performance.now();
     out.importMs = tImported - t0;
     out.subscribeMs = tSubscribed - tImported;
@@ -131,22 +120,9 @@ async function main() {
     await control("clock", {}); // warm up this process's fetch (undici) outside the measurement
     await sleep(100);
     const rss0 = rssMB();
-    const lat = [];
-    for (let i = 0; i < cfg.n; i++) {
-      const arrived = new Promise((r) => (waiting = r));
-      const tSend = performance.now();
-      await control("publish", { channel: cfg.channel, count: 1, payloadSize: 200 });
-      const tRecv = await Promise.race([arrived, sleep(10_000).then(() => NaN)]);
-      if (Number.isNaN(tRecv)) fail(`event ${i} not delivered within 10 s`);
-      lat.push(tRecv - tSend);
-      await sleep(cfg.gapMs ?? 10);
-    }
-    lat.sort((a, b) => a - b);
-    const q = (p) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)];
-    out.p50Ms = q(0.5);
-    out.p99Ms = q(0.99);
-    out.received = got;
-    out.outOfOrder = outOfOrder;
+    Object.assign(out, await probe.run(cfg.n, cfg.gapMs ?? 10, () => control("publish", { channel: cfg.channel, count: 1, payloadSize: 200 })));
+    out.received = probe.received;
+    out.outOfOrder = probe.outOfOrder;
     out.rssGrowthMB = peakMB() - rss0;
     await sub.close();
   } else if (cfg.scenario === "slow") {

@@ -1,5 +1,7 @@
 // The browser half of the bench: served same-origin by sfemu --www, driven by run.mjs through
 // Playwright (window.runBench(cfg) -> result). One page load per measurement.
+import { latencyProbe, startCometd } from "./shared.mjs";
+
 const API_VERSION = "62.0";
 
 async function loadScript(src) {
@@ -44,23 +46,7 @@ const adapters = {
       const { CometD, CometdReplayExtension } = await import("./cometd.bundle.mjs");
       return {
         async start({ token, channel, replayId, onMessage }) {
-          const cometd = new CometD();
-          cometd.unregisterTransport("websocket");
-          cometd.unregisterTransport("callback-polling");
-          cometd.configure({
-            url: `${location.origin}/cometd/${API_VERSION}`,
-            appendMessageTypeToURL: false,
-            requestHeaders: { Authorization: `Bearer ${token}` },
-            logLevel: "warn",
-          });
-          cometd.registerExtension("replay", new CometdReplayExtension(channel, replayId));
-          await new Promise((resolve, reject) => {
-            cometd.handshake((hs) => {
-              if (!hs.successful) return reject(new Error(`cometd handshake: ${JSON.stringify(hs)}`));
-              cometd.subscribe(channel, onMessage, (s) => (s.successful ? resolve() : reject(new Error(JSON.stringify(s)))));
-            });
-          });
-          return { close: () => new Promise((r) => cometd.disconnect(() => r())) };
+          return startCometd({ CometD, ReplayExtension: CometdReplayExtension, url: `${location.origin}/cometd/${API_VERSION}`, token, channel, replayId, onMessage });
         },
       };
     },
@@ -131,38 +117,18 @@ window.runBench = async function runBench(cfg) {
     await sleep(150);
     await sub.close();
   } else if (cfg.scenario === "latency") {
-    let waiting = null;
-    const onMessage = (m) => {
-      const id = idOf(m);
-      if (!(id > last)) outOfOrder++;
-      last = id;
-      count++;
-      const w = waiting;
-      waiting = null;
-      if (w) w(performance.now());
-    };
-    const sub = await lib.start({ token: cfg.token, channel: cfg.channel, replayId: -1, onMessage });
+    const probe = latencyProbe(idOf);
+    const sub = await lib.start({ token: cfg.token, channel: cfg.channel, replayId: -1, onMessage: probe.onMessage });
     const tSubscribed = performance.now();
     out.importMs = tImported - t0;
     out.subscribeMs = tSubscribed - tImported;
     out.startupMs = tSubscribed - t0;
     await fetch("/_sfemu/clock", { method: "POST", body: "{}" });
     await sleep(100);
-    const lat = [];
-    for (let i = 0; i < cfg.n; i++) {
-      const arrived = new Promise((r) => (waiting = r));
-      const tSend = performance.now();
-      await publish(cfg.channel, 1);
-      const tRecv = await Promise.race([arrived, sleep(10_000).then(() => NaN)]);
-      if (Number.isNaN(tRecv)) throw new Error(`event ${i} not delivered within 10 s`);
-      lat.push(tRecv - tSend);
-      await sleep(cfg.gapMs ?? 10);
-    }
-    lat.sort((a, b) => a - b);
-    const q = (p) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)];
-    out.p50Ms = q(0.5);
-    out.p99Ms = q(0.99);
+    Object.assign(out, await probe.run(cfg.n, cfg.gapMs ?? 10, () => publish(cfg.channel, 1)));
     await sub.close();
+    count = probe.received;
+    outOfOrder = probe.outOfOrder;
   }
   out.received = count;
   out.outOfOrder = outOfOrder;

@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { ceilingClient } from "./ceiling.mjs";
 import { CometdReplayExtension, FayeReplayExtension } from "./replay-ext.mjs";
+import { startCometd } from "./shared.mjs";
 
 const API_VERSION = "62.0";
 
@@ -52,28 +53,7 @@ export const adapters = {
       adapt();
       return {
         async start({ url, token, channel, replayId, onMessage }) {
-          const cometd = new CometD();
-          cometd.unregisterTransport("websocket");
-          cometd.unregisterTransport("callback-polling");
-          cometd.configure({
-            url: `${url}/cometd/${API_VERSION}`,
-            appendMessageTypeToURL: false,
-            requestHeaders: { Authorization: `Bearer ${token}` },
-            logLevel: "warn",
-          });
-          cometd.registerExtension("replay", new CometdReplayExtension(channel, replayId));
-          await new Promise((resolve, reject) => {
-            cometd.handshake((hs) => {
-              if (!hs.successful) return reject(new Error(`cometd handshake: ${JSON.stringify(hs)}`));
-              cometd.subscribe(channel, onMessage, (sub) => {
-                if (sub.successful) resolve();
-                else reject(new Error(`cometd subscribe: ${JSON.stringify(sub)}`));
-              });
-            });
-          });
-          return {
-            close: () => new Promise((resolve) => cometd.disconnect(() => resolve())),
-          };
+          return startCometd({ CometD, ReplayExtension: CometdReplayExtension, url: `${url}/cometd/${API_VERSION}`, token, channel, replayId, onMessage });
         },
       };
     },
