@@ -472,7 +472,6 @@ export class SharedTabClient implements AsyncIterable<Message> {
     return waitForMessage(this.#waiters, options.signal);
   }
 
-
   /** Iterate over this tab's messages; ends when closed or `signal` aborts. */
   messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
     return iterateMessages((o) => this.receive(o), options);
