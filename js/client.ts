@@ -283,6 +283,11 @@ export class Client implements AsyncIterable<Message> {
   readonly #waiters: Waiter[] = [];
   /** Messages handed to the application and not yet reported as consumed. */
   #taken = 0;
+  /**
+   * The last message handed out is still being processed: the application has not asked for
+   * another one since (automatic policy). It is not consumed yet, so the periodic report leaves it out.
+   */
+  #inHand = false;
   #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
 
@@ -352,6 +357,10 @@ export class Client implements AsyncIterable<Message> {
 
   /** Disconnect from Salesforce and store the replay markers of every message taken. */
   async close(): Promise<void> {
+    if (this.#reportTimer !== null) {
+      clearTimeout(this.#reportTimer);
+      this.#reportTimer = null;
+    }
     this.#reportTaken();
     try {
       await this.#wasm.close();
@@ -406,6 +415,7 @@ export class Client implements AsyncIterable<Message> {
   receive(options: ReceiveOptions = {}): Promise<Message> {
     const bad = receiveOptionsError(options);
     if (bad) return Promise.reject(bad);
+    this.#inHand = false; // asking for the next message consumes the previous one
     if (this.#head < this.#buffer.length) {
       // Consumption is reported in batches while messages are buffered (one wasm call per
       // REPORT_EVERY messages instead of one per message); always before waiting.
@@ -436,6 +446,7 @@ export class Client implements AsyncIterable<Message> {
     const it: AsyncIterableIterator<Message> = {
       next: (): Promise<IteratorResult<Message, undefined>> => {
         if (done) return Promise.resolve({ value: undefined, done: true });
+        this.#inHand = false; // asking for the next message consumes the previous one
         if (this.#head < this.#buffer.length) {
           if (this.#taken >= REPORT_EVERY) this.#reportTaken();
           return Promise.resolve({ value: this.#take(), done: false });
@@ -516,29 +527,35 @@ export class Client implements AsyncIterable<Message> {
     if (this.#manual) this.#unacked.push(m);
     else {
       this.#taken++;
-      // While the application works through a full buffer, report what it took at least every
-      // REPORT_INTERVAL_MS, so that a crash replays little (at-least-once either way).
-      if (this.#reportTimer === null) {
-        const t: unknown = setTimeout(() => {
-          this.#reportTimer = null;
-          this.#reportTaken();
-        }, REPORT_INTERVAL_MS);
-        (t as { unref?: () => void }).unref?.();
-        this.#reportTimer = t as ReturnType<typeof setTimeout>;
-      }
+      this.#inHand = true;
     }
     return m;
   }
 
-  /** Tell the core that the messages handed out so far were consumed (their markers may advance). */
-  #reportTaken(): void {
-    if (this.#reportTimer !== null) {
-      clearTimeout(this.#reportTimer);
+  /**
+   * While the application works through delivered messages, report what it took at least every
+   * REPORT_INTERVAL_MS, so that a crash replays little (at-least-once either way). Armed when
+   * messages arrive, not per message taken; it stops once the buffer is empty and reported.
+   */
+  #armReport(): void {
+    if (this.#reportTimer !== null || this.#manual) return;
+    const t: unknown = setTimeout(() => {
       this.#reportTimer = null;
-    }
-    if (this.#taken > 0) {
-      const n = this.#taken;
-      this.#taken = 0;
+      this.#reportTaken(this.#inHand ? 1 : 0);
+      if (this.#head < this.#buffer.length || this.#taken > 0) this.#armReport();
+    }, REPORT_INTERVAL_MS);
+    (t as { unref?: () => void }).unref?.();
+    this.#reportTimer = t as ReturnType<typeof setTimeout>;
+  }
+
+  /**
+   * Tell the core that the messages handed out so far were consumed (their markers may advance),
+   * all but the last `keep` of them.
+   */
+  #reportTaken(keep = 0): void {
+    const n = this.#taken - keep;
+    if (n > 0) {
+      this.#taken = keep;
       this.#wasm.consumed(n);
     }
   }
@@ -551,6 +568,7 @@ export class Client implements AsyncIterable<Message> {
       const w = this.#waiters.shift() as Waiter;
       w.resolve(this.#take());
     }
+    this.#armReport();
   }
 
   #onFailed(e: unknown): void {

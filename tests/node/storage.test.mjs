@@ -210,6 +210,38 @@ describe("Map-like and custom storages resume with no loss", () => {
   });
 });
 
+describe("at-least-once: the automatic policy", () => {
+  test("the message being processed is not marked before the next one is asked for, however long it takes", async () => {
+    const ch = channel("topic", "InHand");
+    const store = new Map();
+    const client = new SalesforceStreamingClient({ ...login(), replay: store });
+    await client.open();
+    await client.subscribe(ch);
+    const p = await publish(ch, 5);
+    // The first message is handed out and "processed" for longer than the periodic consumption
+    // report (100 ms) plus a flush tick (200 ms): a crash now must bring it back.
+    const [first] = await take(client, 1);
+    assert.equal(replayIdOf(first), p[0]);
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(store.get(ch), undefined, `marked while in hand: ${JSON.stringify(store.get(ch))}`);
+    // Asking for the next one consumes the first, and the report goes out without another ask.
+    const [second] = await take(client, 1);
+    assert.equal(replayIdOf(second), p[1]);
+    await until(() => ReplayMarker.from(store.get(ch))?.replayId === p[0], { timeout: 3000, what: "the first marked" });
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[0], "the second, still in hand, is not marked");
+    for await (const m of client) {
+      // The iterator asking for the next message is the same as receive().
+      if (replayIdOf(m) === p[3]) break;
+    }
+    await until(() => ReplayMarker.from(store.get(ch))?.replayId === p[2], { timeout: 3000, what: "the third marked" });
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[2], "the fourth, where the loop broke, is not marked");
+    await client.close();
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[3], "close() counts what was taken as consumed");
+  });
+});
+
 describe("at-least-once: manual acknowledgement", () => {
   test("the marker does not advance until acknowledge(); acknowledging advances it (written by close)", async () => {
     const ch = channel("event", "Manual");
