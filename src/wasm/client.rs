@@ -186,6 +186,8 @@ struct Inner {
     /// Markers consumed but not yet written, newest per channel.
     dirty: VecMap<String, ReplayMarker>,
     writing: bool,
+    /// The promise of the write round in progress while `writing` (a flush waits for it).
+    round: JsValue,
     last_batch: JsValue,
     /// A response's events were delivered and the session's outputs wait for a later macrotask
     /// (see [`finish_request`]); they are handled before the next response replaces `last_batch`,
@@ -297,6 +299,7 @@ impl WasmClient {
             closed_waiters: Vec::new(),
             dirty: VecMap::default(),
             writing: false,
+            round: JsValue::UNDEFINED,
             last_batch: JsValue::UNDEFINED,
             drive_pending: false,
             failed: false,
@@ -1107,7 +1110,15 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
 /// promise rejects if a write failed.
 fn flush(rc: &Rc<RefCell<Inner>>) -> Promise {
     let mut i = rc.borrow_mut();
-    if i.writing || i.dirty.is_empty() {
+    if i.writing {
+        // A round is writing older markers: wait for it, then write what is dirty by then (so
+        // that close() resolves only once the newest markers are stored).
+        let round = i.round.clone();
+        drop(i);
+        let rc = rc.clone();
+        return g::settle(&round, move |_| Ok(flush(&rc).into()));
+    }
+    if i.dirty.is_empty() {
         return Promise::resolve(&JsValue::UNDEFINED);
     }
     i.writing = true;
@@ -1120,7 +1131,12 @@ fn flush(rc: &Rc<RefCell<Inner>>) -> Promise {
         failure: None,
     };
     drop(i);
-    writes.next()
+    let round = writes.next();
+    let mut i = rc.borrow_mut();
+    if i.writing {
+        i.round = round.clone().into();
+    }
+    round
 }
 
 /// `flush`, retried until it succeeds or `attempts` have failed; rejects with the last failure.

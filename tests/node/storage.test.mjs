@@ -316,6 +316,31 @@ describe("markers never move backwards; writes are coalesced", () => {
     assert.equal(ReplayMarker.from(map.get(ch))?.replayId, p.at(-1), `stored marker moved back to ${JSON.stringify(map.get(ch))}`);
   });
 
+  test("close() during a slow write waits for it, then writes the newest marker", async () => {
+    const ch = channel("topic", "SlowWrite");
+    class SlowStorage extends CountingStorage {
+      started = 0;
+      async setReplayMarker(subscription, marker) {
+        this.started++;
+        await new Promise((r) => setTimeout(r, 400));
+        await super.setReplayMarker(subscription, marker);
+      }
+    }
+    const storage = new SlowStorage();
+    const client = new SalesforceStreamingClient({ ...login(), replay: storage });
+    await client.open();
+    await client.subscribe(ch);
+    const p = await publish(ch, 8);
+    await take(client, 3);
+    await until(() => storage.started === 1, { timeout: 3000, what: "the first write started" });
+    await take(client, 3);
+    await client.close();
+    // close() took the six messages as consumed: their marker is written by the time it resolves,
+    // although a write of an older marker was still in progress when it was called.
+    assert.equal(storage.markers.get(ch)?.replayId, p[5], `stored ${JSON.stringify(storage.history)}`);
+    assert.deepEqual(storage.history, [...storage.history].sort((a, b) => a - b), "markers only move forward");
+  });
+
   test("2,000 events consumed quickly cost far fewer than 2,000 writes; the final marker is the last event", async () => {
     const ch = channel("event", "Burst");
     const storage = new CountingStorage();
