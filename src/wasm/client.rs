@@ -443,7 +443,14 @@ impl WasmClient {
             };
             let flushed = {
                 let rc = rc.clone();
-                move |_: JsValue| -> Step { Ok(flush_retrying(&rc, CLOSE_FLUSH_ATTEMPTS).into()) }
+                move |_: JsValue| -> Step {
+                    // Everything dirty is written now: the coalescing tick would only keep the
+                    // runtime (a Node process) alive for nothing.
+                    if let Some(id) = rc.borrow_mut().flush_timer.take() {
+                        g::clear_timeout(&id);
+                    }
+                    Ok(flush_retrying(&rc, CLOSE_FLUSH_ATTEMPTS).into())
+                }
             };
             match disconnected {
                 Some(p) => {
