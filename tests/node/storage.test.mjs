@@ -242,6 +242,31 @@ describe("at-least-once: the automatic policy", () => {
   });
 });
 
+describe("at-least-once: taking the buffer after close()", () => {
+  test("messages taken after close() began are marked too, so none comes again", async () => {
+    const ch = channel("topic", "CloseDrain");
+    const store = new Map();
+    const client = new SalesforceStreamingClient({ ...login(), replay: store });
+    await client.open();
+    await client.subscribe(ch);
+    const p = await publish(ch, 8);
+    await take(client, 1);
+    await until(() => client.pendingCount === 7, { timeout: 5000, what: "7 messages buffered" });
+    const closing = client.close();
+    const rest = await take(client, 7);
+    assert.deepEqual(rest.map(replayIdOf), p.slice(1));
+    // The buffer is drained: asking again ends the iteration and counts the seventh as consumed.
+    await assert.rejects(client.receive(), (e) => e.name === "ClientInvalidOperation");
+    await closing;
+    await until(() => ReplayMarker.from(store.get(ch))?.replayId === p[7], { timeout: 3000, what: "the last message marked" });
+    const again = new SalesforceStreamingClient({ ...login(), replay: store });
+    await again.open();
+    await again.subscribe(ch);
+    await assertQuiet(again);
+    await again.close();
+  });
+});
+
 describe("at-least-once: manual acknowledgement", () => {
   test("the marker does not advance until acknowledge(); acknowledging advances it (written by close)", async () => {
     const ch = channel("event", "Manual");
