@@ -64,15 +64,26 @@ async function assertQuiet(client, ms = 600) {
   await assert.rejects(client.receive({ signal: AbortSignal.timeout(ms) }), (e) => e.name === "TimeoutError");
 }
 
-/** An application's custom storage: counts writes, keeps every marker it was given. */
+/**
+ * An application's custom storage: counts writes, keeps every marker it was given.
+ * `beforeWrite(attempt)` (attempt 1, 2, ...) runs first on every write: it may wait, or throw
+ * to make the write fail.
+ */
 class CountingStorage extends ReplayMarkerStorage {
   markers = new Map();
   writes = 0;
+  attempts = 0;
   history = [];
+  constructor(beforeWrite = null) {
+    super();
+    this.beforeWrite = beforeWrite;
+  }
   async getReplayMarker(subscription) {
     return this.markers.get(subscription) ?? null;
   }
   async setReplayMarker(subscription, marker) {
+    this.attempts++;
+    if (this.beforeWrite) await this.beforeWrite(this.attempts);
     this.writes++;
     this.history.push(marker.replayId);
     this.markers.set(subscription, marker);
@@ -343,21 +354,13 @@ describe("markers never move backwards; writes are coalesced", () => {
 
   test("close() during a slow write waits for it, then writes the newest marker", async () => {
     const ch = channel("topic", "SlowWrite");
-    class SlowStorage extends CountingStorage {
-      started = 0;
-      async setReplayMarker(subscription, marker) {
-        this.started++;
-        await new Promise((r) => setTimeout(r, 400));
-        await super.setReplayMarker(subscription, marker);
-      }
-    }
-    const storage = new SlowStorage();
+    const storage = new CountingStorage(() => new Promise((r) => setTimeout(r, 400)));
     const client = new SalesforceStreamingClient({ ...login(), replay: storage });
     await client.open();
     await client.subscribe(ch);
     const p = await publish(ch, 8);
     await take(client, 3);
-    await until(() => storage.started === 1, { timeout: 3000, what: "the first write started" });
+    await until(() => storage.attempts === 1, { timeout: 3000, what: "the first write started" });
     await take(client, 3);
     await client.close();
     // close() took the six messages as consumed: their marker is written by the time it resolves,
@@ -386,19 +389,9 @@ describe("markers never move backwards; writes are coalesced", () => {
 describe("failing and corrupt storage", () => {
   test("a failing write is reported (storageError) and retried until it succeeds", async () => {
     const ch = channel("topic", "Failing");
-    class FlakyStorage extends CountingStorage {
-      failuresLeft = 3;
-      attempts = 0;
-      async setReplayMarker(s, m) {
-        this.attempts++;
-        if (this.failuresLeft > 0) {
-          this.failuresLeft--;
-          throw new Error("disk full (simulated by the application's storage)");
-        }
-        return super.setReplayMarker(s, m);
-      }
-    }
-    const storage = new FlakyStorage();
+    const storage = new CountingStorage((attempt) => {
+      if (attempt <= 3) throw new Error("disk full (simulated by the application's storage)");
+    });
     const statuses = [];
     const client = new SalesforceStreamingClient({ ...login(), replay: storage, onStatus: (s) => statuses.push(s) });
     await client.open();
@@ -416,14 +409,9 @@ describe("failing and corrupt storage", () => {
 
   test("close() retries a failing write, and reports it if it keeps failing", async () => {
     const ch = channel("topic", "FailingClose");
-    class FailOnce extends CountingStorage {
-      fail = 1;
-      async setReplayMarker(s, m) {
-        if (this.fail-- > 0) throw new Error("transient");
-        return super.setReplayMarker(s, m);
-      }
-    }
-    const once = new FailOnce();
+    const once = new CountingStorage((attempt) => {
+      if (attempt === 1) throw new Error("transient");
+    });
     const a = new SalesforceStreamingClient({ ...login(), replay: once });
     await a.open();
     await a.subscribe(ch);
@@ -432,15 +420,11 @@ describe("failing and corrupt storage", () => {
     await a.close(); // the write happens here (no flush tick in between) and is retried
     assert.equal(once.markers.get(ch)?.replayId, p.at(-1));
 
-    class Broken extends CountingStorage {
-      broken = true;
-      async setReplayMarker(s, m) {
-        if (this.broken) throw new Error("read-only storage");
-        return super.setReplayMarker(s, m);
-      }
-    }
+    let readOnly = true;
     const statuses = [];
-    const broken = new Broken();
+    const broken = new CountingStorage(() => {
+      if (readOnly) throw new Error("read-only storage");
+    });
     const b = new SalesforceStreamingClient({ ...login(), replay: broken, onStatus: (s) => statuses.push(s) });
     await b.open();
     await b.subscribe(ch);
@@ -450,7 +434,7 @@ describe("failing and corrupt storage", () => {
     assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === ch));
     // After close() has reported the failure, no timer retries in the background (it would keep a
     // Node process alive); the marker stays pending, and the next close() writes it.
-    broken.broken = false;
+    readOnly = false;
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(broken.writes, 0, "no write after close() returned");
     await b.close();
