@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine of our kind (Debian 12, Rust by rustup, Node 20, root).
-# Installs only what is missing: the wasm32 target, the pinned wasm-bindgen CLI, Chromium and
-# ChromeDriver from apt, and the npm packages from package-lock.json.
+# Installs only what is missing: the wasm32 target and rustfmt, the pinned wasm-bindgen CLI,
+# Chromium and ChromeDriver from apt, and the npm packages from package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,10 @@ log() { printf '[setup] %s\n' "$*"; }
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   log "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
+fi
+if ! cargo fmt --version >/dev/null 2>&1; then
+  log "adding the rustfmt component (npm test checks formatting)"
+  rustup component add rustfmt
 fi
 
 have_wb="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"

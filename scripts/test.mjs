@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm test: every test layer, in order. Assumes scripts/setup.sh and scripts/build.mjs ran
 // (package.json's "test" script runs them first).
-//   1. Rust: the sans-IO core (transcript tests on a virtual clock) and sfemu over real HTTP.
+//   1. Rust: formatting (`cargo fmt --check`), the sans-IO core (transcript tests on a virtual
+//      clock) and sfemu over real HTTP.
 //   2. The package: `npm pack`, extracted to tests/node_modules/sfstream, so that every JS test
 //      imports what users install, not the source tree.
 //   3. Node tests (node:test) against sfemu running as its own process.
@@ -22,6 +23,7 @@ const run = (cmd, args, opts = {}) => {
 };
 
 if (want("rust")) {
+  run("cargo", ["fmt", "--all", "--check"]);
   run("cargo", ["test", "--workspace", "--release"]);
 }
 

@@ -13,7 +13,10 @@ use std::path::Path;
 const TARGETS: &[&str] = &["session", "server_error", "cookies", "auth"];
 
 fn replay(target: &str) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join("corpus")
+        .join(target);
     let run = drivers::by_name(target).expect("known target");
     let mut entries: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus folder {} missing: {e}", dir.display()))
@@ -64,10 +67,27 @@ fn corpus_auth() {
 /// The JSON checker the drivers use to validate request bodies must itself be right.
 #[test]
 fn json_checker() {
-    for ok in [r#"[{"a":"b\u00e9\n","c":[1,-2.5e3,true,false,null]}]"#, "[]", "{}", "0", r#""\"""#] {
+    for ok in [
+        r#"[{"a":"b\u00e9\n","c":[1,-2.5e3,true,false,null]}]"#,
+        "[]",
+        "{}",
+        "0",
+        r#""\"""#,
+    ] {
         assert!(drivers::is_valid_json(ok), "{ok}");
     }
-    for bad in [r#"[{"a":"b"}"#, "[1,]", "{\"a\"}", "\"\u{1}\"", r#""\x""#, "01", "[1] 2", "", "-", "1."] {
+    for bad in [
+        r#"[{"a":"b"}"#,
+        "[1,]",
+        "{\"a\"}",
+        "\"\u{1}\"",
+        r#""\x""#,
+        "01",
+        "[1] 2",
+        "",
+        "-",
+        "1.",
+    ] {
         assert!(!drivers::is_valid_json(bad), "{bad}");
     }
 }
@@ -98,11 +118,20 @@ fn regression_huge_advice_interval_saturates() {
     b.push_meta(MetaBuf {
         channel: "/meta/connect".into(),
         successful: Some(true),
-        advice: Some(Advice { reconnect: Some(Reconnect::Retry), interval: Some(u64::MAX), timeout: Some(110_000), multiple_clients: false }),
+        advice: Some(Advice {
+            reconnect: Some(Reconnect::Retry),
+            interval: Some(u64::MAX),
+            timeout: Some(110_000),
+            multiple_clients: false,
+        }),
         ..Default::default()
     });
     s.handle_response_buf(now, first.id, 200, &b);
     while s.poll_event().is_some() {}
     assert!(s.poll_transmit(now).is_none(), "no immediate re-connect");
-    assert_eq!(s.poll_timeout(), Some(u64::MAX), "the next connect waits as advised (saturated)");
+    assert_eq!(
+        s.poll_timeout(),
+        Some(u64::MAX),
+        "the next connect waits as advised (saturated)"
+    );
 }

@@ -42,15 +42,20 @@ async fn control(path: &str, body: &str) -> JsValue {
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
     let headers = web_sys::Headers::new().expect("Headers");
-    headers.set("content-type", "application/json").expect("header");
+    headers
+        .set("content-type", "application/json")
+        .expect("header");
     init.set_headers(&headers);
-    let resp: web_sys::Response = JsFuture::from(global_fetch(&format!("{}/_sfemu/{path}", url()), &init))
-        .await
-        .expect("sfemu answers the control API")
-        .dyn_into()
-        .expect("a Response");
+    let resp: web_sys::Response =
+        JsFuture::from(global_fetch(&format!("{}/_sfemu/{path}", url()), &init))
+            .await
+            .expect("sfemu answers the control API")
+            .dyn_into()
+            .expect("a Response");
     assert!(resp.ok(), "control {path}: HTTP {}", resp.status());
-    JsFuture::from(resp.json().expect("json")).await.expect("a JSON body")
+    JsFuture::from(resp.json().expect("json"))
+        .await
+        .expect("a JSON body")
 }
 
 /// What the host saw.
@@ -65,20 +70,31 @@ struct Seen {
 fn host(seen: Rc<RefCell<Seen>>, token: JsValue) -> JsValue {
     let h: JsValue = Object::new().into();
     let s = seen.clone();
-    let on_events = Closure::<dyn FnMut(JsValue, JsValue)>::new(move |body: JsValue, positions: JsValue| {
-        let arr: Array = body.unchecked_into();
-        for p in js_sys::Uint32Array::new(&positions).to_vec() {
-            s.borrow_mut().events.push(arr.get(p));
-        }
-    });
+    let on_events =
+        Closure::<dyn FnMut(JsValue, JsValue)>::new(move |body: JsValue, positions: JsValue| {
+            let arr: Array = body.unchecked_into();
+            for p in js_sys::Uint32Array::new(&positions).to_vec() {
+                s.borrow_mut().events.push(arr.get(p));
+            }
+        });
     set(&h, "onEvents", &on_events.into_js_value());
     let s = seen.clone();
     let on_status = Closure::<dyn FnMut(JsValue)>::new(move |st: JsValue| {
-        s.borrow_mut().statuses.push(get(&st, "type").as_string().unwrap_or_default());
+        s.borrow_mut()
+            .statuses
+            .push(get(&st, "type").as_string().unwrap_or_default());
     });
     set(&h, "onStatus", &on_status.into_js_value());
-    set(&h, "onFailed", &Closure::<dyn FnMut(JsValue)>::new(|_e: JsValue| {}).into_js_value());
-    set(&h, "onAuthenticated", &Closure::<dyn FnMut(JsValue)>::new(|_ns: JsValue| {}).into_js_value());
+    set(
+        &h,
+        "onFailed",
+        &Closure::<dyn FnMut(JsValue)>::new(|_e: JsValue| {}).into_js_value(),
+    );
+    set(
+        &h,
+        "onAuthenticated",
+        &Closure::<dyn FnMut(JsValue)>::new(|_ns: JsValue| {}).into_js_value(),
+    );
     let s = seen;
     let authenticate = Closure::<dyn FnMut() -> Promise>::new(move || {
         s.borrow_mut().authentications += 1;
@@ -90,7 +106,11 @@ fn host(seen: Rc<RefCell<Seen>>, token: JsValue) -> JsValue {
     set(&h, "authenticate", &authenticate.into_js_value());
     let null = Function::new_with_args("", "return Promise.resolve(null)");
     set(&h, "getReplayMarker", &null);
-    set(&h, "setReplayMarker", &Function::new_with_args("", "return Promise.resolve()"));
+    set(
+        &h,
+        "setReplayMarker",
+        &Function::new_with_args("", "return Promise.resolve()"),
+    );
     h
 }
 
@@ -113,38 +133,52 @@ async fn wait_for_events(seen: &Rc<RefCell<Seen>>, n: usize) {
 }
 
 fn replay_id(event: &JsValue) -> f64 {
-    get(&get(&get(event, "data"), "event"), "replayId").as_f64().expect("data.event.replayId")
+    get(&get(&get(event, "data"), "event"), "replayId")
+        .as_f64()
+        .expect("data.event.replayId")
 }
 
 #[wasm_bindgen_test]
 async fn open_subscribe_receive_and_close_over_real_http() {
     let token = control("token", r#"{"username":"user@example.com"}"#).await;
     let seen = Rc::new(RefCell::new(Seen::default()));
-    let client = WasmClient::new(host(seen.clone(), token).unchecked_into(), &options(100.0)).expect("a client");
+    let client = WasmClient::new(host(seen.clone(), token).unchecked_into(), &options(100.0))
+        .expect("a client");
     assert!(client.closed());
     JsFuture::from(client.open()).await.expect("open");
     assert_eq!(client.connection_type().as_deref(), Some("long-polling"));
-    JsFuture::from(client.subscribe("/topic/WasmShell".into())).await.expect("subscribe");
+    JsFuture::from(client.subscribe("/topic/WasmShell".into()))
+        .await
+        .expect("subscribe");
     control("publish", r#"{"channel":"/topic/WasmShell","count":3}"#).await;
     wait_for_events(&seen, 3).await;
     let ids: Vec<f64> = seen.borrow().events.iter().map(replay_id).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in replay-id order: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in replay-id order: {ids:?}"
+    );
     assert_eq!(client.pending_count(), 3, "delivered and not consumed");
     client.consumed(3);
     assert_eq!(client.pending_count(), 0);
     JsFuture::from(client.close()).await.expect("close");
     assert!(client.closed());
     let statuses = seen.borrow().statuses.clone();
-    assert!(statuses.contains(&"connected".to_owned()) && statuses.contains(&"closed".to_owned()), "{statuses:?}");
+    assert!(
+        statuses.contains(&"connected".to_owned()) && statuses.contains(&"closed".to_owned()),
+        "{statuses:?}"
+    );
 }
 
 #[wasm_bindgen_test]
 async fn recovers_from_expired_sessions_without_losing_an_event() {
     let token = control("token", r#"{"username":"user@example.com"}"#).await;
     let seen = Rc::new(RefCell::new(Seen::default()));
-    let client = WasmClient::new(host(seen.clone(), token).unchecked_into(), &options(0.0)).expect("a client");
+    let client = WasmClient::new(host(seen.clone(), token).unchecked_into(), &options(0.0))
+        .expect("a client");
     JsFuture::from(client.open()).await.expect("open");
-    JsFuture::from(client.subscribe("/event/WasmShell__e".into())).await.expect("subscribe");
+    JsFuture::from(client.subscribe("/event/WasmShell__e".into()))
+        .await
+        .expect("subscribe");
     control("publish", r#"{"channel":"/event/WasmShell__e","count":2}"#).await;
     wait_for_events(&seen, 2).await;
     control("expire-sessions", "{}").await;
@@ -152,7 +186,10 @@ async fn recovers_from_expired_sessions_without_losing_an_event() {
     wait_for_events(&seen, 6).await;
     let ids: Vec<f64> = seen.borrow().events.iter().map(replay_id).collect();
     assert_eq!(ids.len(), 6, "no duplicate: {ids:?}");
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, nothing twice: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, nothing twice: {ids:?}"
+    );
     assert!(seen.borrow().statuses.contains(&"rehandshake".to_owned()));
     JsFuture::from(client.close()).await.expect("close");
 }
@@ -161,10 +198,16 @@ async fn recovers_from_expired_sessions_without_losing_an_event() {
 async fn a_subscribe_the_server_rejects_is_a_server_error() {
     let token = control("token", r#"{"username":"user@example.com"}"#).await;
     let seen = Rc::new(RefCell::new(Seen::default()));
-    let client = WasmClient::new(host(seen, token).unchecked_into(), &options(100.0)).expect("a client");
+    let client =
+        WasmClient::new(host(seen, token).unchecked_into(), &options(100.0)).expect("a client");
     JsFuture::from(client.open()).await.expect("open");
-    let err = JsFuture::from(client.subscribe("/nothing/here".into())).await.expect_err("rejected");
-    assert_eq!(get(&err, "name").as_string().as_deref(), Some("ServerError"));
+    let err = JsFuture::from(client.subscribe("/nothing/here".into()))
+        .await
+        .expect_err("rejected");
+    assert_eq!(
+        get(&err, "name").as_string().as_deref(),
+        Some("ServerError")
+    );
     assert_eq!(get(&err, "errorCode").as_f64(), Some(400.0));
     JsFuture::from(client.close()).await.expect("close");
 }

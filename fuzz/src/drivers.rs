@@ -14,8 +14,9 @@ use std::collections::HashSet;
 
 use sfstream::auth::{self, TokenFields};
 use sfstream::proto::{
-    self, Advice, BatchBuf, Config, CookieJar, Event, MetaBuf, MsgBuf, OpId, Reconnect, ReplayMarker, Request,
-    RequestId, RequestKind, ServerError, Session, TransportFailure, MAX_COOKIES, MAX_COOKIE_LEN,
+    self, Advice, BatchBuf, Config, CookieJar, Event, MetaBuf, MsgBuf, OpId, Reconnect,
+    ReplayMarker, Request, RequestId, RequestKind, ServerError, Session, TransportFailure,
+    MAX_COOKIES, MAX_COOKIE_LEN,
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -192,19 +193,17 @@ fn json_string(b: &[u8], i: &mut usize) -> bool {
         *i += 1;
         match c {
             b'"' => return true,
-            b'\\' => {
-                match b.get(*i) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => *i += 1,
-                    Some(b'u') => {
-                        let hex = b.get(*i + 1..*i + 5);
-                        if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                            return false;
-                        }
-                        *i += 5;
+            b'\\' => match b.get(*i) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => *i += 1,
+                Some(b'u') => {
+                    let hex = b.get(*i + 1..*i + 5);
+                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                        return false;
                     }
-                    _ => return false,
+                    *i += 5;
                 }
-            }
+                _ => return false,
+            },
             c if c < 0x20 => return false,
             _ => {}
         }
@@ -293,8 +292,21 @@ const FAILURE_REASONS: &[&str] = &[
     "SERVER_UNAVAILABLE",
     "x",
 ];
-const CLIENT_IDS: &[&str] = &["3b1o8yphfjyxj0cma0qenxxnf8a", "c2", "\"},{\"channel\":\"/meta/x", "\\\u{0}\n", ""];
-const DATA: &[&str] = &["{}", "\"text\"", "{\"a\":[1,2,{\"b\":null}]}", "12", "[]", "  "];
+const CLIENT_IDS: &[&str] = &[
+    "3b1o8yphfjyxj0cma0qenxxnf8a",
+    "c2",
+    "\"},{\"channel\":\"/meta/x",
+    "\\\u{0}\n",
+    "",
+];
+const DATA: &[&str] = &[
+    "{}",
+    "\"text\"",
+    "{\"a\":[1,2,{\"b\":null}]}",
+    "12",
+    "[]",
+    "  ",
+];
 
 /// The core's view of one fuzz session, plus what the driver tracks to check its contract.
 struct Harness {
@@ -350,7 +362,10 @@ impl Harness {
                 for w in out.windows(2) {
                     assert!(w[0] < w[1], "deliveries not in batch order: {out:?}");
                 }
-                assert!(out.iter().all(|&p| (p as usize) < n), "delivery outside the batch: {out:?} / {n}");
+                assert!(
+                    out.iter().all(|&p| (p as usize) < n),
+                    "delivery outside the batch: {out:?} / {n}"
+                );
             }
             None => assert!(out.is_empty(), "deliveries without a response: {out:?}"),
         }
@@ -358,7 +373,10 @@ impl Harness {
         let mut burst = 0;
         while let Some(req) = self.s.poll_transmit(self.now) {
             burst += 1;
-            assert!(burst <= 8, "request storm: more than 8 requests from one input");
+            assert!(
+                burst <= 8,
+                "request storm: more than 8 requests from one input"
+            );
             self.check_request(&req);
         }
         self.max_burst = self.max_burst.max(burst);
@@ -369,23 +387,46 @@ impl Harness {
             assert!(n_events <= 10_000, "event queue does not drain");
             self.on_event(ev);
         }
-        assert!(!self.expect_closed || self.s.is_closed(), "Failed/OpenFailed without Closed");
+        assert!(
+            !self.expect_closed || self.s.is_closed(),
+            "Failed/OpenFailed without Closed"
+        );
         if self.s.is_closed() {
-            assert!(self.pending_ops.is_empty(), "closed with unresolved operations {:?}", self.pending_ops);
+            assert!(
+                self.pending_ops.is_empty(),
+                "closed with unresolved operations {:?}",
+                self.pending_ops
+            );
             self.expect_closed = false;
         }
     }
 
     fn check_request(&mut self, req: &Request) {
-        assert!(is_valid_json(&req.body), "request body is not valid JSON: {}", req.body);
-        assert!(req.body.starts_with("[{") && req.body.ends_with("}]"), "not an array of messages: {}", req.body);
+        assert!(
+            is_valid_json(&req.body),
+            "request body is not valid JSON: {}",
+            req.body
+        );
+        assert!(
+            req.body.starts_with("[{") && req.body.ends_with("}]"),
+            "not an array of messages: {}",
+            req.body
+        );
         // Long-polls get at least MIN_LONG_POLL_TIMEOUT, whatever the advice and the allowance.
         assert!(req.timeout > 0, "zero request timeout");
         if req.kind == RequestKind::Connect {
-            assert!(req.timeout >= sfstream::proto::MIN_LONG_POLL_TIMEOUT.min(self.s.config().request_timeout), "long-poll timeout below the minimum");
+            assert!(
+                req.timeout
+                    >= sfstream::proto::MIN_LONG_POLL_TIMEOUT.min(self.s.config().request_timeout),
+                "long-poll timeout below the minimum"
+            );
         }
         let msg_id = msg_id_of(&req.body).unwrap_or_default();
-        assert!(!msg_id.is_empty(), "request without a message id: {}", req.body);
+        assert!(
+            !msg_id.is_empty(),
+            "request without a message id: {}",
+            req.body
+        );
         match req.kind {
             RequestKind::Connect => {
                 assert!(self.live_connect.is_none(), "two long-polls in flight");
@@ -393,7 +434,10 @@ impl Harness {
                 self.live_connect = Some(req.id);
             }
             k => {
-                assert!(self.live_control.is_none(), "two control requests in flight ({k:?})");
+                assert!(
+                    self.live_control.is_none(),
+                    "two control requests in flight ({k:?})"
+                );
                 if k == RequestKind::Handshake {
                     assert!(req.body.starts_with(r#"[{"channel":"/meta/handshake""#));
                 }
@@ -420,13 +464,19 @@ impl Harness {
             }
             Event::NeedAuth => self.need_auth = true,
             Event::OpDone { op, result } => {
-                assert!(self.pending_ops.remove(&op), "operation {op:?} resolved twice or never issued");
+                assert!(
+                    self.pending_ops.remove(&op),
+                    "operation {op:?} resolved twice or never issued"
+                );
                 if let Err(e) = result {
                     let _ = e.to_string();
                 }
             }
             Event::PersistMarker { channel, marker } => {
-                assert!(self.keys.contains(&channel), "marker persisted for a channel never subscribed: {channel}");
+                assert!(
+                    self.keys.contains(&channel),
+                    "marker persisted for a channel never subscribed: {channel}"
+                );
                 assert!(marker.replay_id != i64::MIN || marker.date_ms >= 0.0);
             }
             Event::ReplayFallback { channel, .. } => assert!(!channel.is_empty()),
@@ -435,7 +485,13 @@ impl Harness {
     }
 
     /// Answer request `id` with a batch built from the input.
-    fn respond(&mut self, u: &mut Input<'_>, id: RequestId, kind: Option<RequestKind>, msg_id: &str) {
+    fn respond(
+        &mut self,
+        u: &mut Input<'_>,
+        id: RequestId,
+        kind: Option<RequestKind>,
+        msg_id: &str,
+    ) {
         let status = match u.below(10) {
             0..=5 => 200,
             6 => u.pick(&[400, 401, 403, 408, 429]),
@@ -471,7 +527,11 @@ impl Harness {
                     };
                     if u.below(32) == 0 {
                         // A projection whose channel index is out of range.
-                        b.messages.push(MsgBuf::Event { channel: u.u32(), replay_id, date_ms });
+                        b.messages.push(MsgBuf::Event {
+                            channel: u.u32(),
+                            replay_id,
+                            date_ms,
+                        });
                     } else {
                         b.push_event(&ch, replay_id, date_ms);
                     }
@@ -491,11 +551,18 @@ impl Harness {
         let mut out = Vec::new();
         // Peek at the deliveries for the accounting check, then let drain() check them too.
         self.s.take_deliveries(&mut out);
-        assert_eq!(self.s.pending_count(), before + out.len(), "prefetch accounting: buffer grew by other than the deliveries");
+        assert_eq!(
+            self.s.pending_count(),
+            before + out.len(),
+            "prefetch accounting: buffer grew by other than the deliveries"
+        );
         for w in out.windows(2) {
             assert!(w[0] < w[1], "deliveries not in batch order: {out:?}");
         }
-        assert!(out.iter().all(|&p| (p as usize) < len), "delivery outside the batch");
+        assert!(
+            out.iter().all(|&p| (p as usize) < len),
+            "delivery outside the batch"
+        );
         self.forget(id);
         self.drain(Some(len));
     }
@@ -511,7 +578,11 @@ impl Harness {
             1 | 2 => Some(false),
             _ => Some(true),
         };
-        let error = if successful == Some(true) && u.below(4) != 0 { None } else { Some(u.text(ERRORS, 80)) };
+        let error = if successful == Some(true) && u.below(4) != 0 {
+            None
+        } else {
+            Some(u.text(ERRORS, 80))
+        };
         let advice = if u.below(3) == 0 {
             None
         } else {
@@ -539,15 +610,27 @@ impl Harness {
             channel,
             successful,
             error,
-            client_id: if u.below(4) == 0 { None } else { Some(u.text(CLIENT_IDS, 40)) },
+            client_id: if u.below(4) == 0 {
+                None
+            } else {
+                Some(u.text(CLIENT_IDS, 40))
+            },
             id: match u.below(6) {
                 0 => None,
                 1 => Some(u.raw_str(6)),
                 _ => Some(msg_id.to_string()),
             },
-            subscription: if u.bool() { Some(u.text(CHANNELS, 20)) } else { None },
+            subscription: if u.bool() {
+                Some(u.text(CHANNELS, 20))
+            } else {
+                None
+            },
             advice,
-            failure_reason: if u.below(4) == 0 { Some(u.text(FAILURE_REASONS, 40)) } else { None },
+            failure_reason: if u.below(4) == 0 {
+                Some(u.text(FAILURE_REASONS, 40))
+            } else {
+                None
+            },
             supported_connection_types_has_long_polling: match u.below(8) {
                 0 => Some(false),
                 1 => None,
@@ -592,7 +675,14 @@ pub fn session(data: &[u8]) {
     let config = Config {
         replay_fallback: u.pick(&[None, None, Some(-1), Some(-2)]),
         max_pending: u.pick(&[None, Some(0), Some(1), Some(3), Some(100)]),
-        connection_timeout: u.pick(&[Some(10_000), None, Some(0), Some(1), Some(120_000), Some(u64::MAX)]),
+        connection_timeout: u.pick(&[
+            Some(10_000),
+            None,
+            Some(0),
+            Some(1),
+            Some(120_000),
+            Some(u64::MAX),
+        ]),
         network_allowance: u.pick(&[10_000, 0, 1, u64::MAX]),
         request_timeout: u.pick(&[30_000, 1, 500, u64::MAX]),
         backoff_base: u.pick(&[500, 0, 1, 10_000]),
@@ -618,8 +708,14 @@ pub fn session(data: &[u8]) {
                 let ch = u.text(CHANNELS, 30);
                 let replay = u.pick(&[None, Some(-1), Some(-2), Some(5), Some(i64::MAX), Some(0)]);
                 let marker = match u.below(4) {
-                    0 => Some(ReplayMarker { replay_id: i64::from(u.u16()), date_ms: wall(now) - f64::from(u.u32()) * 100.0 }),
-                    1 => Some(ReplayMarker { replay_id: u.u64() as i64, date_ms: u.pick(&[0.0, f64::NAN, -5.0, 1e308]) }),
+                    0 => Some(ReplayMarker {
+                        replay_id: i64::from(u.u16()),
+                        date_ms: wall(now) - f64::from(u.u32()) * 100.0,
+                    }),
+                    1 => Some(ReplayMarker {
+                        replay_id: u.u64() as i64,
+                        date_ms: u.pick(&[0.0, f64::NAN, -5.0, 1e308]),
+                    }),
                     _ => None,
                 };
                 if let Ok(op) = h.s.subscribe(now, wall(now), &ch, replay, marker.as_ref()) {
@@ -652,7 +748,11 @@ pub fn session(data: &[u8]) {
                 let before = h.s.pending_count();
                 let n = u.pick(&[0usize, 1, 2, 10, usize::MAX]);
                 h.s.handle_consumed(now, n);
-                assert_eq!(h.s.pending_count(), before - n.min(before), "consumed accounting");
+                assert_eq!(
+                    h.s.pending_count(),
+                    before - n.min(before),
+                    "consumed accounting"
+                );
                 h.drain(None);
             }
             7 => {
@@ -699,11 +799,20 @@ pub fn session(data: &[u8]) {
                 h.s.handle_timeout(h.now);
                 h.drain(None);
                 if let Some(t) = h.s.poll_timeout() {
-                    assert!(t > h.now, "busy loop: timer at {t} <= now {} with nothing to send", h.now);
+                    assert!(
+                        t > h.now,
+                        "busy loop: timer at {t} <= now {} with nothing to send",
+                        h.now
+                    );
                 }
             }
         }
-        let _ = (h.s.state().as_str(), h.s.stats(), h.s.connection_type(), h.s.client_id());
+        let _ = (
+            h.s.state().as_str(),
+            h.s.stats(),
+            h.s.connection_type(),
+            h.s.client_id(),
+        );
     }
     let _ = h.max_burst;
     // Closing always settles every operation.
@@ -720,8 +829,15 @@ pub fn session(data: &[u8]) {
             h.drain(None);
         }
     }
-    assert!(h.s.is_closed(), "close() did not close after every request failed");
-    assert!(h.pending_ops.is_empty(), "operations left unresolved after close: {:?}", h.pending_ops);
+    assert!(
+        h.s.is_closed(),
+        "close() did not close after every request failed"
+    );
+    assert!(
+        h.pending_ops.is_empty(),
+        "operations left unresolved after close: {:?}",
+        h.pending_ops
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -732,7 +848,10 @@ pub fn session(data: &[u8]) {
 pub fn server_error(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (code, args, message) = ServerError::parse(&text);
-    assert!(text.ends_with(message.as_str()), "message is not a suffix of the input");
+    assert!(
+        text.ends_with(message.as_str()),
+        "message is not a suffix of the input"
+    );
     match code {
         Some(c) => {
             assert!(c <= 999);
@@ -750,9 +869,17 @@ pub fn server_error(data: &[u8]) {
     }
     // Split the input into error and failure reason to exercise `new` and `Display`.
     let cut = data.first().map_or(0, |b| usize::from(*b)).min(text.len());
-    let cut = (0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    let cut = (0..=cut)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
     let (e, fr) = text.split_at(cut);
-    for (err, reason) in [(Some(e), Some(fr)), (None, Some(fr)), (Some(e), None), (None, None)] {
+    for (err, reason) in [
+        (Some(e), Some(fr)),
+        (None, Some(fr)),
+        (Some(e), None),
+        (None, None),
+    ] {
         let se = ServerError::new("/meta/connect", err, reason);
         let shown = se.to_string();
         assert!(shown.starts_with("/meta/connect failed"));
@@ -812,10 +939,20 @@ pub fn cookies(data: &[u8]) {
             None => assert!(jar.is_empty()),
             Some(h) => {
                 assert!(!jar.is_empty());
-                assert!(h.len() <= MAX_COOKIES * (MAX_COOKIE_LEN + 2), "Cookie header over the cap");
-                assert!(!h.chars().any(char::is_control), "control character in the Cookie header: {h:?}");
+                assert!(
+                    h.len() <= MAX_COOKIES * (MAX_COOKIE_LEN + 2),
+                    "Cookie header over the cap"
+                );
+                assert!(
+                    !h.chars().any(char::is_control),
+                    "control character in the Cookie header: {h:?}"
+                );
                 let pairs: Vec<&str> = h.split("; ").collect();
-                assert_eq!(pairs.len(), jar.len(), "a stored cookie contains \"; \": {h:?}");
+                assert_eq!(
+                    pairs.len(),
+                    jar.len(),
+                    "a stored cookie contains \"; \": {h:?}"
+                );
                 for p in pairs {
                     let (n, v) = p.split_once('=').expect("name=value");
                     assert!(!n.is_empty() && !n.contains(' '));
@@ -846,12 +983,16 @@ const URLS: &[&str] = &[
     "https://a.com:99999",
     "https://é.com",
 ];
-const VERSIONS: &[&str] = &["62.0", "v37.0", "36.0", "62", "1e2.0", "99999.0", "62.0.1", " 62.0 ", ""];
+const VERSIONS: &[&str] = &[
+    "62.0", "v37.0", "36.0", "62", "1e2.0", "99999.0", "62.0.1", " 62.0 ", "",
+];
 
 /// Host of an `http(s)://` URL, computed independently of `sfstream::auth`.
 fn host_of(url: &str) -> Option<String> {
     let lower = url.to_ascii_lowercase();
-    let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"))?;
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))?;
     let authority = rest.split('/').next()?;
     if authority.starts_with('[') {
         return Some(authority[..=authority.find(']')?].to_string());
@@ -864,7 +1005,11 @@ fn independent_loopback(host: &str) -> bool {
         return true;
     }
     let parts: Vec<&str> = host.split('.').collect();
-    parts.len() == 4 && parts[0] == "127" && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok())
+    parts.len() == 4
+        && parts[0] == "127"
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok())
 }
 
 /// `token_url`, `cometd_url`, `validate_token_response` on arbitrary input.
@@ -879,11 +1024,20 @@ pub fn auth(data: &[u8]) {
                 let allow = u.bool();
                 if let Ok(t) = auth::token_url(&url, allow) {
                     assert!(t.ends_with("/services/oauth2/token"));
-                    assert!(!t.chars().any(|c| c.is_control() || c.is_whitespace()), "{t:?}");
+                    assert!(
+                        !t.chars().any(|c| c.is_control() || c.is_whitespace()),
+                        "{t:?}"
+                    );
                     let host = host_of(&t).expect("a token URL has a host");
                     assert!(!host.is_empty() && !host.contains('@'));
-                    if !allow && t.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("http://")) {
-                        assert!(independent_loopback(&host), "plain http to a non-loopback host accepted: {t}");
+                    if !allow
+                        && t.get(..7)
+                            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+                    {
+                        assert!(
+                            independent_loopback(&host),
+                            "plain http to a non-loopback host accepted: {t}"
+                        );
                     }
                 }
             }
@@ -892,7 +1046,10 @@ pub fn auth(data: &[u8]) {
                 let v = u.text(VERSIONS, 12);
                 if let Ok(c) = auth::cometd_url(&url, &v) {
                     assert!(c.contains("/cometd/"));
-                    assert!(!c.chars().any(|c| c.is_control() || c.is_whitespace()), "{c:?}");
+                    assert!(
+                        !c.chars().any(|c| c.is_control() || c.is_whitespace()),
+                        "{c:?}"
+                    );
                     assert!(!c.contains('?') && !c.contains('#'));
                 }
             }
@@ -923,21 +1080,35 @@ pub fn auth(data: &[u8]) {
                 if let Ok(t) = &r {
                     assert!(!t.access_token.is_empty());
                     assert!(!t.access_token.chars().any(|c| c.is_control() || c == ' '));
-                    assert!(t.token_type.bytes().all(|b| b.is_ascii_alphanumeric()) && !t.token_type.is_empty());
+                    assert!(
+                        t.token_type.bytes().all(|b| b.is_ascii_alphanumeric())
+                            && !t.token_type.is_empty()
+                    );
                     let h = t.authorization_header();
-                    assert!(!h.chars().any(char::is_control), "header injection through the token");
+                    assert!(
+                        !h.chars().any(char::is_control),
+                        "header injection through the token"
+                    );
                     // The Debug form must not depend on the secrets at all.
-                    let other = auth::validate_token_response(&fields(Some("OTHER-TOKEN"), &strs)).expect("same fields");
+                    let other = auth::validate_token_response(&fields(Some("OTHER-TOKEN"), &strs))
+                        .expect("same fields");
                     let mut t2 = other.clone();
                     t2.signature = "zz".into();
                     t2.refresh_token = t.refresh_token.as_ref().map(|_| "zz".into());
                     let mut t1 = t.clone();
                     t1.signature = "yy".into();
-                    assert_eq!(format!("{t1:?}"), format!("{t2:?}"), "Debug of a token response shows a secret");
+                    assert_eq!(
+                        format!("{t1:?}"),
+                        format!("{t2:?}"),
+                        "Debug of a token response shows a secret"
+                    );
                     let _ = auth::cometd_url(&t.instance_url, "62.0");
                 }
                 let _ = format!("{:?}", fields(a.as_deref(), &strs));
-                let e = auth::AuthError::from_error_response(&u.raw_str(20), if u.bool() { Some("desc") } else { None });
+                let e = auth::AuthError::from_error_response(
+                    &u.raw_str(20),
+                    if u.bool() { Some("desc") } else { None },
+                );
                 let _ = e.to_string();
             }
         }

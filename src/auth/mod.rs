@@ -65,15 +65,29 @@ impl fmt::Display for AuthError {
         match self {
             AuthError::InvalidUrl { name, reason } => write!(f, "invalid {name}: {reason}"),
             AuthError::InsecureUrl { name } => {
-                write!(f, "{name} must use https (plain http is only allowed for loopback hosts)")
+                write!(
+                    f,
+                    "{name} must use https (plain http is only allowed for loopback hosts)"
+                )
             }
             AuthError::MissingField(name) => write!(f, "token response lacks the '{name}' field"),
-            AuthError::InvalidField { name, reason } => write!(f, "token response field '{name}' is invalid: {reason}"),
-            AuthError::InvalidApiVersion(v) => {
-                write!(f, "invalid API version '{v}': expected NN.0 with NN >= {MIN_API_VERSION}")
+            AuthError::InvalidField { name, reason } => {
+                write!(f, "token response field '{name}' is invalid: {reason}")
             }
-            AuthError::OAuth { error, description: Some(d) } => write!(f, "{error}: {d}"),
-            AuthError::OAuth { error, description: None } => f.write_str(error),
+            AuthError::InvalidApiVersion(v) => {
+                write!(
+                    f,
+                    "invalid API version '{v}': expected NN.0 with NN >= {MIN_API_VERSION}"
+                )
+            }
+            AuthError::OAuth {
+                error,
+                description: Some(d),
+            } => write!(f, "{error}: {d}"),
+            AuthError::OAuth {
+                error,
+                description: None,
+            } => f.write_str(error),
         }
     }
 }
@@ -121,14 +135,22 @@ impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const R: &str = "<redacted>";
         match self {
-            Grant::Password { client_id, username, .. } => f
+            Grant::Password {
+                client_id,
+                username,
+                ..
+            } => f
                 .debug_struct("Password")
                 .field("client_id", client_id)
                 .field("client_secret", &R)
                 .field("username", username)
                 .field("password", &R)
                 .finish(),
-            Grant::RefreshToken { client_id, client_secret, .. } => f
+            Grant::RefreshToken {
+                client_id,
+                client_secret,
+                ..
+            } => f
                 .debug_struct("RefreshToken")
                 .field("client_id", client_id)
                 .field("client_secret", &client_secret.as_ref().map(|_| R))
@@ -159,13 +181,22 @@ impl Grant {
     pub fn form_body(&self) -> String {
         let mut pairs: Vec<(&str, &str)> = vec![("grant_type", self.grant_type())];
         match self {
-            Grant::Password { client_id, client_secret, username, password } => {
+            Grant::Password {
+                client_id,
+                client_secret,
+                username,
+                password,
+            } => {
                 pairs.push(("client_id", client_id));
                 pairs.push(("client_secret", client_secret));
                 pairs.push(("username", username));
                 pairs.push(("password", password));
             }
-            Grant::RefreshToken { client_id, client_secret, refresh_token } => {
+            Grant::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token,
+            } => {
                 pairs.push(("refresh_token", refresh_token));
                 pairs.push(("client_id", client_id));
                 if let Some(s) = client_secret {
@@ -173,7 +204,10 @@ impl Grant {
                 }
             }
             Grant::JwtBearer { assertion } => pairs.push(("assertion", assertion)),
-            Grant::ClientCredentials { client_id, client_secret } => {
+            Grant::ClientCredentials {
+                client_id,
+                client_secret,
+            } => {
                 pairs.push(("client_id", client_id));
                 pairs.push(("client_secret", client_secret));
             }
@@ -203,7 +237,9 @@ fn form_encode_into(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s.as_bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => {
                 out.push('%');
@@ -238,7 +274,13 @@ pub fn base64url(data: &[u8]) -> String {
 /// The JWT signing input `base64url(header) "." base64url(claims)` for the JWT bearer flow:
 /// header `{"alg":"RS256"}`, claims `iss` (consumer key), `sub` (username), `aud` (login URL),
 /// `exp` = `now_secs + lifetime_secs` in **seconds**.
-pub fn jwt_signing_input(client_id: &str, username: &str, audience: &str, now_secs: u64, lifetime_secs: u64) -> String {
+pub fn jwt_signing_input(
+    client_id: &str,
+    username: &str,
+    audience: &str,
+    now_secs: u64,
+    lifetime_secs: u64,
+) -> String {
     let mut claims = String::from("{\"iss\":");
     push_json_str(&mut claims, client_id);
     claims.push_str(",\"sub\":");
@@ -268,7 +310,10 @@ struct ParsedUrl<'a> {
 }
 
 fn parse_url<'a>(name: &'static str, url: &'a str) -> Result<ParsedUrl<'a>, AuthError> {
-    let bad = |reason: &str| AuthError::InvalidUrl { name, reason: reason.to_string() };
+    let bad = |reason: &str| AuthError::InvalidUrl {
+        name,
+        reason: reason.to_string(),
+    };
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(bad("contains whitespace or control characters"));
     }
@@ -277,7 +322,9 @@ fn parse_url<'a>(name: &'static str, url: &'a str) -> Result<ParsedUrl<'a>, Auth
     } else if let Some(r) = strip_prefix_ci(url, "http://") {
         (false, r)
     } else {
-        return Err(bad("must start with https:// (or http:// for loopback hosts)"));
+        return Err(bad(
+            "must start with https:// (or http:// for loopback hosts)",
+        ));
     };
     if rest.contains('?') || rest.contains('#') {
         return Err(bad("must not contain a query or fragment"));
@@ -311,7 +358,10 @@ fn parse_url<'a>(name: &'static str, url: &'a str) -> Result<ParsedUrl<'a>, Auth
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+    if s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
         Some(&s[prefix.len()..])
     } else {
         None
@@ -326,7 +376,9 @@ pub fn is_loopback_host(host: &str) -> bool {
     let parts: Vec<&str> = host.split('.').collect();
     parts.len() == 4
         && parts[0] == "127"
-        && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok())
 }
 
 /// `{login_url}/services/oauth2/token`. Trailing slashes are removed; only https, or http on a
@@ -342,7 +394,11 @@ pub fn token_url(login_url: &str, allow_insecure: bool) -> Result<String, AuthEr
 
 /// Refuse a plain `http://` URL to a host other than loopback unless `allow_insecure`: tokens must
 /// not cross a network in clear. `name` says which URL (`"instance_url"`, ...) in the error.
-pub fn require_secure(url: &str, name: &'static str, allow_insecure: bool) -> Result<(), AuthError> {
+pub fn require_secure(
+    url: &str,
+    name: &'static str,
+    allow_insecure: bool,
+) -> Result<(), AuthError> {
     let u = parse_url(name, url.trim().trim_end_matches('/'))?;
     if !u.https && !allow_insecure && !is_loopback_host(u.host) {
         return Err(AuthError::InsecureUrl { name });
@@ -408,7 +464,10 @@ impl fmt::Debug for TokenResponse {
             .field("issued_at", &self.issued_at)
             .field("signature", &"<redacted>")
             .field("scope", &self.scope)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -447,11 +506,20 @@ impl fmt::Debug for TokenFields<'_> {
 /// Validate a token response: `access_token` and `instance_url` are required (the error names the
 /// missing field); `instance_url` must be an http(s) URL; `token_type` defaults to `Bearer`.
 pub fn validate_token_response(fields: &TokenFields<'_>) -> Result<TokenResponse, AuthError> {
-    let access_token = fields.access_token.filter(|s| !s.is_empty()).ok_or(AuthError::MissingField("access_token"))?;
+    let access_token = fields
+        .access_token
+        .filter(|s| !s.is_empty())
+        .ok_or(AuthError::MissingField("access_token"))?;
     if access_token.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(AuthError::InvalidField { name: "access_token", reason: "contains spaces or control characters".into() });
+        return Err(AuthError::InvalidField {
+            name: "access_token",
+            reason: "contains spaces or control characters".into(),
+        });
     }
-    let instance_url = fields.instance_url.filter(|s| !s.is_empty()).ok_or(AuthError::MissingField("instance_url"))?;
+    let instance_url = fields
+        .instance_url
+        .filter(|s| !s.is_empty())
+        .ok_or(AuthError::MissingField("instance_url"))?;
     let instance_url = instance_url.trim_end_matches('/');
     parse_url("instance_url", instance_url).map_err(|e| AuthError::InvalidField {
         name: "instance_url",
@@ -459,7 +527,12 @@ pub fn validate_token_response(fields: &TokenFields<'_>) -> Result<TokenResponse
     })?;
     let token_type = match fields.token_type.filter(|s| !s.is_empty()) {
         Some(t) if t.bytes().all(|b| b.is_ascii_alphanumeric()) => t.to_string(),
-        Some(_) => return Err(AuthError::InvalidField { name: "token_type", reason: "not a token type".into() }),
+        Some(_) => {
+            return Err(AuthError::InvalidField {
+                name: "token_type",
+                reason: "not a token type".into(),
+            })
+        }
         None => "Bearer".to_string(),
     };
     let s = |o: Option<&str>| o.unwrap_or("").to_string();
@@ -471,7 +544,10 @@ pub fn validate_token_response(fields: &TokenFields<'_>) -> Result<TokenResponse
         issued_at: s(fields.issued_at),
         signature: s(fields.signature),
         scope: s(fields.scope),
-        refresh_token: fields.refresh_token.filter(|r| !r.is_empty()).map(str::to_string),
+        refresh_token: fields
+            .refresh_token
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -481,7 +557,11 @@ pub fn validate_token_response(fields: &TokenFields<'_>) -> Result<TokenResponse
 /// the org and `-` for the user.
 pub fn identity_namespace(id_url: Option<&str>, instance_url: &str) -> String {
     let clean = |s: &str| -> String {
-        let t: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).take(64).collect();
+        let t: String = s
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            .take(64)
+            .collect();
         if t.chars().any(|c| c.is_ascii_alphanumeric()) {
             t
         } else {
@@ -497,9 +577,22 @@ pub fn identity_namespace(id_url: Option<&str>, instance_url: &str) -> String {
             }
         }
     }
-    let host = instance_url.split("://").nth(1).unwrap_or(instance_url).split('/').next().unwrap_or("");
+    let host = instance_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(instance_url)
+        .split('/')
+        .next()
+        .unwrap_or("");
     let host = clean(host.split(':').next().unwrap_or(""));
-    format!("{}/-", if host.is_empty() { "unknown".to_owned() } else { host })
+    format!(
+        "{}/-",
+        if host.is_empty() {
+            "unknown".to_owned()
+        } else {
+            host
+        }
+    )
 }
 
 #[cfg(test)]
@@ -547,23 +640,62 @@ mod tests {
             g.form_body(),
             "grant_type=password&client_id=3MVG9+id&client_secret=s%26c%3Dr%2Bt&username=user%40example.com&password=p%40ss+w%C3%B6rd%21tok"
         );
-        let g = Grant::RefreshToken { client_id: "cid".into(), client_secret: None, refresh_token: "5Aep8/x==".into() };
-        assert_eq!(g.form_body(), "grant_type=refresh_token&refresh_token=5Aep8%2Fx%3D%3D&client_id=cid");
-        let g = Grant::RefreshToken { client_id: "cid".into(), client_secret: Some("s".into()), refresh_token: "r".into() };
-        assert_eq!(g.form_body(), "grant_type=refresh_token&refresh_token=r&client_id=cid&client_secret=s");
-        let g = Grant::JwtBearer { assertion: "a.b.c".into() };
-        assert_eq!(g.form_body(), "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=a.b.c");
-        let g = Grant::ClientCredentials { client_id: "c".into(), client_secret: "s".into() };
-        assert_eq!(g.form_body(), "grant_type=client_credentials&client_id=c&client_secret=s");
+        let g = Grant::RefreshToken {
+            client_id: "cid".into(),
+            client_secret: None,
+            refresh_token: "5Aep8/x==".into(),
+        };
+        assert_eq!(
+            g.form_body(),
+            "grant_type=refresh_token&refresh_token=5Aep8%2Fx%3D%3D&client_id=cid"
+        );
+        let g = Grant::RefreshToken {
+            client_id: "cid".into(),
+            client_secret: Some("s".into()),
+            refresh_token: "r".into(),
+        };
+        assert_eq!(
+            g.form_body(),
+            "grant_type=refresh_token&refresh_token=r&client_id=cid&client_secret=s"
+        );
+        let g = Grant::JwtBearer {
+            assertion: "a.b.c".into(),
+        };
+        assert_eq!(
+            g.form_body(),
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=a.b.c"
+        );
+        let g = Grant::ClientCredentials {
+            client_id: "c".into(),
+            client_secret: "s".into(),
+        };
+        assert_eq!(
+            g.form_body(),
+            "grant_type=client_credentials&client_id=c&client_secret=s"
+        );
     }
 
     #[test]
     fn debug_redacts_secrets() {
         let grants = [
-            Grant::Password { client_id: "cid".into(), client_secret: "SECRET1".into(), username: "u".into(), password: "SECRET2".into() },
-            Grant::RefreshToken { client_id: "cid".into(), client_secret: Some("SECRET1".into()), refresh_token: "SECRET2".into() },
-            Grant::JwtBearer { assertion: "SECRET1".into() },
-            Grant::ClientCredentials { client_id: "cid".into(), client_secret: "SECRET1".into() },
+            Grant::Password {
+                client_id: "cid".into(),
+                client_secret: "SECRET1".into(),
+                username: "u".into(),
+                password: "SECRET2".into(),
+            },
+            Grant::RefreshToken {
+                client_id: "cid".into(),
+                client_secret: Some("SECRET1".into()),
+                refresh_token: "SECRET2".into(),
+            },
+            Grant::JwtBearer {
+                assertion: "SECRET1".into(),
+            },
+            Grant::ClientCredentials {
+                client_id: "cid".into(),
+                client_secret: "SECRET1".into(),
+            },
         ];
         for g in &grants {
             let d = format!("{g:?}");
@@ -578,14 +710,26 @@ mod tests {
         })
         .unwrap();
         let d = format!("{t:?}");
-        assert!(!d.contains("SECRET") && d.contains("x.my.salesforce.com"), "{d}");
-        let f = TokenFields { access_token: Some("SECRETTOKEN"), ..Default::default() };
+        assert!(
+            !d.contains("SECRET") && d.contains("x.my.salesforce.com"),
+            "{d}"
+        );
+        let f = TokenFields {
+            access_token: Some("SECRETTOKEN"),
+            ..Default::default()
+        };
         assert!(!format!("{f:?}").contains("SECRET"));
     }
 
     #[test]
     fn jwt_input_and_assertion() {
-        let si = jwt_signing_input("3MVG9", "user@example.com", "https://login.salesforce.com", 1_700_000_000, 180);
+        let si = jwt_signing_input(
+            "3MVG9",
+            "user@example.com",
+            "https://login.salesforce.com",
+            1_700_000_000,
+            180,
+        );
         let (h, c) = si.split_once('.').unwrap();
         assert_eq!(b64d(h), br#"{"alg":"RS256"}"#);
         let claims = String::from_utf8(b64d(c)).unwrap();
@@ -603,28 +747,83 @@ mod tests {
 
     #[test]
     fn token_urls() {
-        assert_eq!(token_url("https://login.salesforce.com", false).unwrap(), "https://login.salesforce.com/services/oauth2/token");
-        assert_eq!(token_url("https://test.salesforce.com///", false).unwrap(), "https://test.salesforce.com/services/oauth2/token");
-        assert_eq!(token_url("https://acme.my.site.com/portal/", false).unwrap(), "https://acme.my.site.com/portal/services/oauth2/token");
-        assert_eq!(token_url("http://127.0.0.1:8080", false).unwrap(), "http://127.0.0.1:8080/services/oauth2/token");
-        assert_eq!(token_url("http://localhost:3000/", false).unwrap(), "http://localhost:3000/services/oauth2/token");
-        assert_eq!(token_url("http://[::1]:9/", false).unwrap(), "http://[::1]:9/services/oauth2/token");
-        assert_eq!(token_url("http://example.com", false), Err(AuthError::InsecureUrl { name: "login_url" }));
-        assert_eq!(token_url("http://127.0.0.1.evil.com", false), Err(AuthError::InsecureUrl { name: "login_url" }));
-        assert_eq!(token_url("http://example.com", true).unwrap(), "http://example.com/services/oauth2/token");
-        for bad in ["", "login.salesforce.com", "ftp://x", "https://", "https://u:p@x.com", "https://x.com?a=1", "https://x.com:abc", "https://x .com"] {
-            assert!(matches!(token_url(bad, true), Err(AuthError::InvalidUrl { .. })), "{bad}");
+        assert_eq!(
+            token_url("https://login.salesforce.com", false).unwrap(),
+            "https://login.salesforce.com/services/oauth2/token"
+        );
+        assert_eq!(
+            token_url("https://test.salesforce.com///", false).unwrap(),
+            "https://test.salesforce.com/services/oauth2/token"
+        );
+        assert_eq!(
+            token_url("https://acme.my.site.com/portal/", false).unwrap(),
+            "https://acme.my.site.com/portal/services/oauth2/token"
+        );
+        assert_eq!(
+            token_url("http://127.0.0.1:8080", false).unwrap(),
+            "http://127.0.0.1:8080/services/oauth2/token"
+        );
+        assert_eq!(
+            token_url("http://localhost:3000/", false).unwrap(),
+            "http://localhost:3000/services/oauth2/token"
+        );
+        assert_eq!(
+            token_url("http://[::1]:9/", false).unwrap(),
+            "http://[::1]:9/services/oauth2/token"
+        );
+        assert_eq!(
+            token_url("http://example.com", false),
+            Err(AuthError::InsecureUrl { name: "login_url" })
+        );
+        assert_eq!(
+            token_url("http://127.0.0.1.evil.com", false),
+            Err(AuthError::InsecureUrl { name: "login_url" })
+        );
+        assert_eq!(
+            token_url("http://example.com", true).unwrap(),
+            "http://example.com/services/oauth2/token"
+        );
+        for bad in [
+            "",
+            "login.salesforce.com",
+            "ftp://x",
+            "https://",
+            "https://u:p@x.com",
+            "https://x.com?a=1",
+            "https://x.com:abc",
+            "https://x .com",
+        ] {
+            assert!(
+                matches!(token_url(bad, true), Err(AuthError::InvalidUrl { .. })),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn cometd_urls() {
-        assert_eq!(cometd_url("https://x.my.salesforce.com/", "62.0").unwrap(), "https://x.my.salesforce.com/cometd/62.0");
-        assert_eq!(cometd_url("http://127.0.0.1:7000", "v37.0").unwrap(), "http://127.0.0.1:7000/cometd/37.0");
+        assert_eq!(
+            cometd_url("https://x.my.salesforce.com/", "62.0").unwrap(),
+            "https://x.my.salesforce.com/cometd/62.0"
+        );
+        assert_eq!(
+            cometd_url("http://127.0.0.1:7000", "v37.0").unwrap(),
+            "http://127.0.0.1:7000/cometd/37.0"
+        );
         for v in ["36.0", "62", "abc", "", "62.x", "1e2.0"] {
-            assert_eq!(cometd_url("https://x.com", v), Err(AuthError::InvalidApiVersion(v.to_string())), "{v}");
+            assert_eq!(
+                cometd_url("https://x.com", v),
+                Err(AuthError::InvalidApiVersion(v.to_string())),
+                "{v}"
+            );
         }
-        assert!(matches!(cometd_url("x.com", "62.0"), Err(AuthError::InvalidUrl { name: "instance_url", .. })));
+        assert!(matches!(
+            cometd_url("x.com", "62.0"),
+            Err(AuthError::InvalidUrl {
+                name: "instance_url",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -642,45 +841,110 @@ mod tests {
         assert_eq!(t.authorization_header(), "Bearer 00Dxx!AR8");
         assert_eq!(t.refresh_token, None);
         assert_eq!(t.issued_at, "1699999999999");
-        assert_eq!(validate_token_response(&TokenFields { access_token: None, ..ok }), Err(AuthError::MissingField("access_token")));
-        assert_eq!(validate_token_response(&TokenFields { instance_url: None, ..ok }), Err(AuthError::MissingField("instance_url")));
-        assert_eq!(validate_token_response(&TokenFields { access_token: Some(""), ..ok }), Err(AuthError::MissingField("access_token")));
+        assert_eq!(
+            validate_token_response(&TokenFields {
+                access_token: None,
+                ..ok
+            }),
+            Err(AuthError::MissingField("access_token"))
+        );
+        assert_eq!(
+            validate_token_response(&TokenFields {
+                instance_url: None,
+                ..ok
+            }),
+            Err(AuthError::MissingField("instance_url"))
+        );
+        assert_eq!(
+            validate_token_response(&TokenFields {
+                access_token: Some(""),
+                ..ok
+            }),
+            Err(AuthError::MissingField("access_token"))
+        );
         assert!(matches!(
-            validate_token_response(&TokenFields { instance_url: Some("javascript:alert(1)"), ..ok }),
-            Err(AuthError::InvalidField { name: "instance_url", .. })
+            validate_token_response(&TokenFields {
+                instance_url: Some("javascript:alert(1)"),
+                ..ok
+            }),
+            Err(AuthError::InvalidField {
+                name: "instance_url",
+                ..
+            })
         ));
         assert!(matches!(
-            validate_token_response(&TokenFields { token_type: Some("Bearer x"), ..ok }),
-            Err(AuthError::InvalidField { name: "token_type", .. })
+            validate_token_response(&TokenFields {
+                token_type: Some("Bearer x"),
+                ..ok
+            }),
+            Err(AuthError::InvalidField {
+                name: "token_type",
+                ..
+            })
         ));
     }
 
     #[test]
     fn oauth_errors() {
         let e = AuthError::from_error_response("invalid_grant", Some("authentication failure"));
-        assert_eq!(e, AuthError::OAuth { error: "invalid_grant".into(), description: Some("authentication failure".into()) });
+        assert_eq!(
+            e,
+            AuthError::OAuth {
+                error: "invalid_grant".into(),
+                description: Some("authentication failure".into())
+            }
+        );
         assert_eq!(e.to_string(), "invalid_grant: authentication failure");
-        assert_eq!(AuthError::from_error_response("invalid_client_id", None).to_string(), "invalid_client_id");
+        assert_eq!(
+            AuthError::from_error_response("invalid_client_id", None).to_string(),
+            "invalid_client_id"
+        );
     }
 
     #[test]
     fn identity_namespace_from_id_url_or_instance() {
         assert_eq!(
-            identity_namespace(Some("https://login.salesforce.com/id/00Dxx0000000123EAA/005xx000001SwiUAAS"), "https://x.my.salesforce.com"),
+            identity_namespace(
+                Some("https://login.salesforce.com/id/00Dxx0000000123EAA/005xx000001SwiUAAS"),
+                "https://x.my.salesforce.com"
+            ),
             "00Dxx0000000123EAA/005xx000001SwiUAAS"
         );
-        assert_eq!(identity_namespace(None, "https://acme.my.salesforce.com"), "acme.my.salesforce.com/-");
-        assert_eq!(identity_namespace(Some("garbage"), "http://127.0.0.1:8090"), "127.0.0.1/-");
-        assert_eq!(identity_namespace(Some("https://h/id/../.."), "https://a.b"), "a.b/-");
+        assert_eq!(
+            identity_namespace(None, "https://acme.my.salesforce.com"),
+            "acme.my.salesforce.com/-"
+        );
+        assert_eq!(
+            identity_namespace(Some("garbage"), "http://127.0.0.1:8090"),
+            "127.0.0.1/-"
+        );
+        assert_eq!(
+            identity_namespace(Some("https://h/id/../.."), "https://a.b"),
+            "a.b/-"
+        );
         assert_eq!(identity_namespace(None, ""), "unknown/-");
     }
 
     #[test]
     fn require_secure_refuses_plain_http_to_remote_hosts() {
-        assert_eq!(require_secure("http://example.com", "instance_url", false), Err(AuthError::InsecureUrl { name: "instance_url" }));
-        assert_eq!(require_secure("http://example.com", "instance_url", true), Ok(()));
-        assert_eq!(require_secure("http://127.0.0.1:8090", "instance_url", false), Ok(()));
-        assert_eq!(require_secure("https://x.my.salesforce.com", "instance_url", false), Ok(()));
+        assert_eq!(
+            require_secure("http://example.com", "instance_url", false),
+            Err(AuthError::InsecureUrl {
+                name: "instance_url"
+            })
+        );
+        assert_eq!(
+            require_secure("http://example.com", "instance_url", true),
+            Ok(())
+        );
+        assert_eq!(
+            require_secure("http://127.0.0.1:8090", "instance_url", false),
+            Ok(())
+        );
+        assert_eq!(
+            require_secure("https://x.my.salesforce.com", "instance_url", false),
+            Ok(())
+        );
         assert!(require_secure("ftp://x", "instance_url", true).is_err());
     }
 }

@@ -26,13 +26,17 @@ impl CookieJar {
     pub fn handle_set_cookie(&mut self, header_value: &str) {
         let mut parts = header_value.split(';');
         let Some(pair) = parts.next() else { return };
-        let Some((name, value)) = pair.split_once('=') else { return };
+        let Some((name, value)) = pair.split_once('=') else {
+            return;
+        };
         let name = name.trim();
         let value = value.trim();
         if name.is_empty() || name.len() + value.len() + 1 > MAX_COOKIE_LEN {
             return;
         }
-        if name.chars().any(|c| c.is_control() || c == ' ' || c == ',') || value.chars().any(char::is_control) {
+        if name.chars().any(|c| c.is_control() || c == ' ' || c == ',')
+            || value.chars().any(char::is_control)
+        {
             return;
         }
         let mut delete = false;
@@ -78,7 +82,10 @@ impl CookieJar {
 
     /// The value of cookie `name`, if stored.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Number of cookies stored.
@@ -116,7 +123,10 @@ mod tests {
         assert_eq!(j.cookie_header(), None);
         j.handle_set_cookie("BAYEUX_BROWSER=abc123; Path=/; HttpOnly");
         j.handle_set_cookie("sfdc-stream=!a/b+c==; path=/; Expires=Wed, 01 Jan 2031 00:00:00 GMT; SameSite=None; Secure");
-        assert_eq!(j.cookie_header().as_deref(), Some("BAYEUX_BROWSER=abc123; sfdc-stream=!a/b+c=="));
+        assert_eq!(
+            j.cookie_header().as_deref(),
+            Some("BAYEUX_BROWSER=abc123; sfdc-stream=!a/b+c==")
+        );
         j.handle_set_cookie("sfdc-stream=new%2Fvalue; path=/");
         assert_eq!(j.get("sfdc-stream"), Some("new%2Fvalue"));
         assert_eq!(j.len(), 2);

@@ -51,7 +51,8 @@ impl ServerError {
     /// returned as `(None, [], whole text)`.
     pub fn parse(error: &str) -> (Option<u16>, Vec<String>, String) {
         let mut parts = error.splitn(3, ':');
-        let (Some(code), Some(args), Some(message)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(code), Some(args), Some(message)) = (parts.next(), parts.next(), parts.next())
+        else {
             return (None, Vec::new(), error.to_string());
         };
         let code_ok = code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit());
@@ -144,7 +145,9 @@ impl fmt::Display for ProtoError {
             ProtoError::InvalidArgument { name, reason } => write!(f, "invalid {name}: {reason}"),
             ProtoError::Server(e) => write!(f, "{e}"),
             ProtoError::Transport(t) => write!(f, "{t}"),
-            ProtoError::Timeout => f.write_str("could not (re)connect within the connection timeout"),
+            ProtoError::Timeout => {
+                f.write_str("could not (re)connect within the connection timeout")
+            }
             ProtoError::Authentication(m) => write!(f, "authentication failed: {m}"),
             ProtoError::UnsupportedConnectionType => {
                 f.write_str("the server does not offer the long-polling connection type")
@@ -196,21 +199,38 @@ mod tests {
         assert_eq!(c, Some(400));
         assert!(a.is_empty());
         assert_eq!(m, &e[5..]);
-        let (c, _, m) = ServerError::parse("400::API version in the URI is mandatory. URI format: '/cometd/65.0'");
+        let (c, _, m) = ServerError::parse(
+            "400::API version in the URI is mandatory. URI format: '/cometd/65.0'",
+        );
         assert_eq!(c, Some(400));
-        assert_eq!(m, "API version in the URI is mandatory. URI format: '/cometd/65.0'");
+        assert_eq!(
+            m,
+            "API version in the URI is mandatory. URI format: '/cometd/65.0'"
+        );
     }
 
     #[test]
     fn parse_garbage() {
-        for g in ["", "garbage", "40::x", "abc::x", "4033::x", "403:only-one-colon", "SERVER_UNAVAILABLE"] {
+        for g in [
+            "",
+            "garbage",
+            "40::x",
+            "abc::x",
+            "4033::x",
+            "403:only-one-colon",
+            "SERVER_UNAVAILABLE",
+        ] {
             assert_eq!(ServerError::parse(g), (None, vec![], g.to_string()), "{g}");
         }
     }
 
     #[test]
     fn new_uses_failure_reason_when_no_error() {
-        let e = ServerError::new("/meta/handshake", Some("403::Handshake denied"), Some("401::Authentication invalid"));
+        let e = ServerError::new(
+            "/meta/handshake",
+            Some("403::Handshake denied"),
+            Some("401::Authentication invalid"),
+        );
         assert_eq!(e.code, Some(403));
         assert_eq!(e.failure_code(), Some(401));
         let e = ServerError::new("/meta/connect", None, None);

@@ -212,7 +212,11 @@ impl MsgBuf {
     /// Borrow as a [`Msg`].
     pub fn view(&self) -> Msg<'_> {
         match self {
-            MsgBuf::Event { channel, replay_id, date_ms } => Msg::Event {
+            MsgBuf::Event {
+                channel,
+                replay_id,
+                date_ms,
+            } => Msg::Event {
                 channel: *channel,
                 replay_id: *replay_id,
                 date_ms: *date_ms,
@@ -257,7 +261,11 @@ impl BatchBuf {
     /// Append an event message on `channel`.
     pub fn push_event(&mut self, channel: &str, replay_id: Option<i64>, date_ms: Option<f64>) {
         let channel = self.channel_index(channel);
-        self.messages.push(MsgBuf::Event { channel, replay_id, date_ms });
+        self.messages.push(MsgBuf::Event {
+            channel,
+            replay_id,
+            date_ms,
+        });
     }
 
     /// Append a meta message.
@@ -337,7 +345,11 @@ pub fn validate_channel(channel: &str) -> Result<(), ProtoError> {
     if channel == "/meta" || channel.starts_with("/meta/") {
         return bad("/meta channels are reserved for the protocol");
     }
-    if channel == "/*" || channel == "/**" || channel.starts_with("/*?") || channel.starts_with("/**?") {
+    if channel == "/*"
+        || channel == "/**"
+        || channel.starts_with("/*?")
+        || channel.starts_with("/**?")
+    {
         return bad("root wildcards are not allowed");
     }
     if channel.len() > 1 && channel[1..].starts_with('/') {
@@ -396,7 +408,13 @@ pub(crate) fn connect_body(client_id: &str, id: &str, first: bool) -> String {
     b
 }
 
-pub(crate) fn subscribe_body(client_id: &str, id: &str, channel: &str, replay_key: &str, replay: Option<i64>) -> String {
+pub(crate) fn subscribe_body(
+    client_id: &str,
+    id: &str,
+    channel: &str,
+    replay_key: &str,
+    replay: Option<i64>,
+) -> String {
     let mut b = String::from(r#"[{"channel":"/meta/subscribe","clientId":"#);
     push_json_str(&mut b, client_id);
     b.push_str(r#","subscription":"#);
@@ -453,9 +471,15 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(json_str("a\"b\\c\n\t\u{1}\u{2028}é"), "\"a\\\"b\\\\c\\n\\t\\u0001\\u2028é\"");
+        assert_eq!(
+            json_str("a\"b\\c\n\t\u{1}\u{2028}é"),
+            "\"a\\\"b\\\\c\\n\\t\\u0001\\u2028é\""
+        );
         let v = crate::proto::testjson::parse(&json_str("x\u{0}\u{1f}\"\\/\r")).unwrap();
-        assert_eq!(v, crate::proto::testjson::Value::Str("x\u{0}\u{1f}\"\\/\r".into()));
+        assert_eq!(
+            v,
+            crate::proto::testjson::Value::Str("x\u{0}\u{1f}\"\\/\r".into())
+        );
     }
 
     #[test]
@@ -488,11 +512,35 @@ mod tests {
 
     #[test]
     fn channel_validation() {
-        for ok in ["/topic/X", "/event/Low_Ink__e", "/data/ChangeEvents", "/u/notifications/X", "/topic/X?Name='a b'"] {
+        for ok in [
+            "/topic/X",
+            "/event/Low_Ink__e",
+            "/data/ChangeEvents",
+            "/u/notifications/X",
+            "/topic/X?Name='a b'",
+        ] {
             assert_eq!(validate_channel(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "topic/X", "/meta/connect", "/meta", "/*", "/**", "/x\n", "//x"] {
-            assert!(matches!(validate_channel(bad), Err(ProtoError::InvalidArgument { name: "channel", .. })), "{bad:?}");
+        for bad in [
+            "",
+            "topic/X",
+            "/meta/connect",
+            "/meta",
+            "/*",
+            "/**",
+            "/x\n",
+            "//x",
+        ] {
+            assert!(
+                matches!(
+                    validate_channel(bad),
+                    Err(ProtoError::InvalidArgument {
+                        name: "channel",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
         }
         assert!(validate_channel(&format!("/{}", "a".repeat(2000))).is_err());
     }
@@ -502,11 +550,22 @@ mod tests {
         let mut b = BatchBuf::new();
         b.push_event("/topic/X", Some(1), None);
         b.push_event("/topic/X", Some(2), Some(5.0));
-        b.push_meta(MetaBuf { channel: "/meta/connect".into(), successful: Some(true), ..Default::default() });
+        b.push_meta(MetaBuf {
+            channel: "/meta/connect".into(),
+            successful: Some(true),
+            ..Default::default()
+        });
         b.push_other();
         assert_eq!(b.channels.len(), 1);
         assert_eq!(BatchSource::len(&b), 4);
-        assert_eq!(b.msg(1), Msg::Event { channel: 0, replay_id: Some(2), date_ms: Some(5.0) });
+        assert_eq!(
+            b.msg(1),
+            Msg::Event {
+                channel: 0,
+                replay_id: Some(2),
+                date_ms: Some(5.0)
+            }
+        );
         assert!(matches!(b.msg(2), Msg::Meta(m) if m.channel == "/meta/connect"));
         assert_eq!(b.msg(99), Msg::Other);
         assert_eq!(b.channel(0), Some("/topic/X"));

@@ -54,11 +54,14 @@ pub use backoff::Backoff;
 pub use cookies::{CookieJar, MAX_COOKIES, MAX_COOKIE_LEN};
 pub use error::{ProtoError, ServerError, TransportFailure};
 pub use message::{
-    json_str, push_json_str, validate_channel, Advice, Batch, BatchBuf, BatchSource, MetaBuf, MetaView,
-    Millis, Msg, MsgBuf, OpId, Reconnect, Request, RequestId, RequestKind, MAX_CHANNEL_LEN,
+    json_str, push_json_str, validate_channel, Advice, Batch, BatchBuf, BatchSource, MetaBuf,
+    MetaView, Millis, Msg, MsgBuf, OpId, Reconnect, Request, RequestId, RequestKind,
+    MAX_CHANNEL_LEN,
 };
-pub use replay::{is_replay_error, replay_key, retention_ms, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS};
+pub use replay::{
+    is_replay_error, replay_key, retention_ms, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS,
+};
 pub use session::{
-    Config, Event, ReconnectReason, Session, State, Stats, DEFAULT_ADVICE_TIMEOUT, DISCONNECT_TIMEOUT, GAP_SKEW_MS, MIN_LONG_POLL_TIMEOUT,
-    MAX_AUTH_ROUNDS,
+    Config, Event, ReconnectReason, Session, State, Stats, DEFAULT_ADVICE_TIMEOUT,
+    DISCONNECT_TIMEOUT, GAP_SKEW_MS, MAX_AUTH_ROUNDS, MIN_LONG_POLL_TIMEOUT,
 };

@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn marker_order() {
-        let m = |id, d| ReplayMarker { replay_id: id, date_ms: d };
+        let m = |id, d| ReplayMarker {
+            replay_id: id,
+            date_ms: d,
+        };
         assert!(m(5, 2000.0).is_newer_than(&m(9, 1000.0)));
         assert!(!m(9, 1000.0).is_newer_than(&m(5, 2000.0)));
         assert!(m(6, 1000.0).is_newer_than(&m(5, 1000.0)));
@@ -106,17 +109,30 @@ mod tests {
     #[test]
     fn expiry() {
         let now = 1_700_000_000_000.0;
-        let m = ReplayMarker { replay_id: 1, date_ms: now - 25.0 * HOUR_MS as f64 };
+        let m = ReplayMarker {
+            replay_id: 1,
+            date_ms: now - 25.0 * HOUR_MS as f64,
+        };
         assert!(m.is_expired("/topic/X", now));
         assert!(!m.is_expired("/event/X__e", now));
-        assert!(!ReplayMarker { replay_id: 1, date_ms: 0.0 }.is_expired("/topic/X", now));
+        assert!(!ReplayMarker {
+            replay_id: 1,
+            date_ms: 0.0
+        }
+        .is_expired("/topic/X", now));
     }
 
     #[test]
     fn replay_errors() {
-        assert!(is_replay_error(Some(400), "The replayId {82} you provided was invalid."));
+        assert!(is_replay_error(
+            Some(400),
+            "The replayId {82} you provided was invalid."
+        ));
         assert!(is_replay_error(Some(400), "The replayId for channel {/topic/x} wasn't found using the provided replay ID map {{}}."));
-        assert!(!is_replay_error(Some(400), "The channel you requested to subscribe to does not exist {/topic/X}"));
+        assert!(!is_replay_error(
+            Some(400),
+            "The channel you requested to subscribe to does not exist {/topic/X}"
+        ));
         assert!(!is_replay_error(Some(403), "replayId"));
     }
 }

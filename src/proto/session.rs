@@ -11,7 +11,9 @@ use super::message::{
     validate_channel, BatchBuf, BatchSource, MetaView, Millis, Msg, OpId, Reconnect, Request,
     RequestId, RequestKind,
 };
-use super::replay::{is_replay_error, replay_key, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS};
+use super::replay::{
+    is_replay_error, replay_key, FallbackReason, ReplayMarker, ALL_EVENTS, NEW_EVENTS,
+};
 
 /// Default `advice.timeout` (the server's hold time) until the server says otherwise.
 pub const DEFAULT_ADVICE_TIMEOUT: Millis = 110_000;
@@ -250,9 +252,18 @@ enum Phase {
 #[derive(Clone, Debug, PartialEq)]
 enum ConnectSlot {
     Idle,
-    Due { at: Millis, first: bool },
-    InFlight { id: RequestId, msg_id: String, first: bool },
-    Paused { since: Millis },
+    Due {
+        at: Millis,
+        first: bool,
+    },
+    InFlight {
+        id: RequestId,
+        msg_id: String,
+        first: bool,
+    },
+    Paused {
+        since: Millis,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -264,9 +275,20 @@ enum HsSlot {
 
 #[derive(Clone, Debug, PartialEq)]
 enum JobKind {
-    Subscribe { channel: String, replay: Option<i64>, op: Option<OpId> },
-    Unsubscribe { channel: String, op: OpId },
-    Publish { channel: String, data: String, op: OpId },
+    Subscribe {
+        channel: String,
+        replay: Option<i64>,
+        op: Option<OpId>,
+    },
+    Unsubscribe {
+        channel: String,
+        op: OpId,
+    },
+    Publish {
+        channel: String,
+        data: String,
+        op: OpId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -279,7 +301,12 @@ struct Job {
 
 impl Job {
     fn new(kind: JobKind, now: Millis) -> Job {
-        Job { kind, ready_at: now, attempts: 0, first_failure: None }
+        Job {
+            kind,
+            ready_at: now,
+            attempts: 0,
+            first_failure: None,
+        }
     }
     fn op(&self) -> Option<OpId> {
         match &self.kind {
@@ -485,17 +512,30 @@ impl Session {
                 });
             }
         }
-        let since_wall = if wall_ms.is_finite() && wall_ms > 0.0 { wall_ms } else { 0.0 };
+        let since_wall = if wall_ms.is_finite() && wall_ms > 0.0 {
+            wall_ms
+        } else {
+            0.0
+        };
         match self.subs.iter_mut().find(|s| s.channel == channel) {
             Some(s) => {
                 s.replay = send;
                 s.since_wall = since_wall;
             }
-            None => self.subs.push(SubEntry { channel: channel.to_string(), replay: send, confirmed: false, since_wall }),
+            None => self.subs.push(SubEntry {
+                channel: channel.to_string(),
+                replay: send,
+                confirmed: false,
+                since_wall,
+            }),
         }
         let op = self.next_op();
         self.queue.push_back(Job::new(
-            JobKind::Subscribe { channel: channel.to_string(), replay: send, op: Some(op) },
+            JobKind::Subscribe {
+                channel: channel.to_string(),
+                replay: send,
+                op: Some(op),
+            },
             now,
         ));
         Ok(op)
@@ -506,23 +546,44 @@ impl Session {
         self.check_usable()?;
         validate_channel(channel)?;
         self.subs.retain(|s| s.channel != channel);
-        self.queue.retain(|j| !(j.is_auto() && matches!(&j.kind, JobKind::Subscribe { channel: c, .. } if c == channel)));
+        self.queue.retain(|j| {
+            !(j.is_auto()
+                && matches!(&j.kind, JobKind::Subscribe { channel: c, .. } if c == channel))
+        });
         let op = self.next_op();
-        self.queue.push_back(Job::new(JobKind::Unsubscribe { channel: channel.to_string(), op }, now));
+        self.queue.push_back(Job::new(
+            JobKind::Unsubscribe {
+                channel: channel.to_string(),
+                op,
+            },
+            now,
+        ));
         Ok(op)
     }
 
     /// Publish; `data_json` is already-serialised JSON text of the data (JS did JSON.stringify).
     /// A publish is not retried after a transport failure (it is not idempotent).
-    pub fn publish(&mut self, now: Millis, channel: &str, data_json: &str) -> Result<OpId, ProtoError> {
+    pub fn publish(
+        &mut self,
+        now: Millis,
+        channel: &str,
+        data_json: &str,
+    ) -> Result<OpId, ProtoError> {
         self.check_usable()?;
         validate_channel(channel)?;
         if data_json.trim().is_empty() {
-            return Err(ProtoError::InvalidArgument { name: "data", reason: "data is empty".into() });
+            return Err(ProtoError::InvalidArgument {
+                name: "data",
+                reason: "data is empty".into(),
+            });
         }
         let op = self.next_op();
         self.queue.push_back(Job::new(
-            JobKind::Publish { channel: channel.to_string(), data: data_json.to_string(), op },
+            JobKind::Publish {
+                channel: channel.to_string(),
+                data: data_json.to_string(),
+                op,
+            },
             now,
         ));
         Ok(op)
@@ -571,7 +632,9 @@ impl Session {
             }
         }
         for (ci, m) in newest {
-            let Some(c) = self.chans.get_mut(ci) else { continue };
+            let Some(c) = self.chans.get_mut(ci) else {
+                continue;
+            };
             if c.persisted.as_ref().is_some_and(|p| !m.is_newer_than(p)) {
                 continue;
             }
@@ -583,7 +646,10 @@ impl Session {
             });
             match existing {
                 Some(slot) => *slot = m,
-                None => self.events.push_back(Event::PersistMarker { channel: key, marker: m }),
+                None => self.events.push_back(Event::PersistMarker {
+                    channel: key,
+                    marker: m,
+                }),
             }
         }
         self.maybe_resume(now);
@@ -598,7 +664,11 @@ impl Session {
         self.events.push_back(Event::Reauthenticated);
         // The first handshake after a re-auth is immediate; if the server keeps rejecting fresh
         // tokens, back off between rounds.
-        let delay = if self.auth_rounds <= 1 { 0 } else { self.backoff.delay(self.auth_rounds - 1) };
+        let delay = if self.auth_rounds <= 1 {
+            0
+        } else {
+            self.backoff.delay(self.auth_rounds - 1)
+        };
         self.phase = Phase::Handshaking;
         self.hs = HsSlot::Due(now.saturating_add(delay));
     }
@@ -613,7 +683,11 @@ impl Session {
         }
         self.failures += 1;
         let delay = self.backoff.delay(self.failures);
-        self.events.push_back(Event::Reconnecting { reason: ReconnectReason::NetworkError, attempt: self.failures, delay });
+        self.events.push_back(Event::Reconnecting {
+            reason: ReconnectReason::NetworkError,
+            attempt: self.failures,
+            delay,
+        });
         self.auth_due = Some(now.saturating_add(delay));
     }
 
@@ -632,12 +706,24 @@ impl Session {
     /// A response for request `id` arrived and parsed as a JSON array. `status` is the HTTP status.
     /// `batch` is any [`BatchSource`]: a [`Batch`](super::Batch) of projected messages, or a view that projects
     /// each position when asked (the shell reads its per-response arrays directly).
-    pub fn handle_response<B: BatchSource>(&mut self, now: Millis, id: RequestId, status: u16, batch: &B) {
+    pub fn handle_response<B: BatchSource>(
+        &mut self,
+        now: Millis,
+        id: RequestId,
+        status: u16,
+        batch: &B,
+    ) {
         self.on_response(now, id, status, batch);
     }
 
     /// Same as [`Session::handle_response`] with an owned [`BatchBuf`].
-    pub fn handle_response_buf(&mut self, now: Millis, id: RequestId, status: u16, batch: &BatchBuf) {
+    pub fn handle_response_buf(
+        &mut self,
+        now: Millis,
+        id: RequestId,
+        status: u16,
+        batch: &BatchBuf,
+    ) {
         self.on_response(now, id, status, batch);
     }
 
@@ -653,7 +739,9 @@ impl Session {
             }
         }
         if self.control.as_ref().is_some_and(|c| c.id == id) {
-            let Some(ctl) = self.control.take() else { return };
+            let Some(ctl) = self.control.take() else {
+                return;
+            };
             match ctl.what {
                 CtlWhat::Handshake => {
                     self.hs = HsSlot::None;
@@ -693,7 +781,13 @@ impl Session {
                     self.disconnect_sent = true;
                     let msg_id = self.next_msg_id();
                     let body = disconnect_body(&cid, &msg_id);
-                    return Some(self.control_request(RequestKind::Disconnect, body, msg_id, CtlWhat::Disconnect, self.config.request_timeout.min(DISCONNECT_TIMEOUT)));
+                    return Some(self.control_request(
+                        RequestKind::Disconnect,
+                        body,
+                        msg_id,
+                        CtlWhat::Disconnect,
+                        self.config.request_timeout.min(DISCONNECT_TIMEOUT),
+                    ));
                 }
                 None
             }
@@ -707,7 +801,13 @@ impl Session {
                         self.stats.handshakes += 1;
                         let msg_id = self.next_msg_id();
                         let body = handshake_body(&msg_id);
-                        Some(self.control_request(RequestKind::Handshake, body, msg_id, CtlWhat::Handshake, self.config.request_timeout))
+                        Some(self.control_request(
+                            RequestKind::Handshake,
+                            body,
+                            msg_id,
+                            CtlWhat::Handshake,
+                            self.config.request_timeout,
+                        ))
                     }
                     _ => None,
                 }
@@ -726,9 +826,16 @@ impl Session {
                         } else {
                             // Never shorter than MIN_LONG_POLL_TIMEOUT: a server advising timeout 0
                             // with no network allowance must not make every long-poll time out at once.
-                            self.advice_timeout.saturating_add(self.config.network_allowance).max(MIN_LONG_POLL_TIMEOUT)
+                            self.advice_timeout
+                                .saturating_add(self.config.network_allowance)
+                                .max(MIN_LONG_POLL_TIMEOUT)
                         };
-                        return Some(Request { id, kind: RequestKind::Connect, body, timeout });
+                        return Some(Request {
+                            id,
+                            kind: RequestKind::Connect,
+                            body,
+                            timeout,
+                        });
                     }
                 }
                 if self.control.is_some() {
@@ -738,18 +845,28 @@ impl Session {
                     let job = self.queue.pop_front()?;
                     let msg_id = self.next_msg_id();
                     let (kind, body) = match &job.kind {
-                        JobKind::Subscribe { channel, replay, .. } => (
+                        JobKind::Subscribe {
+                            channel, replay, ..
+                        } => (
                             RequestKind::Subscribe,
                             subscribe_body(&cid, &msg_id, channel, replay_key(channel), *replay),
                         ),
-                        JobKind::Unsubscribe { channel, .. } => {
-                            (RequestKind::Unsubscribe, unsubscribe_body(&cid, &msg_id, channel))
-                        }
-                        JobKind::Publish { channel, data, .. } => {
-                            (RequestKind::Publish, publish_body(&cid, &msg_id, channel, data))
-                        }
+                        JobKind::Unsubscribe { channel, .. } => (
+                            RequestKind::Unsubscribe,
+                            unsubscribe_body(&cid, &msg_id, channel),
+                        ),
+                        JobKind::Publish { channel, data, .. } => (
+                            RequestKind::Publish,
+                            publish_body(&cid, &msg_id, channel, data),
+                        ),
                     };
-                    return Some(self.control_request(kind, body, msg_id, CtlWhat::Job(job), self.config.request_timeout));
+                    return Some(self.control_request(
+                        kind,
+                        body,
+                        msg_id,
+                        CtlWhat::Job(job),
+                        self.config.request_timeout,
+                    ));
                 }
                 None
             }
@@ -816,7 +933,9 @@ impl Session {
             Phase::Handshaking => State::Handshaking,
             Phase::AwaitingAuth => State::Reconnecting,
             Phase::Connected if !self.opened => State::Handshaking,
-            Phase::Connected if self.degraded && !matches!(self.connect, ConnectSlot::Paused { .. }) => {
+            Phase::Connected
+                if self.degraded && !matches!(self.connect, ConnectSlot::Paused { .. }) =>
+            {
                 State::Reconnecting
             }
             Phase::Connected => State::Connected,
@@ -847,7 +966,12 @@ impl Session {
 
     /// `Some("long-polling")` while open.
     pub fn connection_type(&self) -> Option<&'static str> {
-        if self.opened && matches!(self.phase, Phase::Connected | Phase::Handshaking | Phase::AwaitingAuth | Phase::Closing) {
+        if self.opened
+            && matches!(
+                self.phase,
+                Phase::Connected | Phase::Handshaking | Phase::AwaitingAuth | Phase::Closing
+            )
+        {
             Some("long-polling")
         } else {
             None
@@ -862,7 +986,10 @@ impl Session {
     /// The last marker delivered to the buffer for `channel` (filter ignored).
     pub fn marker(&self, channel: &str) -> Option<ReplayMarker> {
         let key = replay_key(channel);
-        self.chans.iter().find(|c| c.key == key).and_then(|c| c.marker.clone())
+        self.chans
+            .iter()
+            .find(|c| c.key == key)
+            .and_then(|c| c.marker.clone())
     }
 
     // ------------------------------------------------------------------------------------------
@@ -891,17 +1018,35 @@ impl Session {
         OpId(self.op_counter)
     }
 
-    fn control_request(&mut self, kind: RequestKind, body: String, msg_id: String, what: CtlWhat, timeout: Millis) -> Request {
+    fn control_request(
+        &mut self,
+        kind: RequestKind,
+        body: String,
+        msg_id: String,
+        what: CtlWhat,
+        timeout: Millis,
+    ) -> Request {
         let id = self.next_req();
         self.control = Some(Ctl { id, msg_id, what });
-        Request { id, kind, body, timeout }
+        Request {
+            id,
+            kind,
+            body,
+            timeout,
+        }
     }
 
     fn chan_index(&mut self, key: &str) -> usize {
         if let Some(i) = self.chans.iter().position(|c| c.key == key) {
             return i;
         }
-        self.chans.push(ChanState { key: key.to_string(), marker: None, floor: None, persisted: None, gap_filter: None });
+        self.chans.push(ChanState {
+            key: key.to_string(),
+            marker: None,
+            floor: None,
+            persisted: None,
+            gap_filter: None,
+        });
         self.chans.len() - 1
     }
 
@@ -941,13 +1086,19 @@ impl Session {
     fn fail_ops(&mut self, err: &ProtoError) {
         for job in std::mem::take(&mut self.queue) {
             if let Some(op) = job.op() {
-                self.events.push_back(Event::OpDone { op, result: Err(err.clone()) });
+                self.events.push_back(Event::OpDone {
+                    op,
+                    result: Err(err.clone()),
+                });
             }
         }
         if let Some(ctl) = &mut self.control {
             if let CtlWhat::Job(job) = &ctl.what {
                 if let Some(op) = job.op() {
-                    self.events.push_back(Event::OpDone { op, result: Err(err.clone()) });
+                    self.events.push_back(Event::OpDone {
+                        op,
+                        result: Err(err.clone()),
+                    });
                 }
                 ctl.what = CtlWhat::Orphan;
             }
@@ -1014,7 +1165,11 @@ impl Session {
             if self.note_failure(now) {
                 return;
             }
-            let d = if self.failures == 0 { self.advice_interval } else { self.backoff.delay(self.failures) };
+            let d = if self.failures == 0 {
+                self.advice_interval
+            } else {
+                self.backoff.delay(self.failures)
+            };
             self.failures += 1;
             d
         } else {
@@ -1026,13 +1181,22 @@ impl Session {
 
     fn on_response<B: BatchSource>(&mut self, now: Millis, id: RequestId, status: u16, b: &B) {
         self.deliveries.clear();
-        let is_connect = matches!(&self.connect, ConnectSlot::InFlight { id: cid, .. } if *cid == id);
+        let is_connect =
+            matches!(&self.connect, ConnectSlot::InFlight { id: cid, .. } if *cid == id);
         let is_control = !is_connect && self.control.as_ref().is_some_and(|c| c.id == id);
         if !is_connect && !is_control {
             return; // stale or unknown request: ignored
         }
-        let is_handshake = is_control && matches!(self.control.as_ref().map(|c| &c.what), Some(CtlWhat::Handshake));
-        let is_disconnect = is_control && matches!(self.control.as_ref().map(|c| &c.what), Some(CtlWhat::Disconnect));
+        let is_handshake = is_control
+            && matches!(
+                self.control.as_ref().map(|c| &c.what),
+                Some(CtlWhat::Handshake)
+            );
+        let is_disconnect = is_control
+            && matches!(
+                self.control.as_ref().map(|c| &c.what),
+                Some(CtlWhat::Disconnect)
+            );
         let mut server_disconnect = false;
         if !is_handshake {
             // A batch is usually thousands of events of one channel: resolve each channel index
@@ -1040,7 +1204,11 @@ impl Session {
             let mut last: Option<(u32, Option<usize>)> = None;
             for i in 0..b.len() {
                 match b.msg(i) {
-                    Msg::Event { channel, replay_id, date_ms } => {
+                    Msg::Event {
+                        channel,
+                        replay_id,
+                        date_ms,
+                    } => {
                         let ci = match last {
                             Some((idx, ci)) if idx == channel => ci,
                             _ => {
@@ -1051,13 +1219,17 @@ impl Session {
                         };
                         self.accept_event(i, ci, replay_id, date_ms);
                     }
-                    Msg::Meta(m) if m.channel == "/meta/disconnect" && !is_disconnect => server_disconnect = true,
+                    Msg::Meta(m) if m.channel == "/meta/disconnect" && !is_disconnect => {
+                        server_disconnect = true
+                    }
                     _ => {}
                 }
             }
         }
         if is_connect {
-            let ConnectSlot::InFlight { msg_id, first, .. } = std::mem::replace(&mut self.connect, ConnectSlot::Idle) else {
+            let ConnectSlot::InFlight { msg_id, first, .. } =
+                std::mem::replace(&mut self.connect, ConnectSlot::Idle)
+            else {
                 return;
             };
             match find_reply(b, "/meta/connect", &msg_id, status) {
@@ -1072,7 +1244,9 @@ impl Session {
             }
             return;
         }
-        let Some(ctl) = self.control.take() else { return };
+        let Some(ctl) = self.control.take() else {
+            return;
+        };
         match ctl.what {
             CtlWhat::Orphan => {}
             CtlWhat::Disconnect => self.finish_close(),
@@ -1106,11 +1280,19 @@ impl Session {
         self.chans.iter().position(|c| c.key == key)
     }
 
-    fn accept_event(&mut self, pos: usize, ci: Option<usize>, replay_id: Option<i64>, date_ms: Option<f64>) {
+    fn accept_event(
+        &mut self,
+        pos: usize,
+        ci: Option<usize>,
+        replay_id: Option<i64>,
+        date_ms: Option<f64>,
+    ) {
         let Ok(pos) = u32::try_from(pos) else { return };
         match (ci, replay_id) {
             (Some(ci), Some(r)) => {
-                let Some(c) = self.chans.get_mut(ci) else { return };
+                let Some(c) = self.chans.get_mut(ci) else {
+                    return;
+                };
                 if c.floor.is_some_and(|f| r <= f) {
                     return; // duplicate of an event already delivered since the last explicit subscribe
                 }
@@ -1122,7 +1304,10 @@ impl Session {
                     c.gap_filter = None;
                 }
                 c.floor = Some(r);
-                let m = ReplayMarker { replay_id: r, date_ms: date };
+                let m = ReplayMarker {
+                    replay_id: r,
+                    date_ms: date,
+                };
                 c.marker = Some(m.clone());
                 self.delivered.push_back(Some((ci, m)));
             }
@@ -1146,7 +1331,13 @@ impl Session {
         }
     }
 
-    fn on_connect_reply(&mut self, now: Millis, m: &MetaView<'_>, first: bool, server_disconnect: bool) {
+    fn on_connect_reply(
+        &mut self,
+        now: Millis,
+        m: &MetaView<'_>,
+        first: bool,
+        server_disconnect: bool,
+    ) {
         self.merge_advice(m);
         if m.successful == Some(true) {
             self.stats.last_connect_at = now;
@@ -1188,7 +1379,11 @@ impl Session {
         let err = ServerError::new(m.channel, m.error, m.failure_reason);
         let advice = m.advice.and_then(|a| a.reconnect);
         if server_disconnect || is_unknown_client(&err) || advice == Some(Reconnect::Handshake) {
-            let reason = if server_disconnect { ReconnectReason::ServerDisconnect } else { ReconnectReason::UnknownClient };
+            let reason = if server_disconnect {
+                ReconnectReason::ServerDisconnect
+            } else {
+                ReconnectReason::UnknownClient
+            };
             self.rehandshake(now, reason, true);
         } else if err.failure_code() == Some(503) || err.code == Some(503) {
             if advice == Some(Reconnect::None) {
@@ -1211,19 +1406,30 @@ impl Session {
             if !self.pause_announced {
                 self.pause_announced = true;
                 self.degraded = true;
-                self.events.push_back(Event::Reconnecting { reason: ReconnectReason::BufferFullPause, attempt: 0, delay: 0 });
+                self.events.push_back(Event::Reconnecting {
+                    reason: ReconnectReason::BufferFullPause,
+                    attempt: 0,
+                    delay: 0,
+                });
             }
         } else {
-            self.connect = ConnectSlot::Due { at: now.saturating_add(self.advice_interval), first: false };
+            self.connect = ConnectSlot::Due {
+                at: now.saturating_add(self.advice_interval),
+                first: false,
+            };
         }
     }
 
     fn buffer_full(&self) -> bool {
-        self.config.max_pending.is_some_and(|n| n > 0 && self.delivered.len() >= n)
+        self.config
+            .max_pending
+            .is_some_and(|n| n > 0 && self.delivered.len() >= n)
     }
 
     fn maybe_resume(&mut self, now: Millis) {
-        let ConnectSlot::Paused { since } = self.connect else { return };
+        let ConnectSlot::Paused { since } = self.connect else {
+            return;
+        };
         if self.buffer_full() || self.phase != Phase::Connected {
             return;
         }
@@ -1234,7 +1440,10 @@ impl Session {
             self.connect = ConnectSlot::Idle;
             self.rehandshake(now, ReconnectReason::BufferFullPause, false);
         } else {
-            self.connect = ConnectSlot::Due { at: now, first: false };
+            self.connect = ConnectSlot::Due {
+                at: now,
+                first: false,
+            };
             if announced {
                 // Observers saw "reconnecting (bufferFull)": tell them polling runs again.
                 self.events.push_back(Event::Connected);
@@ -1250,8 +1459,15 @@ impl Session {
         let delay = self.backoff.delay(self.failures);
         self.stats.reconnects += 1;
         self.degraded = true;
-        self.events.push_back(Event::Reconnecting { reason, attempt: self.failures, delay });
-        self.connect = ConnectSlot::Due { at: now.saturating_add(delay), first };
+        self.events.push_back(Event::Reconnecting {
+            reason,
+            attempt: self.failures,
+            delay,
+        });
+        self.connect = ConnectSlot::Due {
+            at: now.saturating_add(delay),
+            first,
+        };
     }
 
     fn connect_failed(&mut self, now: Millis, failure: TransportFailure, first: bool) {
@@ -1266,7 +1482,10 @@ impl Session {
     fn on_handshake_reply(&mut self, now: Millis, m: &MetaView<'_>, status: u16) {
         if m.successful == Some(true) {
             let Some(cid) = m.client_id.filter(|c| !c.is_empty()) else {
-                self.handshake_transport_failed(now, TransportFailure::Malformed("handshake reply without clientId".into()));
+                self.handshake_transport_failed(
+                    now,
+                    TransportFailure::Malformed("handshake reply without clientId".into()),
+                );
                 return;
             };
             if m.supported_connection_types_has_long_polling == Some(false) {
@@ -1285,7 +1504,10 @@ impl Session {
             }
             self.client_id = Some(cid.to_string());
             self.phase = Phase::Connected;
-            self.connect = ConnectSlot::Due { at: now, first: true };
+            self.connect = ConnectSlot::Due {
+                at: now,
+                first: true,
+            };
             self.queue_resubscribes(now);
             return;
         }
@@ -1326,13 +1548,21 @@ impl Session {
         self.failures += 1;
         let delay = self.backoff.delay(self.failures);
         self.degraded = true;
-        self.events.push_back(Event::Reconnecting { reason, attempt: self.failures, delay });
+        self.events.push_back(Event::Reconnecting {
+            reason,
+            attempt: self.failures,
+            delay,
+        });
         self.hs = HsSlot::Due(now.saturating_add(delay));
     }
 
     fn resubscribe_value(&self, s: &SubEntry) -> Option<i64> {
         let key = replay_key(&s.channel);
-        let floor = self.chans.iter().find(|c| c.key == key).and_then(|c| c.floor);
+        let floor = self
+            .chans
+            .iter()
+            .find(|c| c.key == key)
+            .and_then(|c| c.floor);
         floor.or(s.replay).or(self.config.replay_fallback)
     }
 
@@ -1351,7 +1581,14 @@ impl Session {
                 replay = Some(ALL_EVENTS);
                 gap_filters.push((key.to_string(), s.since_wall - GAP_SKEW_MS));
             }
-            jobs.push(Job::new(JobKind::Subscribe { channel: s.channel.clone(), replay, op: None }, now));
+            jobs.push(Job::new(
+                JobKind::Subscribe {
+                    channel: s.channel.clone(),
+                    replay,
+                    op: None,
+                },
+                now,
+            ));
         }
         for (key, since) in gap_filters {
             if let Some(c) = self.chans.iter_mut().find(|c| c.key == key) {
@@ -1376,16 +1613,27 @@ impl Session {
                         s.confirmed = true;
                     }
                     if let Some(op) = op {
-                        self.events.push_back(Event::OpDone { op: *op, result: Ok(None) });
+                        self.events.push_back(Event::OpDone {
+                            op: *op,
+                            result: Ok(None),
+                        });
                     }
                 }
-                JobKind::Unsubscribe { op, .. } => self.events.push_back(Event::OpDone { op: *op, result: Ok(None) }),
-                JobKind::Publish { op, .. } => self.events.push_back(Event::OpDone { op: *op, result: Ok(pos32) }),
+                JobKind::Unsubscribe { op, .. } => self.events.push_back(Event::OpDone {
+                    op: *op,
+                    result: Ok(None),
+                }),
+                JobKind::Publish { op, .. } => self.events.push_back(Event::OpDone {
+                    op: *op,
+                    result: Ok(pos32),
+                }),
             }
             return;
         }
         let err = ServerError::new(m.channel, m.error, m.failure_reason);
-        if is_unknown_client(&err) || m.advice.and_then(|a| a.reconnect) == Some(Reconnect::Handshake) {
+        if is_unknown_client(&err)
+            || m.advice.and_then(|a| a.reconnect) == Some(Reconnect::Handshake)
+        {
             self.requeue_after_session_loss(job);
             self.rehandshake(now, ReconnectReason::UnknownClient, true);
             return;
@@ -1398,7 +1646,11 @@ impl Session {
             return;
         }
         match job.kind {
-            JobKind::Subscribe { channel, replay, op } => {
+            JobKind::Subscribe {
+                channel,
+                replay,
+                op,
+            } => {
                 if is_replay_error(err.code, &err.message) {
                     if let Some(fb) = self.config.replay_fallback.filter(|fb| Some(*fb) != replay) {
                         self.stats.fallbacks += 1;
@@ -1411,25 +1663,46 @@ impl Session {
                         if let Some(s) = self.subs.iter_mut().find(|s| s.channel == channel) {
                             s.replay = Some(fb);
                         }
-                        if let Some(c) = self.chans.iter_mut().find(|c| c.key == replay_key(&channel)) {
+                        if let Some(c) = self
+                            .chans
+                            .iter_mut()
+                            .find(|c| c.key == replay_key(&channel))
+                        {
                             c.floor = None;
                         }
-                        self.queue.push_front(Job::new(JobKind::Subscribe { channel, replay: Some(fb), op }, now));
+                        self.queue.push_front(Job::new(
+                            JobKind::Subscribe {
+                                channel,
+                                replay: Some(fb),
+                                op,
+                            },
+                            now,
+                        ));
                         return;
                     }
                 }
                 match op {
                     Some(op) => {
-                        if let Some(i) = self.subs.iter().position(|s| s.channel == channel && !s.confirmed) {
+                        if let Some(i) = self
+                            .subs
+                            .iter()
+                            .position(|s| s.channel == channel && !s.confirmed)
+                        {
                             self.subs.remove(i);
                         }
-                        self.events.push_back(Event::OpDone { op, result: Err(ProtoError::Server(err)) });
+                        self.events.push_back(Event::OpDone {
+                            op,
+                            result: Err(ProtoError::Server(err)),
+                        });
                     }
                     None => self.fatal(ProtoError::Server(err)),
                 }
             }
             JobKind::Unsubscribe { op, .. } | JobKind::Publish { op, .. } => {
-                self.events.push_back(Event::OpDone { op, result: Err(ProtoError::Server(err)) });
+                self.events.push_back(Event::OpDone {
+                    op,
+                    result: Err(ProtoError::Server(err)),
+                });
             }
         }
     }
@@ -1441,7 +1714,10 @@ impl Session {
             JobKind::Subscribe { op: None, .. } => {}
             JobKind::Unsubscribe { op, .. } => {
                 // The new session will not resubscribe this channel: done.
-                self.events.push_back(Event::OpDone { op: *op, result: Ok(None) });
+                self.events.push_back(Event::OpDone {
+                    op: *op,
+                    result: Ok(None),
+                });
             }
             _ => self.queue.push_front(job),
         }
@@ -1460,19 +1736,33 @@ impl Session {
             return;
         }
         if let JobKind::Publish { op, .. } = job.kind {
-            self.events.push_back(Event::OpDone { op, result: Err(ProtoError::Transport(failure)) });
+            self.events.push_back(Event::OpDone {
+                op,
+                result: Err(ProtoError::Transport(failure)),
+            });
             return;
         }
         let first = *job.first_failure.get_or_insert(now);
-        if self.config.connection_timeout.is_some_and(|ct| now.saturating_sub(first) >= ct) {
+        if self
+            .config
+            .connection_timeout
+            .is_some_and(|ct| now.saturating_sub(first) >= ct)
+        {
             match job.op() {
                 Some(op) => {
                     if let JobKind::Subscribe { channel, .. } = &job.kind {
-                        if let Some(i) = self.subs.iter().position(|s| s.channel == *channel && !s.confirmed) {
+                        if let Some(i) = self
+                            .subs
+                            .iter()
+                            .position(|s| s.channel == *channel && !s.confirmed)
+                        {
                             self.subs.remove(i);
                         }
                     }
-                    self.events.push_back(Event::OpDone { op, result: Err(ProtoError::Transport(failure)) });
+                    self.events.push_back(Event::OpDone {
+                        op,
+                        result: Err(ProtoError::Transport(failure)),
+                    });
                 }
                 None => self.fatal(ProtoError::Timeout),
             }
@@ -1488,7 +1778,9 @@ impl Session {
 /// completed handshake`, `400::Client .. has established a session, but no BAYEUX_BROWSER cookie present`.
 fn is_unknown_client(err: &ServerError) -> bool {
     let m = err.message.to_ascii_lowercase();
-    m.contains("unknown client") || m.contains("not completed handshake") || m.contains("cookie present")
+    m.contains("unknown client")
+        || m.contains("not completed handshake")
+        || m.contains("cookie present")
 }
 
 fn is_auth_error(err: &ServerError) -> bool {
@@ -1508,8 +1800,14 @@ fn is_retryable_denial(err: &ServerError) -> bool {
 
 /// Find the reply to our request in a batch: the first meta message on `channel` whose id is ours
 /// (or absent). Non-2xx statuses other than Bayeux-carrying 4xx are transport failures.
-fn find_reply<'b, B: BatchSource>(b: &'b B, channel: &str, msg_id: &str, status: u16) -> Result<(usize, MetaView<'b>), TransportFailure> {
-    let usable = (200..300).contains(&status) || ((400..500).contains(&status) && status != 408 && status != 429);
+fn find_reply<'b, B: BatchSource>(
+    b: &'b B,
+    channel: &str,
+    msg_id: &str,
+    status: u16,
+) -> Result<(usize, MetaView<'b>), TransportFailure> {
+    let usable = (200..300).contains(&status)
+        || ((400..500).contains(&status) && status != 408 && status != 429);
     if !usable {
         return Err(TransportFailure::HttpStatus(status));
     }
@@ -1521,7 +1819,9 @@ fn find_reply<'b, B: BatchSource>(b: &'b B, channel: &str, msg_id: &str, status:
         }
     }
     if (200..300).contains(&status) {
-        Err(TransportFailure::Malformed(format!("no reply on {channel} in the response")))
+        Err(TransportFailure::Malformed(format!(
+            "no reply on {channel} in the response"
+        )))
     } else {
         Err(TransportFailure::HttpStatus(status))
     }

@@ -70,7 +70,9 @@ fn value(b: &[u8], p: &mut usize) -> Result<Value, String> {
             }
             loop {
                 ws(b, p);
-                let Value::Str(k) = string(b, p)? else { unreachable!() };
+                let Value::Str(k) = string(b, p)? else {
+                    unreachable!()
+                };
                 ws(b, p);
                 if b.get(*p) != Some(&b':') {
                     return Err(format!("expected ':' at {p}"));
@@ -130,7 +132,9 @@ fn value(b: &[u8], p: &mut usize) -> Result<Value, String> {
                 *p += 1;
             }
             let t = std::str::from_utf8(&b[start..*p]).map_err(|e| e.to_string())?;
-            t.parse().map(Value::Num).map_err(|_| format!("bad number {t}"))
+            t.parse()
+                .map(Value::Num)
+                .map_err(|_| format!("bad number {t}"))
         }
         _ => Err(format!("unexpected input at {p}")),
     }
@@ -143,12 +147,20 @@ fn string(b: &[u8], p: &mut usize) -> Result<Value, String> {
     *p += 1;
     let mut out: Vec<u8> = Vec::new();
     loop {
-        let Some(&c) = b.get(*p) else { return Err("unterminated string".into()) };
+        let Some(&c) = b.get(*p) else {
+            return Err("unterminated string".into());
+        };
         *p += 1;
         match c {
-            b'"' => return String::from_utf8(out).map(Value::Str).map_err(|e| e.to_string()),
+            b'"' => {
+                return String::from_utf8(out)
+                    .map(Value::Str)
+                    .map_err(|e| e.to_string())
+            }
             b'\\' => {
-                let Some(&e) = b.get(*p) else { return Err("bad escape".into()) };
+                let Some(&e) = b.get(*p) else {
+                    return Err("bad escape".into());
+                };
                 *p += 1;
                 match e {
                     b'"' => out.push(b'"'),
@@ -160,7 +172,8 @@ fn string(b: &[u8], p: &mut usize) -> Result<Value, String> {
                     b'r' => out.push(b'\r'),
                     b't' => out.push(b'\t'),
                     b'u' => {
-                        let h = std::str::from_utf8(b.get(*p..*p + 4).ok_or("short \\u")?).map_err(|e| e.to_string())?;
+                        let h = std::str::from_utf8(b.get(*p..*p + 4).ok_or("short \\u")?)
+                            .map_err(|e| e.to_string())?;
                         let n = u32::from_str_radix(h, 16).map_err(|e| e.to_string())?;
                         *p += 4;
                         let ch = char::from_u32(n).ok_or("surrogate")?;

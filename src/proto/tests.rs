@@ -19,11 +19,20 @@ struct Driver {
 
 impl Driver {
     fn new(config: Config) -> Driver {
-        Driver { s: Session::new(config), now: 0, sent: VecDeque::new(), events: Vec::new(), delivered: Vec::new() }
+        Driver {
+            s: Session::new(config),
+            now: 0,
+            sent: VecDeque::new(),
+            events: Vec::new(),
+            delivered: Vec::new(),
+        }
     }
 
     fn cfg() -> Config {
-        Config { connection_timeout: None, ..Config::default() }
+        Config {
+            connection_timeout: None,
+            ..Config::default()
+        }
     }
 
     /// Drain outputs after an input.
@@ -42,9 +51,15 @@ impl Driver {
 
     /// The next request sent, which must be of `kind`.
     fn take(&mut self, kind: RequestKind) -> Request {
-        let r = self.sent.pop_front().unwrap_or_else(|| panic!("expected a {kind:?} request, none sent"));
+        let r = self
+            .sent
+            .pop_front()
+            .unwrap_or_else(|| panic!("expected a {kind:?} request, none sent"));
         assert_eq!(r.kind, kind, "unexpected request {}", r.body);
-        assert!(parse(&r.body).unwrap().is_array(), "body must be a JSON array");
+        assert!(
+            parse(&r.body).unwrap().is_array(),
+            "body must be a JSON array"
+        );
         r
     }
 
@@ -99,7 +114,10 @@ impl Driver {
 
     /// Subscribe: the operation and the request it sent.
     fn start_subscribe(&mut self, channel: &str, replay: Option<i64>) -> (OpId, Request) {
-        let op = self.s.subscribe(self.now, WALL, channel, replay, None).unwrap();
+        let op = self
+            .s
+            .subscribe(self.now, WALL, channel, replay, None)
+            .unwrap();
         self.pump();
         (op, self.take(RequestKind::Subscribe))
     }
@@ -108,7 +126,13 @@ impl Driver {
     fn subscribe_ok(&mut self, channel: &str, replay: Option<i64>) -> Request {
         let (op, r) = self.start_subscribe(channel, replay);
         self.reply(&r, 200, batch(vec![sub_ok(&r)]));
-        assert_eq!(self.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+        assert_eq!(
+            self.take_events(),
+            vec![Event::OpDone {
+                op,
+                result: Ok(None)
+            }]
+        );
         r
     }
 }
@@ -122,11 +146,19 @@ fn mid(r: &Request) -> String {
 }
 
 fn batch(msgs: Vec<MsgBuf>) -> BatchBuf {
-    BatchBuf { channels: Vec::new(), messages: msgs }
+    BatchBuf {
+        channels: Vec::new(),
+        messages: msgs,
+    }
 }
 
 fn meta(channel: &str, id: Option<String>, ok: bool) -> MetaBuf {
-    MetaBuf { channel: channel.into(), id, successful: Some(ok), ..Default::default() }
+    MetaBuf {
+        channel: channel.into(),
+        id,
+        successful: Some(ok),
+        ..Default::default()
+    }
 }
 
 fn hs_ok(r: &Request) -> MsgBuf {
@@ -141,18 +173,29 @@ fn hs_denied(r: &Request, reason: &str) -> MsgBuf {
     MsgBuf::Meta(MetaBuf {
         error: Some("403::Handshake denied".into()),
         failure_reason: Some(reason.into()),
-        advice: Some(Advice { reconnect: Some(Reconnect::None), ..Default::default() }),
+        advice: Some(Advice {
+            reconnect: Some(Reconnect::None),
+            ..Default::default()
+        }),
         ..meta("/meta/handshake", Some(mid(r)), false)
     })
 }
 
 fn connect_ok(r: &Request) -> MsgBuf {
-    MsgBuf::Meta(MetaBuf { client_id: Some(CID.into()), ..meta("/meta/connect", Some(mid(r)), true) })
+    MsgBuf::Meta(MetaBuf {
+        client_id: Some(CID.into()),
+        ..meta("/meta/connect", Some(mid(r)), true)
+    })
 }
 
 fn connect_ok_advice(r: &Request) -> MsgBuf {
     MsgBuf::Meta(MetaBuf {
-        advice: Some(Advice { reconnect: Some(Reconnect::Retry), interval: Some(0), timeout: Some(110_000), multiple_clients: false }),
+        advice: Some(Advice {
+            reconnect: Some(Reconnect::Retry),
+            interval: Some(0),
+            timeout: Some(110_000),
+            multiple_clients: false,
+        }),
         ..meta("/meta/connect", Some(mid(r)), true)
     })
 }
@@ -160,7 +203,11 @@ fn connect_ok_advice(r: &Request) -> MsgBuf {
 fn connect_err(r: &Request, error: &str, reconnect: Reconnect) -> MsgBuf {
     MsgBuf::Meta(MetaBuf {
         error: Some(error.into()),
-        advice: Some(Advice { reconnect: Some(reconnect), interval: Some(0), ..Default::default() }),
+        advice: Some(Advice {
+            reconnect: Some(reconnect),
+            interval: Some(0),
+            ..Default::default()
+        }),
         ..meta("/meta/connect", Some(mid(r)), false)
     })
 }
@@ -168,13 +215,19 @@ fn connect_err(r: &Request, error: &str, reconnect: Reconnect) -> MsgBuf {
 fn sub_ok(r: &Request) -> MsgBuf {
     let b = body(r);
     MsgBuf::Meta(MetaBuf {
-        subscription: b.get("subscription").and_then(Value::str).map(str::to_string),
+        subscription: b
+            .get("subscription")
+            .and_then(Value::str)
+            .map(str::to_string),
         ..meta("/meta/subscribe", Some(mid(r)), true)
     })
 }
 
 fn sub_err(r: &Request, error: &str) -> MsgBuf {
-    MsgBuf::Meta(MetaBuf { error: Some(error.into()), ..meta("/meta/subscribe", Some(mid(r)), false) })
+    MsgBuf::Meta(MetaBuf {
+        error: Some(error.into()),
+        ..meta("/meta/subscribe", Some(mid(r)), false)
+    })
 }
 
 fn events_batch(channel: &str, ids: &[i64], date: f64, tail: MsgBuf) -> BatchBuf {
@@ -212,7 +265,9 @@ fn open_happy_path_exact_bodies() {
     let c = d.take(RequestKind::Connect);
     assert_eq!(
         c.body,
-        format!(r#"[{{"channel":"/meta/connect","clientId":"{CID}","connectionType":"long-polling","id":"2","advice":{{"timeout":0}}}}]"#)
+        format!(
+            r#"[{{"channel":"/meta/connect","clientId":"{CID}","connectionType":"long-polling","id":"2","advice":{{"timeout":0}}}}]"#
+        )
     );
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     assert_eq!(d.take_events(), vec![Event::Opened, Event::Connected]);
@@ -222,18 +277,28 @@ fn open_happy_path_exact_bodies() {
     let c2 = d.take(RequestKind::Connect);
     assert_eq!(
         c2.body,
-        format!(r#"[{{"channel":"/meta/connect","clientId":"{CID}","connectionType":"long-polling","id":"3"}}]"#)
+        format!(
+            r#"[{{"channel":"/meta/connect","clientId":"{CID}","connectionType":"long-polling","id":"3"}}]"#
+        )
     );
     assert_eq!(c2.timeout, 120_000);
     // subscribe goes out as a control request while the long-poll is held
     let (op, sub) = d.start_subscribe("/topic/X", Some(-1));
     assert_eq!(
         sub.body,
-        format!(r#"[{{"channel":"/meta/subscribe","clientId":"{CID}","subscription":"/topic/X","id":"4","ext":{{"replay":{{"/topic/X":-1}}}}}}]"#)
+        format!(
+            r#"[{{"channel":"/meta/subscribe","clientId":"{CID}","subscription":"/topic/X","id":"4","ext":{{"replay":{{"/topic/X":-1}}}}}}]"#
+        )
     );
     assert_eq!(d.s.subscriptions().collect::<Vec<_>>(), vec!["/topic/X"]);
     d.reply(&sub, 200, batch(vec![sub_ok(&sub)]));
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Ok(None)
+        }]
+    );
     // held connect returns after 110 s with a bare reply: next connect immediately
     d.now += 110_000;
     d.reply(&c2, 200, batch(vec![connect_ok(&c2)]));
@@ -253,7 +318,10 @@ fn subscribe_without_replay_omits_ext_and_filter_key_is_stripped() {
     let _c = d.take(RequestKind::Connect);
     let r = d.subscribe_ok("/topic/X?Name='a'", Some(-2));
     assert_eq!(replay_of(&r, "/topic/X"), Some(-2.0));
-    assert_eq!(body(&r).get("subscription").and_then(Value::str), Some("/topic/X?Name='a'"));
+    assert_eq!(
+        body(&r).get("subscription").and_then(Value::str),
+        Some("/topic/X?Name='a'")
+    );
     let r = d.subscribe_ok("/event/E__e", None);
     assert!(body(&r).get("ext").is_none());
 }
@@ -272,10 +340,16 @@ fn user_ops_go_one_at_a_time_and_wait_for_handshake() {
     let c = d.take(RequestKind::Connect);
     let sa = d.take(RequestKind::Subscribe);
     d.nothing_sent(); // one control request at a time
-    assert_eq!(body(&sa).get("subscription").and_then(Value::str), Some("/topic/A"));
+    assert_eq!(
+        body(&sa).get("subscription").and_then(Value::str),
+        Some("/topic/A")
+    );
     d.reply(&sa, 200, batch(vec![sub_ok(&sa)]));
     let sb = d.take(RequestKind::Subscribe);
-    assert_eq!(body(&sb).get("subscription").and_then(Value::str), Some("/topic/B"));
+    assert_eq!(
+        body(&sb).get("subscription").and_then(Value::str),
+        Some("/topic/B")
+    );
     d.reply(&sb, 200, batch(vec![sub_ok(&sb)]));
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     let ev = d.take_events();
@@ -283,8 +357,14 @@ fn user_ops_go_one_at_a_time_and_wait_for_handshake() {
         ev,
         vec![
             Event::Connecting,
-            Event::OpDone { op: a, result: Ok(None) },
-            Event::OpDone { op: b, result: Ok(None) },
+            Event::OpDone {
+                op: a,
+                result: Ok(None)
+            },
+            Event::OpDone {
+                op: b,
+                result: Ok(None)
+            },
             Event::Opened,
             Event::Connected
         ]
@@ -299,32 +379,69 @@ fn unknown_client_rehandshakes_and_resubscribes_from_markers() {
     d.subscribe_ok("/topic/X", Some(-1));
     d.subscribe_ok("/event/E__e", Some(-2));
     // events arrive before the connect reply
-    d.reply(&c, 200, events_batch("/topic/X", &[5, 6], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[5, 6], WALL, connect_ok(&c)),
+    );
     assert_eq!(d.delivered, vec![0, 1]);
     assert_eq!(d.s.pending_count(), 2);
-    assert_eq!(d.s.marker("/topic/X"), Some(ReplayMarker { replay_id: 6, date_ms: WALL + 6.0 }));
+    assert_eq!(
+        d.s.marker("/topic/X"),
+        Some(ReplayMarker {
+            replay_id: 6,
+            date_ms: WALL + 6.0
+        })
+    );
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
-    assert_eq!(d.take_events(), vec![Event::Rehandshake { reason: ReconnectReason::UnknownClient }]);
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
+    assert_eq!(
+        d.take_events(),
+        vec![Event::Rehandshake {
+            reason: ReconnectReason::UnknownClient
+        }]
+    );
     // first retry after an Unknown client is immediate
     let hs = d.take(RequestKind::Handshake);
     assert_eq!(mid(&hs), "7", "message ids keep counting across handshakes");
     assert_eq!(d.s.client_id(), None);
     d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
     let c1 = d.take(RequestKind::Connect);
-    assert!(body(&c1).get("advice").is_some(), "first connect after handshake asks for an immediate reply");
+    assert!(
+        body(&c1).get("advice").is_some(),
+        "first connect after handshake asks for an immediate reply"
+    );
     let s1 = d.take(RequestKind::Subscribe);
-    assert_eq!(replay_of(&s1, "/topic/X"), Some(6.0), "resume after the last delivered event");
+    assert_eq!(
+        replay_of(&s1, "/topic/X"),
+        Some(6.0),
+        "resume after the last delivered event"
+    );
     d.reply(&s1, 200, batch(vec![sub_ok(&s1)]));
     let s2 = d.take(RequestKind::Subscribe);
-    assert_eq!(replay_of(&s2, "/event/E__e"), Some(-2.0), "no marker yet: the subscribed value");
+    assert_eq!(
+        replay_of(&s2, "/event/E__e"),
+        Some(-2.0),
+        "no marker yet: the subscribed value"
+    );
     d.reply(&s2, 200, batch(vec![sub_ok(&s2)]));
     d.reply(&c1, 200, batch(vec![connect_ok_advice(&c1)]));
     assert_eq!(d.take_events(), vec![Event::Connected]);
     assert_eq!(d.s.stats().rehandshakes, 1);
     assert_eq!(d.s.stats().handshakes, 2);
     // automatic resubscribes produce no OpDone and the resubscribe set is unchanged
-    assert_eq!(d.s.subscriptions().collect::<Vec<_>>(), vec!["/topic/X", "/event/E__e"]);
+    assert_eq!(
+        d.s.subscriptions().collect::<Vec<_>>(),
+        vec!["/topic/X", "/event/E__e"]
+    );
 }
 
 #[test]
@@ -334,17 +451,33 @@ fn unsolicited_meta_disconnect_triggers_rehandshake() {
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
     let mut b = BatchBuf::new();
-    b.push_meta(MetaBuf { channel: "/meta/disconnect".into(), successful: Some(true), ..Default::default() });
     b.push_meta(MetaBuf {
-        advice: Some(Advice { reconnect: Some(Reconnect::None), ..Default::default() }),
+        channel: "/meta/disconnect".into(),
+        successful: Some(true),
+        ..Default::default()
+    });
+    b.push_meta(MetaBuf {
+        advice: Some(Advice {
+            reconnect: Some(Reconnect::None),
+            ..Default::default()
+        }),
         ..meta("/meta/connect", Some(mid(&c)), true)
     });
     d.reply(&c, 200, b);
-    assert_eq!(d.take_events(), vec![Event::Rehandshake { reason: ReconnectReason::ServerDisconnect }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::Rehandshake {
+            reason: ReconnectReason::ServerDisconnect
+        }]
+    );
     d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
-    assert_eq!(replay_of(&s, "/topic/X"), Some(-2.0), "no event delivered yet: gap-free resubscribe");
+    assert_eq!(
+        replay_of(&s, "/topic/X"),
+        Some(-2.0),
+        "no event delivered yet: gap-free resubscribe"
+    );
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     // the old "none" advice was reset by the handshake: the loop continues with connects
@@ -357,14 +490,24 @@ fn unsolicited_disconnect_in_a_control_response_aborts_the_long_poll() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None).unwrap();
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(-1), None)
+        .unwrap();
     d.pump();
     let s = d.take(RequestKind::Subscribe);
     let mut b = batch(vec![sub_ok(&s)]);
-    b.push_meta(MetaBuf { channel: "/meta/disconnect".into(), ..Default::default() });
+    b.push_meta(MetaBuf {
+        channel: "/meta/disconnect".into(),
+        ..Default::default()
+    });
     d.reply(&s, 200, b);
     let ev = d.take_events();
-    assert!(ev.contains(&Event::AbortAll) && ev.contains(&Event::Rehandshake { reason: ReconnectReason::ServerDisconnect }), "{ev:?}");
+    assert!(
+        ev.contains(&Event::AbortAll)
+            && ev.contains(&Event::Rehandshake {
+                reason: ReconnectReason::ServerDisconnect
+            }),
+        "{ev:?}"
+    );
     let _hs = d.take(RequestKind::Handshake);
     // the aborted long-poll's late outcome is ignored
     d.fail(&c, TransportFailure::Network("aborted".into()));
@@ -378,13 +521,29 @@ fn auth_invalid_on_connect_needs_auth_then_handshakes_and_resubscribes() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(&c, 200, events_batch("/topic/X", &[10], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[10], WALL, connect_ok(&c)),
+    );
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "401::Authentication invalid",
+            Reconnect::None,
+        )]),
+    );
     assert_eq!(d.take_events(), vec![Event::NeedAuth]);
     assert_eq!(d.s.state(), State::Reconnecting);
     d.nothing_sent();
-    assert_eq!(d.s.poll_timeout(), None, "nothing happens until the authenticator answers");
+    assert_eq!(
+        d.s.poll_timeout(),
+        None,
+        "nothing happens until the authenticator answers"
+    );
     d.now += 700;
     d.s.handle_authenticated(d.now);
     d.pump();
@@ -404,12 +563,24 @@ fn handshake_denied_with_401_reason_needs_auth_bounded_with_backoff() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     d.take_events();
     let mut hs = d.take(RequestKind::Handshake);
     let mut delays = Vec::new();
     for round in 1..=3 {
-        d.reply(&hs, 200, batch(vec![hs_denied(&hs, "401::Authentication invalid")]));
+        d.reply(
+            &hs,
+            200,
+            batch(vec![hs_denied(&hs, "401::Authentication invalid")]),
+        );
         assert_eq!(d.take_events(), vec![Event::NeedAuth], "round {round}");
         d.s.handle_authenticated(d.now);
         d.pump();
@@ -422,10 +593,20 @@ fn handshake_denied_with_401_reason_needs_auth_bounded_with_backoff() {
         hs = d.take(RequestKind::Handshake);
     }
     assert_eq!(delays[0], 0, "first handshake after a re-auth is immediate");
-    assert!(delays[1] > 0 && delays[2] > 0, "later rounds back off: {delays:?}");
-    d.reply(&hs, 200, batch(vec![hs_denied(&hs, "401::Authentication invalid")]));
+    assert!(
+        delays[1] > 0 && delays[2] > 0,
+        "later rounds back off: {delays:?}"
+    );
+    d.reply(
+        &hs,
+        200,
+        batch(vec![hs_denied(&hs, "401::Authentication invalid")]),
+    );
     let ev = d.take_events();
-    assert!(matches!(&ev[..], [Event::Failed(ProtoError::Authentication(m)), Event::Closed] if m.contains("401::Authentication invalid")), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::Failed(ProtoError::Authentication(m)), Event::Closed] if m.contains("401::Authentication invalid")),
+        "{ev:?}"
+    );
     assert!(d.s.is_closed());
     d.nothing_sent();
 }
@@ -436,30 +617,64 @@ fn auth_failed_is_fatal() {
     d.open();
     let c = d.take(RequestKind::Connect);
     let op = d.s.publish(d.now, "/u/x", "1").unwrap();
-    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "401::Authentication invalid",
+            Reconnect::None,
+        )]),
+    );
     assert_eq!(d.take_events(), vec![Event::NeedAuth]);
     d.s.handle_auth_failed(d.now, "invalid_grant: expired access/refresh token");
     d.pump();
     let err = ProtoError::Authentication("invalid_grant: expired access/refresh token".into());
     assert_eq!(
         d.take_events(),
-        vec![Event::OpDone { op, result: Err(err.clone()) }, Event::Failed(err), Event::Closed]
+        vec![
+            Event::OpDone {
+                op,
+                result: Err(err.clone())
+            },
+            Event::Failed(err),
+            Event::Closed
+        ]
     );
-    assert_eq!(d.s.subscribe(d.now, WALL, "/topic/X", None, None), Err(ProtoError::InvalidOperation("client is closed")));
+    assert_eq!(
+        d.s.subscribe(d.now, WALL, "/topic/X", None, None),
+        Err(ProtoError::InvalidOperation("client is closed"))
+    );
 }
 
 #[test]
 fn repeated_handshake_failures_back_off_capped_jittered_never_zero() {
-    let mut d = Driver::new(Config { backoff_base: 500, backoff_cap: 8_000, ..Driver::cfg() });
+    let mut d = Driver::new(Config {
+        backoff_base: 500,
+        backoff_cap: 8_000,
+        ..Driver::cfg()
+    });
     d.s.open(0).unwrap();
     d.pump();
     assert_eq!(d.take_events(), vec![Event::Connecting]);
     let mut hs = d.take(RequestKind::Handshake);
     let mut delays = Vec::new();
     for n in 1..=10u32 {
-        d.reply(&hs, 200, batch(vec![hs_denied(&hs, "503::Server is too busy.  Please try your request again later.")]));
+        d.reply(
+            &hs,
+            200,
+            batch(vec![hs_denied(
+                &hs,
+                "503::Server is too busy.  Please try your request again later.",
+            )]),
+        );
         let ev = d.take_events();
-        let [Event::Reconnecting { reason: ReconnectReason::ServerBusy, attempt, delay }] = ev[..] else {
+        let [Event::Reconnecting {
+            reason: ReconnectReason::ServerBusy,
+            attempt,
+            delay,
+        }] = ev[..]
+        else {
             panic!("{ev:?}")
         };
         assert_eq!(attempt, n);
@@ -467,7 +682,10 @@ fn repeated_handshake_failures_back_off_capped_jittered_never_zero() {
         assert_eq!(d.fire(), delay);
         hs = d.take(RequestKind::Handshake);
         let ceiling = (500u64 << (n - 1)).min(8_000);
-        assert!(delay >= ceiling / 2 && delay <= ceiling && delay > 0, "n={n} delay={delay}");
+        assert!(
+            delay >= ceiling / 2 && delay <= ceiling && delay > 0,
+            "n={n} delay={delay}"
+        );
         delays.push(delay);
     }
     assert!(delays[3] > delays[0], "delays grow: {delays:?}");
@@ -508,7 +726,15 @@ fn advice_is_reset_after_successful_handshake_no_loop() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     let hs = d.take(RequestKind::Handshake);
     // Salesforce's handshake reply carries no advice at all
     d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
@@ -530,7 +756,15 @@ fn repeated_unknown_client_after_rehandshake_backs_off() {
     let mut c = d.take(RequestKind::Connect);
     let mut waits = Vec::new();
     for _ in 0..4 {
-        d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+        d.reply(
+            &c,
+            200,
+            batch(vec![connect_err(
+                &c,
+                "403::Unknown client",
+                Reconnect::Handshake,
+            )]),
+        );
         let wait = if d.sent.is_empty() { d.fire() } else { 0 };
         waits.push(wait);
         let hs = d.take(RequestKind::Handshake);
@@ -549,7 +783,14 @@ fn network_errors_on_connect_retry_with_backoff() {
     let c = d.take(RequestKind::Connect);
     d.fail(&c, TransportFailure::Network("connection reset".into()));
     let ev = d.take_events();
-    let [Event::Reconnecting { reason: ReconnectReason::NetworkError, attempt: 1, delay }] = ev[..] else { panic!("{ev:?}") };
+    let [Event::Reconnecting {
+        reason: ReconnectReason::NetworkError,
+        attempt: 1,
+        delay,
+    }] = ev[..]
+    else {
+        panic!("{ev:?}")
+    };
     assert!((250..=500).contains(&delay));
     assert_eq!(d.s.state(), State::Reconnecting);
     d.nothing_sent();
@@ -557,16 +798,37 @@ fn network_errors_on_connect_retry_with_backoff() {
     let c = d.take(RequestKind::Connect);
     d.fail(&c, TransportFailure::Timeout);
     let ev = d.take_events();
-    let [Event::Reconnecting { reason: ReconnectReason::Timeout, attempt: 2, delay }] = ev[..] else { panic!("{ev:?}") };
+    let [Event::Reconnecting {
+        reason: ReconnectReason::Timeout,
+        attempt: 2,
+        delay,
+    }] = ev[..]
+    else {
+        panic!("{ev:?}")
+    };
     assert!((500..=1000).contains(&delay));
     d.fire();
     let c = d.take(RequestKind::Connect);
     d.reply(&c, 503, batch(vec![]));
-    assert!(matches!(d.take_events()[..], [Event::Reconnecting { reason: ReconnectReason::HttpStatus(503), attempt: 3, .. }]));
+    assert!(matches!(
+        d.take_events()[..],
+        [Event::Reconnecting {
+            reason: ReconnectReason::HttpStatus(503),
+            attempt: 3,
+            ..
+        }]
+    ));
     d.fire();
     let c = d.take(RequestKind::Connect);
     d.reply(&c, 200, batch(vec![MsgBuf::Other])); // no connect reply in the body
-    assert!(matches!(d.take_events()[..], [Event::Reconnecting { reason: ReconnectReason::Malformed, attempt: 4, .. }]));
+    assert!(matches!(
+        d.take_events()[..],
+        [Event::Reconnecting {
+            reason: ReconnectReason::Malformed,
+            attempt: 4,
+            ..
+        }]
+    ));
     d.fire();
     let c = d.take(RequestKind::Connect);
     d.reply(&c, 200, batch(vec![connect_ok(&c)]));
@@ -576,12 +838,18 @@ fn network_errors_on_connect_retry_with_backoff() {
     // back-off resets after a successful connect
     let c = d.take(RequestKind::Connect);
     d.fail(&c, TransportFailure::Network("x".into()));
-    assert!(matches!(d.take_events()[..], [Event::Reconnecting { attempt: 1, .. }]));
+    assert!(matches!(
+        d.take_events()[..],
+        [Event::Reconnecting { attempt: 1, .. }]
+    ));
 }
 
 #[test]
 fn connection_timeout_fails_after_recovery_window() {
-    let mut d = Driver::new(Config { connection_timeout: Some(10_000), ..Config::default() });
+    let mut d = Driver::new(Config {
+        connection_timeout: Some(10_000),
+        ..Config::default()
+    });
     d.open();
     let c = d.take(RequestKind::Connect);
     let (op, s) = d.start_subscribe("/topic/X", Some(-1));
@@ -602,8 +870,18 @@ fn connection_timeout_fails_after_recovery_window() {
     assert_eq!(d.now - start, 10_000, "fails exactly at the deadline");
     let ev = d.take_events();
     assert_eq!(
-        ev.iter().filter(|e| !matches!(e, Event::Reconnecting { .. })).cloned().collect::<Vec<_>>(),
-        vec![Event::OpDone { op, result: Err(ProtoError::Timeout) }, Event::Failed(ProtoError::Timeout), Event::Closed]
+        ev.iter()
+            .filter(|e| !matches!(e, Event::Reconnecting { .. }))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            Event::OpDone {
+                op,
+                result: Err(ProtoError::Timeout)
+            },
+            Event::Failed(ProtoError::Timeout),
+            Event::Closed
+        ]
     );
     // the in-flight subscribe's late answer is ignored
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
@@ -614,7 +892,10 @@ fn connection_timeout_fails_after_recovery_window() {
 
 #[test]
 fn open_network_errors_retry_until_connection_timeout() {
-    let mut d = Driver::new(Config { connection_timeout: Some(5_000), ..Config::default() });
+    let mut d = Driver::new(Config {
+        connection_timeout: Some(5_000),
+        ..Config::default()
+    });
     d.s.open(0).unwrap();
     d.pump();
     let hs = d.take(RequestKind::Handshake);
@@ -629,7 +910,10 @@ fn open_network_errors_retry_until_connection_timeout() {
     }
     assert!(attempts >= 3, "retried: {attempts}");
     let ev = d.take_events();
-    assert_eq!(&ev[ev.len() - 2..], &[Event::OpenFailed(ProtoError::Timeout), Event::Closed]);
+    assert_eq!(
+        &ev[ev.len() - 2..],
+        &[Event::OpenFailed(ProtoError::Timeout), Event::Closed]
+    );
     assert!(!ev.contains(&Event::Opened));
 }
 
@@ -641,20 +925,42 @@ fn open_rejections_fail_immediately() {
     d.pump();
     let hs = d.take(RequestKind::Handshake);
     let e = "400::API version in the URI is mandatory. URI format: '/cometd/65.0'";
-    d.reply(&hs, 400, batch(vec![MsgBuf::Meta(MetaBuf { error: Some(e.into()), ..meta("/meta/handshake", None, false) })]));
+    d.reply(
+        &hs,
+        400,
+        batch(vec![MsgBuf::Meta(MetaBuf {
+            error: Some(e.into()),
+            ..meta("/meta/handshake", None, false)
+        })]),
+    );
     let ev = d.take_events();
-    let [Event::Connecting, Event::OpenFailed(ProtoError::Server(se)), Event::Closed] = &ev[..] else { panic!("{ev:?}") };
+    let [Event::Connecting, Event::OpenFailed(ProtoError::Server(se)), Event::Closed] = &ev[..]
+    else {
+        panic!("{ev:?}")
+    };
     assert_eq!(se.code, Some(400));
-    assert_eq!(se.message, "API version in the URI is mandatory. URI format: '/cometd/65.0'");
+    assert_eq!(
+        se.message,
+        "API version in the URI is mandatory. URI format: '/cometd/65.0'"
+    );
     // unsupported connection type
     let mut d = Driver::new(Driver::cfg());
     d.s.open(0).unwrap();
     d.pump();
     let hs = d.take(RequestKind::Handshake);
-    let MsgBuf::Meta(mut m) = hs_ok(&hs) else { unreachable!() };
+    let MsgBuf::Meta(mut m) = hs_ok(&hs) else {
+        unreachable!()
+    };
     m.supported_connection_types_has_long_polling = Some(false);
     d.reply(&hs, 200, batch(vec![MsgBuf::Meta(m)]));
-    assert_eq!(d.take_events(), vec![Event::Connecting, Event::OpenFailed(ProtoError::UnsupportedConnectionType), Event::Closed]);
+    assert_eq!(
+        d.take_events(),
+        vec![
+            Event::Connecting,
+            Event::OpenFailed(ProtoError::UnsupportedConnectionType),
+            Event::Closed
+        ]
+    );
     // non-retryable HTTP status without a Bayeux body
     let mut d = Driver::new(Driver::cfg());
     d.s.open(0).unwrap();
@@ -663,22 +969,37 @@ fn open_rejections_fail_immediately() {
     d.reply(&hs, 404, batch(vec![]));
     assert_eq!(
         d.take_events(),
-        vec![Event::Connecting, Event::OpenFailed(ProtoError::Transport(TransportFailure::HttpStatus(404))), Event::Closed]
+        vec![
+            Event::Connecting,
+            Event::OpenFailed(ProtoError::Transport(TransportFailure::HttpStatus(404))),
+            Event::Closed
+        ]
     );
     // open again after a failure starts over
     d.s.open(d.now).unwrap();
     d.pump();
     let _hs = d.take(RequestKind::Handshake);
-    assert_eq!(d.s.open(d.now), Err(ProtoError::InvalidOperation("client is already open")));
+    assert_eq!(
+        d.s.open(d.now),
+        Err(ProtoError::InvalidOperation("client is already open"))
+    );
 }
 
 #[test]
 fn replay_rejected_falls_back_when_configured() {
-    let mut d = Driver::new(Config { replay_fallback: Some(ALL_EVENTS), ..Driver::cfg() });
+    let mut d = Driver::new(Config {
+        replay_fallback: Some(ALL_EVENTS),
+        ..Driver::cfg()
+    });
     d.open();
     let _c = d.take(RequestKind::Connect);
-    let marker = ReplayMarker { replay_id: 82, date_ms: WALL - 1000.0 };
-    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(82), Some(&marker)).unwrap();
+    let marker = ReplayMarker {
+        replay_id: 82,
+        date_ms: WALL - 1000.0,
+    };
+    let op =
+        d.s.subscribe(d.now, WALL, "/topic/X", Some(82), Some(&marker))
+            .unwrap();
     d.pump();
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(82.0));
@@ -686,14 +1007,22 @@ fn replay_rejected_falls_back_when_configured() {
     d.reply(&s, 200, batch(vec![sub_err(&s, err)]));
     assert_eq!(
         d.take_events(),
-        vec![Event::ReplayFallback { channel: "/topic/X".into(), replay_id: 82, fallback: -2, reason: FallbackReason::ReplayRejected }]
+        vec![Event::ReplayFallback {
+            channel: "/topic/X".into(),
+            replay_id: 82,
+            fallback: -2,
+            reason: FallbackReason::ReplayRejected
+        }]
     );
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(-2.0));
     // if the fallback itself is rejected there is no loop: the error surfaces
     d.reply(&s, 200, batch(vec![sub_err(&s, err)]));
     let ev = d.take_events();
-    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.code == Some(400)), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.code == Some(400)),
+        "{ev:?}"
+    );
     assert_eq!(d.s.stats().fallbacks, 1);
     assert_eq!(d.s.subscriptions().count(), 0);
 }
@@ -707,41 +1036,86 @@ fn replay_rejected_without_fallback_surfaces() {
     let err = "400::The replayId for channel {/topic/X} wasn't found using the provided replay ID map {{}}.";
     d.reply(&s, 200, batch(vec![sub_err(&s, err)]));
     let ev = d.take_events();
-    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(_)) }] if *o == op), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(_)) }] if *o == op),
+        "{ev:?}"
+    );
     // an automatic resubscribe rejected without a fallback fails the client (never hangs silently)
     d.subscribe_ok("/topic/Y", Some(-1));
-    d.reply(&c, 200, events_batch("/topic/Y", &[3], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/Y", &[3], WALL, connect_ok(&c)),
+    );
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/Y"), Some(3.0));
     d.take_events();
-    d.reply(&s, 200, batch(vec![sub_err(&s, "400::The replayId {3} you provided was invalid.")]));
+    d.reply(
+        &s,
+        200,
+        batch(vec![sub_err(
+            &s,
+            "400::The replayId {3} you provided was invalid.",
+        )]),
+    );
     let ev = d.take_events();
-    assert!(matches!(&ev[..], [Event::AbortAll, Event::Failed(ProtoError::Server(e)), Event::Closed] if e.code == Some(400)), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::AbortAll, Event::Failed(ProtoError::Server(e)), Event::Closed] if e.code == Some(400)),
+        "{ev:?}"
+    );
 }
 
 #[test]
 fn retention_check_up_front() {
-    let mut d = Driver::new(Config { replay_fallback: Some(NEW_EVENTS), ..Driver::cfg() });
+    let mut d = Driver::new(Config {
+        replay_fallback: Some(NEW_EVENTS),
+        ..Driver::cfg()
+    });
     d.open();
     let _c = d.take(RequestKind::Connect);
-    let old = ReplayMarker { replay_id: 40, date_ms: WALL - 25.0 * HOUR };
+    let old = ReplayMarker {
+        replay_id: 40,
+        date_ms: WALL - 25.0 * HOUR,
+    };
     // PushTopic: 24 h retention -> fallback before even trying
-    let op = d.s.subscribe(d.now, WALL, "/topic/X", Some(40), Some(&old)).unwrap();
+    let op =
+        d.s.subscribe(d.now, WALL, "/topic/X", Some(40), Some(&old))
+            .unwrap();
     d.pump();
     assert_eq!(
         d.take_events(),
-        vec![Event::ReplayFallback { channel: "/topic/X".into(), replay_id: 40, fallback: -1, reason: FallbackReason::Retention }]
+        vec![Event::ReplayFallback {
+            channel: "/topic/X".into(),
+            replay_id: 40,
+            fallback: -1,
+            reason: FallbackReason::Retention
+        }]
     );
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(-1.0));
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Ok(None)
+        }]
+    );
     // platform event: 72 h retention -> the marker is still good
-    d.s.subscribe(d.now, WALL, "/event/E__e", Some(40), Some(&old)).unwrap();
+    d.s.subscribe(d.now, WALL, "/event/E__e", Some(40), Some(&old))
+        .unwrap();
     d.pump();
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/event/E__e"), Some(40.0));
@@ -750,7 +1124,8 @@ fn retention_check_up_front() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let _c = d.take(RequestKind::Connect);
-    d.s.subscribe(d.now, WALL, "/topic/X", Some(40), Some(&old)).unwrap();
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(40), Some(&old))
+        .unwrap();
     d.pump();
     let s = d.take(RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(40.0));
@@ -758,12 +1133,26 @@ fn retention_check_up_front() {
 
 #[test]
 fn replay_fallback_used_on_auto_resubscribe_without_marker_or_value() {
-    let mut d = Driver::new(Config { replay_fallback: Some(ALL_EVENTS), ..Driver::cfg() });
+    let mut d = Driver::new(Config {
+        replay_fallback: Some(ALL_EVENTS),
+        ..Driver::cfg()
+    });
     d.open();
     let c = d.take(RequestKind::Connect);
     let r = d.subscribe_ok("/topic/X", None);
-    assert!(body(&r).get("ext").is_none(), "explicit subscribe sends what the caller gave");
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    assert!(
+        body(&r).get("ext").is_none(),
+        "explicit subscribe sends what the caller gave"
+    );
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
@@ -776,7 +1165,11 @@ fn duplicates_after_resubscribe_are_not_delivered() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-2));
-    d.reply(&c, 200, events_batch("/topic/X", &[1, 2, 3], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[1, 2, 3], WALL, connect_ok(&c)),
+    );
     assert_eq!(d.delivered, vec![0, 1, 2]);
     let c = d.take(RequestKind::Connect);
     // a server replaying overlapping events: 2 and 3 are duplicates, 4 is new
@@ -799,7 +1192,8 @@ fn events_in_control_responses_are_delivered_but_not_in_handshake_responses() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let _c = d.take(RequestKind::Connect);
-    d.s.subscribe(d.now, WALL, "/topic/X", Some(-2), None).unwrap();
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(-2), None)
+        .unwrap();
     d.pump();
     let s = d.take(RequestKind::Subscribe);
     d.reply(&s, 200, events_batch("/topic/X", &[7], WALL, sub_ok(&s)));
@@ -812,8 +1206,12 @@ fn persist_markers_on_consumption_coalesced_never_backwards() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    let stored = ReplayMarker { replay_id: 4, date_ms: WALL + 4.0 };
-    d.s.subscribe(d.now, WALL, "/topic/X", Some(4), Some(&stored)).unwrap();
+    let stored = ReplayMarker {
+        replay_id: 4,
+        date_ms: WALL + 4.0,
+    };
+    d.s.subscribe(d.now, WALL, "/topic/X", Some(4), Some(&stored))
+        .unwrap();
     d.pump();
     let s = d.take(RequestKind::Subscribe);
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
@@ -821,21 +1219,46 @@ fn persist_markers_on_consumption_coalesced_never_backwards() {
     let mut b = events_batch("/topic/X", &[5, 6, 7], WALL, connect_ok(&c));
     b.push_event("/event/Nope__e", Some(1), Some(WALL));
     d.reply(&c, 200, b);
-    assert!(d.take_events().is_empty(), "nothing persisted before consumption");
+    assert!(
+        d.take_events().is_empty(),
+        "nothing persisted before consumption"
+    );
     d.consume(2);
-    assert_eq!(d.take_events(), vec![Event::PersistMarker { channel: "/topic/X".into(), marker: ReplayMarker { replay_id: 6, date_ms: WALL + 6.0 } }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::PersistMarker {
+            channel: "/topic/X".into(),
+            marker: ReplayMarker {
+                replay_id: 6,
+                date_ms: WALL + 6.0
+            }
+        }]
+    );
     // two consumptions before the shell drains: one pending PersistMarker per channel, the newest
     d.s.handle_consumed(d.now, 1);
     d.s.handle_consumed(d.now, 1);
     d.pump();
-    assert_eq!(d.take_events(), vec![Event::PersistMarker { channel: "/topic/X".into(), marker: ReplayMarker { replay_id: 7, date_ms: WALL + 7.0 } }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::PersistMarker {
+            channel: "/topic/X".into(),
+            marker: ReplayMarker {
+                replay_id: 7,
+                date_ms: WALL + 7.0
+            }
+        }]
+    );
     assert_eq!(d.s.pending_count(), 0);
     d.consume(10); // over-consumption is harmless
     assert!(d.take_events().is_empty());
     // replayed older events (after an explicit ALL_EVENTS subscribe) never move the marker back
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-2));
-    d.reply(&c, 200, events_batch("/topic/X", &[3], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[3], WALL, connect_ok(&c)),
+    );
     assert_eq!(d.delivered, vec![0]);
     d.consume(1);
     assert!(d.take_events().is_empty());
@@ -843,16 +1266,27 @@ fn persist_markers_on_consumption_coalesced_never_backwards() {
 
 #[test]
 fn prefetch_pause_and_resume() {
-    let mut d = Driver::new(Config { max_pending: Some(3), ..Driver::cfg() });
+    let mut d = Driver::new(Config {
+        max_pending: Some(3),
+        ..Driver::cfg()
+    });
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
     // a batch is delivered whole even if it overshoots the limit
-    d.reply(&c, 200, events_batch("/topic/X", &[1, 2, 3, 4], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[1, 2, 3, 4], WALL, connect_ok(&c)),
+    );
     assert_eq!(d.delivered.len(), 4);
     assert_eq!(
         d.take_events(),
-        vec![Event::Reconnecting { reason: ReconnectReason::BufferFullPause, attempt: 0, delay: 0 }]
+        vec![Event::Reconnecting {
+            reason: ReconnectReason::BufferFullPause,
+            attempt: 0,
+            delay: 0
+        }]
     );
     d.nothing_sent();
     assert_eq!(d.s.state(), State::Connected);
@@ -862,30 +1296,60 @@ fn prefetch_pause_and_resume() {
     d.consume(1); // pending 2 < 3: resume at once
     let c = d.take(RequestKind::Connect);
     assert!(body(&c).get("advice").is_none());
-    d.reply(&c, 200, events_batch("/topic/X", &[5], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[5], WALL, connect_ok(&c)),
+    );
     let ev = d.take_events();
     assert!(ev.contains(&Event::Connected), "{ev:?}");
-    assert!(ev.iter().any(|e| matches!(e, Event::Reconnecting { reason: ReconnectReason::BufferFullPause, .. })), "paused again: {ev:?}");
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::Reconnecting {
+                reason: ReconnectReason::BufferFullPause,
+                ..
+            }
+        )),
+        "paused again: {ev:?}"
+    );
 }
 
 #[test]
 fn prefetch_pause_longer_than_max_pause_rehandshakes_from_markers() {
-    let mut d = Driver::new(Config { max_pending: Some(2), max_pause: 25_000, ..Driver::cfg() });
+    let mut d = Driver::new(Config {
+        max_pending: Some(2),
+        max_pause: 25_000,
+        ..Driver::cfg()
+    });
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(&c, 200, events_batch("/topic/X", &[11, 12], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[11, 12], WALL, connect_ok(&c)),
+    );
     d.take_events();
     d.nothing_sent();
     d.now += 30_000;
     d.consume(2);
     let ev = d.take_events();
-    assert!(ev.contains(&Event::Rehandshake { reason: ReconnectReason::BufferFullPause }), "{ev:?}");
+    assert!(
+        ev.contains(&Event::Rehandshake {
+            reason: ReconnectReason::BufferFullPause
+        }),
+        "{ev:?}"
+    );
     // no dead connect: straight to a handshake, immediately
     d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
-    assert_eq!(replay_of(&s, "/topic/X"), Some(12.0), "resume after the last buffered event");
+    assert_eq!(
+        replay_of(&s, "/topic/X"),
+        Some(12.0),
+        "resume after the last buffered event"
+    );
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     assert!(d.take_events().contains(&Event::Connected));
@@ -896,16 +1360,39 @@ fn multiple_clients_advice_interval_is_honoured() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    let adv = Advice { reconnect: Some(Reconnect::Retry), interval: Some(2000), timeout: Some(110_000), multiple_clients: true };
-    d.reply(&c, 200, batch(vec![MsgBuf::Meta(MetaBuf { advice: Some(adv), ..meta("/meta/connect", Some(mid(&c)), true) })]));
+    let adv = Advice {
+        reconnect: Some(Reconnect::Retry),
+        interval: Some(2000),
+        timeout: Some(110_000),
+        multiple_clients: true,
+    };
+    d.reply(
+        &c,
+        200,
+        batch(vec![MsgBuf::Meta(MetaBuf {
+            advice: Some(adv),
+            ..meta("/meta/connect", Some(mid(&c)), true)
+        })]),
+    );
     assert_eq!(
         d.take_events(),
-        vec![Event::Reconnecting { reason: ReconnectReason::MultipleClients, attempt: 0, delay: 2000 }]
+        vec![Event::Reconnecting {
+            reason: ReconnectReason::MultipleClients,
+            attempt: 0,
+            delay: 2000
+        }]
     );
     d.nothing_sent();
     assert_eq!(d.fire(), 2000);
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![MsgBuf::Meta(MetaBuf { advice: Some(adv), ..meta("/meta/connect", Some(mid(&c)), true) })]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![MsgBuf::Meta(MetaBuf {
+            advice: Some(adv),
+            ..meta("/meta/connect", Some(mid(&c)), true)
+        })]),
+    );
     assert!(d.take_events().is_empty(), "announced once");
     assert_eq!(d.fire(), 2000);
 }
@@ -924,8 +1411,14 @@ fn close_flow() {
     assert_eq!(
         d.take_events(),
         vec![
-            Event::OpDone { op: queued, result: Err(closed.clone()) },
-            Event::OpDone { op, result: Err(closed.clone()) },
+            Event::OpDone {
+                op: queued,
+                result: Err(closed.clone())
+            },
+            Event::OpDone {
+                op,
+                result: Err(closed.clone())
+            },
             Event::AbortAll
         ]
     );
@@ -935,19 +1428,36 @@ fn close_flow() {
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
     assert!(d.take_events().is_empty());
     let disc = d.take(RequestKind::Disconnect);
-    assert_eq!(disc.body, format!(r#"[{{"channel":"/meta/disconnect","clientId":"{CID}","id":"{}"}}]"#, mid(&disc)));
+    assert_eq!(
+        disc.body,
+        format!(
+            r#"[{{"channel":"/meta/disconnect","clientId":"{CID}","id":"{}"}}]"#,
+            mid(&disc)
+        )
+    );
     assert!(disc.timeout <= 10_000);
     // late long-poll outcome after the abort: ignored
     d.fail(&c, TransportFailure::Network("aborted".into()));
     assert!(d.take_events().is_empty());
-    d.reply(&disc, 200, batch(vec![MsgBuf::Meta(meta("/meta/disconnect", Some(mid(&disc)), true))]));
+    d.reply(
+        &disc,
+        200,
+        batch(vec![MsgBuf::Meta(meta(
+            "/meta/disconnect",
+            Some(mid(&disc)),
+            true,
+        ))]),
+    );
     assert_eq!(d.take_events(), vec![Event::Closed]);
     assert!(d.s.is_closed());
     assert_eq!(d.s.connection_type(), None);
     d.s.close(d.now); // idempotent
     d.pump();
     assert!(d.take_events().is_empty());
-    assert_eq!(d.s.subscribe(d.now, WALL, "/topic/X", None, None), Err(closed.clone()));
+    assert_eq!(
+        d.s.subscribe(d.now, WALL, "/topic/X", None, None),
+        Err(closed.clone())
+    );
     assert_eq!(d.s.unsubscribe(d.now, "/topic/X"), Err(closed.clone()));
     assert_eq!(d.s.publish(d.now, "/u/x", "1"), Err(closed));
 }
@@ -986,15 +1496,30 @@ fn persist_markers_are_emitted_before_closed() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(&c, 200, events_batch("/topic/X", &[1], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[1], WALL, connect_ok(&c)),
+    );
     let _c = d.take(RequestKind::Connect);
     d.s.handle_consumed(d.now, 1);
     d.s.close(d.now);
     let disc = d.s.poll_transmit(d.now).unwrap();
-    d.s.handle_response_buf(d.now, disc.id, 200, &batch(vec![MsgBuf::Meta(meta("/meta/disconnect", None, true))]));
+    d.s.handle_response_buf(
+        d.now,
+        disc.id,
+        200,
+        &batch(vec![MsgBuf::Meta(meta("/meta/disconnect", None, true))]),
+    );
     d.pump();
     let ev = d.take_events();
-    assert!(matches!(ev[..], [Event::PersistMarker { .. }, Event::AbortAll, Event::Closed]), "{ev:?}");
+    assert!(
+        matches!(
+            ev[..],
+            [Event::PersistMarker { .. }, Event::AbortAll, Event::Closed]
+        ),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -1002,36 +1527,67 @@ fn publish_reports_reply_position() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let _c = d.take(RequestKind::Connect);
-    assert!(matches!(d.s.publish(d.now, "/u/x", "  "), Err(ProtoError::InvalidArgument { name: "data", .. })));
+    assert!(matches!(
+        d.s.publish(d.now, "/u/x", "  "),
+        Err(ProtoError::InvalidArgument { name: "data", .. })
+    ));
     let op = d.s.publish(d.now, "/u/x", r#"{"a":"b"}"#).unwrap();
     d.pump();
     let p = d.take(RequestKind::Publish);
     let id = mid(&p);
-    assert_eq!(p.body, format!(r#"[{{"channel":"/u/x","clientId":"{CID}","id":"{id}","data":{{"a":"b"}}}}]"#));
+    assert_eq!(
+        p.body,
+        format!(r#"[{{"channel":"/u/x","clientId":"{CID}","id":"{id}","data":{{"a":"b"}}}}]"#)
+    );
     let mut b = BatchBuf::new();
     b.push_other();
     b.push_meta(meta("/u/x", Some(id), true));
     d.reply(&p, 200, b);
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(Some(1)) }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Ok(Some(1))
+        }]
+    );
     // a failed publish
     let op = d.s.publish(d.now, "/u/x", "1").unwrap();
     d.pump();
     let p = d.take(RequestKind::Publish);
-    d.reply(&p, 200, batch(vec![MsgBuf::Meta(MetaBuf { error: Some("403::Publish denied".into()), ..meta("/u/x", Some(mid(&p)), false) })]));
+    d.reply(
+        &p,
+        200,
+        batch(vec![MsgBuf::Meta(MetaBuf {
+            error: Some("403::Publish denied".into()),
+            ..meta("/u/x", Some(mid(&p)), false)
+        })]),
+    );
     let ev = d.take_events();
-    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.code == Some(403)), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.code == Some(403)),
+        "{ev:?}"
+    );
     // publish is not retried after a transport failure
     let op = d.s.publish(d.now, "/u/x", "1").unwrap();
     d.pump();
     let p = d.take(RequestKind::Publish);
     d.fail(&p, TransportFailure::Timeout);
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Err(ProtoError::Transport(TransportFailure::Timeout)) }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Err(ProtoError::Transport(TransportFailure::Timeout))
+        }]
+    );
     d.nothing_sent();
 }
 
 #[test]
 fn subscribe_transport_failure_is_retried_with_backoff() {
-    let mut d = Driver::new(Config { connection_timeout: Some(10_000), ..Config::default() });
+    let mut d = Driver::new(Config {
+        connection_timeout: Some(10_000),
+        ..Config::default()
+    });
     d.open();
     let _c = d.take(RequestKind::Connect);
     let (op, s) = d.start_subscribe("/topic/X", Some(-1));
@@ -1041,9 +1597,17 @@ fn subscribe_transport_failure_is_retried_with_backoff() {
     assert!(wait > 0);
     let s = d.take(RequestKind::Subscribe);
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Ok(None)
+        }]
+    );
     // a subscribe that keeps failing gives up after the connection timeout
-    let op = d.s.subscribe(d.now, WALL, "/topic/Y", Some(-1), None).unwrap();
+    let op =
+        d.s.subscribe(d.now, WALL, "/topic/Y", Some(-1), None)
+            .unwrap();
     d.pump();
     let start = d.now;
     let mut s = d.take(RequestKind::Subscribe);
@@ -1057,7 +1621,13 @@ fn subscribe_transport_failure_is_retried_with_backoff() {
         s = d.take(RequestKind::Subscribe);
     }
     assert!(d.now - start >= 10_000);
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Err(ProtoError::Transport(TransportFailure::Timeout)) }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Err(ProtoError::Transport(TransportFailure::Timeout))
+        }]
+    );
     assert_eq!(d.s.subscriptions().collect::<Vec<_>>(), vec!["/topic/X"]);
 }
 
@@ -1067,21 +1637,45 @@ fn subscribe_server_errors_and_unknown_client_on_subscribe() {
     d.open();
     let _c = d.take(RequestKind::Connect);
     let (op, s) = d.start_subscribe("/topic/Nope", Some(-1));
-    d.reply(&s, 200, batch(vec![sub_err(&s, "400::The channel you requested to subscribe to does not exist {/topic/Nope}")]));
+    d.reply(
+        &s,
+        200,
+        batch(vec![sub_err(
+            &s,
+            "400::The channel you requested to subscribe to does not exist {/topic/Nope}",
+        )]),
+    );
     let ev = d.take_events();
-    assert!(matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.message.contains("does not exist")), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(e)) }] if *o == op && e.message.contains("does not exist")),
+        "{ev:?}"
+    );
     assert_eq!(d.s.subscriptions().count(), 0);
     // unknown client on an explicit subscribe: re-handshake, then the subscribe is sent again
     let (op, s) = d.start_subscribe("/topic/X", Some(-1));
     d.reply(&s, 200, batch(vec![sub_err(&s, "403::Unknown client")]));
     let ev = d.take_events();
-    assert!(ev.contains(&Event::Rehandshake { reason: ReconnectReason::UnknownClient }) && ev.contains(&Event::AbortAll), "{ev:?}");
+    assert!(
+        ev.contains(&Event::Rehandshake {
+            reason: ReconnectReason::UnknownClient
+        }) && ev.contains(&Event::AbortAll),
+        "{ev:?}"
+    );
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
-    assert_eq!(body(&s).get("subscription").and_then(Value::str), Some("/topic/X"));
+    assert_eq!(
+        body(&s).get("subscription").and_then(Value::str),
+        Some("/topic/X")
+    );
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Ok(None)
+        }]
+    );
 }
 
 #[test]
@@ -1097,15 +1691,43 @@ fn unsubscribe_removes_channel_from_resubscribe_set() {
     let u = d.take(RequestKind::Unsubscribe);
     assert_eq!(
         u.body,
-        format!(r#"[{{"channel":"/meta/unsubscribe","clientId":"{CID}","subscription":"/topic/X","id":"{}"}}]"#, mid(&u))
+        format!(
+            r#"[{{"channel":"/meta/unsubscribe","clientId":"{CID}","subscription":"/topic/X","id":"{}"}}]"#,
+            mid(&u)
+        )
     );
-    d.reply(&u, 200, batch(vec![MsgBuf::Meta(meta("/meta/unsubscribe", Some(mid(&u)), true))]));
-    assert_eq!(d.take_events(), vec![Event::OpDone { op, result: Ok(None) }]);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.reply(
+        &u,
+        200,
+        batch(vec![MsgBuf::Meta(meta(
+            "/meta/unsubscribe",
+            Some(mid(&u)),
+            true,
+        ))]),
+    );
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Ok(None)
+        }]
+    );
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
-    assert_eq!(body(&s).get("subscription").and_then(Value::str), Some("/topic/Y"));
+    assert_eq!(
+        body(&s).get("subscription").and_then(Value::str),
+        Some("/topic/Y")
+    );
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
     d.nothing_sent();
 }
@@ -1121,9 +1743,19 @@ fn stale_and_unknown_responses_are_ignored() {
     d.nothing_sent();
     assert!(d.take_events().is_empty());
     // a reply with a foreign id is not our reply
-    let b = batch(vec![MsgBuf::Meta(meta("/meta/connect", Some("12345".into()), true))]);
+    let b = batch(vec![MsgBuf::Meta(meta(
+        "/meta/connect",
+        Some("12345".into()),
+        true,
+    ))]);
     d.reply(&c, 200, b);
-    assert!(matches!(d.take_events()[..], [Event::Reconnecting { reason: ReconnectReason::Malformed, .. }]));
+    assert!(matches!(
+        d.take_events()[..],
+        [Event::Reconnecting {
+            reason: ReconnectReason::Malformed,
+            ..
+        }]
+    ));
     // the borrowed Batch API works the same way
     d.fire();
     let c = d.take(RequestKind::Connect);
@@ -1131,10 +1763,27 @@ fn stale_and_unknown_responses_are_ignored() {
     let channels = ["/topic/X"];
     let msgs = [
         Msg::Other,
-        Msg::Event { channel: 7, replay_id: Some(1), date_ms: None }, // bad channel index: delivered untracked
-        Msg::Meta(MetaView { channel: "/meta/connect", successful: Some(true), id: Some(&id), ..Default::default() }),
+        Msg::Event {
+            channel: 7,
+            replay_id: Some(1),
+            date_ms: None,
+        }, // bad channel index: delivered untracked
+        Msg::Meta(MetaView {
+            channel: "/meta/connect",
+            successful: Some(true),
+            id: Some(&id),
+            ..Default::default()
+        }),
     ];
-    d.s.handle_response(d.now, c.id, 200, &Batch { channels: &channels, messages: &msgs });
+    d.s.handle_response(
+        d.now,
+        c.id,
+        200,
+        &Batch {
+            channels: &channels,
+            messages: &msgs,
+        },
+    );
     let mut out = vec![42];
     d.s.take_deliveries(&mut out);
     assert_eq!(out, vec![1]);
@@ -1147,25 +1796,60 @@ fn connect_server_errors_with_none_advice_are_fatal_and_503_retries() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    let MsgBuf::Meta(mut m) = connect_err(&c, "401::Authentication invalid", Reconnect::None) else { unreachable!() };
-    m.failure_reason = Some("503::Server is too busy.  Please try your request again later.".into());
+    let MsgBuf::Meta(mut m) = connect_err(&c, "401::Authentication invalid", Reconnect::None)
+    else {
+        unreachable!()
+    };
+    m.failure_reason =
+        Some("503::Server is too busy.  Please try your request again later.".into());
     d.reply(&c, 200, batch(vec![MsgBuf::Meta(m)]));
     let ev = d.take_events();
-    assert_eq!(ev[0], Event::Rehandshake { reason: ReconnectReason::ServerBusy });
+    assert_eq!(
+        ev[0],
+        Event::Rehandshake {
+            reason: ReconnectReason::ServerBusy
+        }
+    );
     d.accept_handshake();
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Organization total events daily limit exceeded", Reconnect::None)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Organization total events daily limit exceeded",
+            Reconnect::None,
+        )]),
+    );
     let ev = d.take_events();
-    assert!(matches!(&ev[..], [Event::Failed(ProtoError::Server(e)), Event::Closed] if e.code == Some(403)), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::Failed(ProtoError::Server(e)), Event::Closed] if e.code == Some(403)),
+        "{ev:?}"
+    );
 }
 
 #[test]
 fn validation_of_arguments() {
     let mut d = Driver::new(Driver::cfg());
-    assert!(matches!(d.s.subscribe(0, WALL, "/meta/connect", None, None), Err(ProtoError::InvalidArgument { name: "channel", .. })));
-    assert!(matches!(d.s.subscribe(0, WALL, "topic", None, None), Err(ProtoError::InvalidArgument { .. })));
-    assert!(matches!(d.s.publish(0, "", "1"), Err(ProtoError::InvalidArgument { .. })));
-    assert!(matches!(d.s.unsubscribe(0, "/*"), Err(ProtoError::InvalidArgument { .. })));
+    assert!(matches!(
+        d.s.subscribe(0, WALL, "/meta/connect", None, None),
+        Err(ProtoError::InvalidArgument {
+            name: "channel",
+            ..
+        })
+    ));
+    assert!(matches!(
+        d.s.subscribe(0, WALL, "topic", None, None),
+        Err(ProtoError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        d.s.publish(0, "", "1"),
+        Err(ProtoError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        d.s.unsubscribe(0, "/*"),
+        Err(ProtoError::InvalidArgument { .. })
+    ));
     d.pump();
     assert!(d.take_events().is_empty());
 }
@@ -1187,7 +1871,10 @@ fn handle_timeout_extra_calls_are_noops() {
 #[test]
 fn deterministic_transcript_for_a_seed() {
     fn run(seed: u64) -> Vec<Millis> {
-        let mut d = Driver::new(Config { seed, ..Driver::cfg() });
+        let mut d = Driver::new(Config {
+            seed,
+            ..Driver::cfg()
+        });
         d.s.open(0).unwrap();
         d.pump();
         let mut out = Vec::new();
@@ -1272,15 +1959,32 @@ fn random_inputs_keep_invariants() {
                 }
             }
             while let Some(r) = s.poll_transmit(now) {
-                assert!(parse(&r.body).map(|v| v.is_array()).unwrap_or(false), "bad body {}", r.body);
+                assert!(
+                    parse(&r.body).map(|v| v.is_array()).unwrap_or(false),
+                    "bad body {}",
+                    r.body
+                );
                 outstanding.push(r);
-                let connects = outstanding.iter().filter(|r| r.kind == RequestKind::Connect).count();
+                let connects = outstanding
+                    .iter()
+                    .filter(|r| r.kind == RequestKind::Connect)
+                    .count();
                 let controls = outstanding.len() - connects;
-                assert!(connects <= 1 && controls <= 1, "seed {seed}: {outstanding:?}");
+                assert!(
+                    connects <= 1 && controls <= 1,
+                    "seed {seed}: {outstanding:?}"
+                );
             }
             // liveness: an open session always has something to wait for
-            if !s.is_closed() && s.state() != State::Idle && outstanding.is_empty() && s.poll_timeout().is_none() {
-                let paused = s.config().max_pending.is_some_and(|n| s.pending_count() >= n);
+            if !s.is_closed()
+                && s.state() != State::Idle
+                && outstanding.is_empty()
+                && s.poll_timeout().is_none()
+            {
+                let paused = s
+                    .config()
+                    .max_pending
+                    .is_some_and(|n| s.pending_count() >= n);
                 assert!(need_auth || paused, "seed {seed}: stuck in {:?}", s.state());
             }
             opened_total += u32::from(s.state() == State::Connected);
@@ -1300,26 +2004,48 @@ fn random_inputs_keep_invariants() {
                     let mut b = BatchBuf::new();
                     for _ in 0..rng.pick(4) {
                         let c = channels[rng.pick(3) as usize];
-                        b.push_event(c, Some(rng.pick(20) as i64), Some(WALL + rng.pick(100) as f64));
+                        b.push_event(
+                            c,
+                            Some(rng.pick(20) as i64),
+                            Some(WALL + rng.pick(100) as f64),
+                        );
                     }
                     if rng.pick(10) == 0 {
-                        b.push_meta(MetaBuf { channel: "/meta/disconnect".into(), ..Default::default() });
+                        b.push_meta(MetaBuf {
+                            channel: "/meta/disconnect".into(),
+                            ..Default::default()
+                        });
                     }
                     let ok = rng.pick(3) != 0;
-                    let reconnect = [None, Some(Reconnect::Retry), Some(Reconnect::Handshake), Some(Reconnect::None)][rng.pick(4) as usize];
+                    let reconnect = [
+                        None,
+                        Some(Reconnect::Retry),
+                        Some(Reconnect::Handshake),
+                        Some(Reconnect::None),
+                    ][rng.pick(4) as usize];
                     let mut m = MetaBuf {
                         channel: chan.into(),
                         id: if rng.pick(4) == 0 { None } else { Some(id) },
                         successful: if rng.pick(8) == 0 { None } else { Some(ok) },
                         client_id: Some(CID.into()),
-                        advice: if rng.pick(2) == 0 { None } else { Some(Advice { reconnect, interval: Some(rng.pick(3) * 1000), timeout: Some(110_000), multiple_clients: rng.pick(5) == 0 }) },
+                        advice: if rng.pick(2) == 0 {
+                            None
+                        } else {
+                            Some(Advice {
+                                reconnect,
+                                interval: Some(rng.pick(3) * 1000),
+                                timeout: Some(110_000),
+                                multiple_clients: rng.pick(5) == 0,
+                            })
+                        },
                         supported_connection_types_has_long_polling: Some(rng.pick(20) != 0),
                         ..Default::default()
                     };
                     if !ok {
                         m.error = Some(errors[rng.pick(errors.len() as u64) as usize].into());
                         if rng.pick(2) == 0 {
-                            m.failure_reason = Some(errors[rng.pick(errors.len() as u64) as usize].into());
+                            m.failure_reason =
+                                Some(errors[rng.pick(errors.len() as u64) as usize].into());
                         }
                     }
                     if rng.pick(10) != 0 {
@@ -1335,7 +2061,13 @@ fn random_inputs_keep_invariants() {
                 }
                 5 if !outstanding.is_empty() => {
                     let r = outstanding.remove(0);
-                    let f = [TransportFailure::Timeout, TransportFailure::Network("x".into()), TransportFailure::HttpStatus(502), TransportFailure::HttpStatus(401)][rng.pick(4) as usize].clone();
+                    let f = [
+                        TransportFailure::Timeout,
+                        TransportFailure::Network("x".into()),
+                        TransportFailure::HttpStatus(502),
+                        TransportFailure::HttpStatus(401),
+                    ][rng.pick(4) as usize]
+                        .clone();
                     s.handle_failure(now, r.id, f);
                 }
                 6 => {
@@ -1349,7 +2081,9 @@ fn random_inputs_keep_invariants() {
                 8 => {
                     let c = channels[rng.pick(3) as usize];
                     let _ = match rng.pick(3) {
-                        0 => s.subscribe(now, WALL, c, Some(rng.pick(5) as i64 - 2), None).map(|_| ()),
+                        0 => s
+                            .subscribe(now, WALL, c, Some(rng.pick(5) as i64 - 2), None)
+                            .map(|_| ()),
                         1 => s.unsubscribe(now, c).map(|_| ()),
                         _ => s.publish(now, c, "{}").map(|_| ()),
                     };
@@ -1377,7 +2111,10 @@ fn random_inputs_keep_invariants() {
             assert!(s.pending_count() <= 400 * 4);
         }
     }
-    assert!(opened_total > 1000, "the random walk reaches the connected state: {opened_total}");
+    assert!(
+        opened_total > 1000,
+        "the random walk reaches the connected state: {opened_total}"
+    );
 }
 
 /// One line per request handed out and per event, in the order the shell sees them.
@@ -1422,17 +2159,30 @@ fn transcript_session_story() {
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     d.record(&mut t);
     let c = d.next_req(&mut t);
-    d.s.subscribe(d.now, WALL, "/event/E__e", Some(-2), None).unwrap();
+    d.s.subscribe(d.now, WALL, "/event/E__e", Some(-2), None)
+        .unwrap();
     d.pump();
     let s = d.next_req(&mut t);
     d.reply(&s, 200, batch(vec![sub_ok(&s)]));
     d.record(&mut t);
-    d.reply(&c, 200, events_batch("/event/E__e", &[100, 101], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/event/E__e", &[100, 101], WALL, connect_ok(&c)),
+    );
     t.push(format!("   deliver {:?}", d.delivered));
     d.consume(2);
     d.record(&mut t);
     let c = d.next_req(&mut t);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     d.record(&mut t);
     let hs = d.next_req(&mut t);
     d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
@@ -1442,7 +2192,15 @@ fn transcript_session_story() {
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     d.record(&mut t);
     let c = d.next_req(&mut t);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "401::Authentication invalid",
+            Reconnect::None,
+        )]),
+    );
     d.record(&mut t);
     d.s.handle_authenticated(d.now);
     d.pump();
@@ -1459,7 +2217,15 @@ fn transcript_session_story() {
     d.pump();
     d.record(&mut t);
     let disc = d.next_req(&mut t);
-    d.reply(&disc, 200, batch(vec![MsgBuf::Meta(meta("/meta/disconnect", Some(mid(&disc)), true))]));
+    d.reply(
+        &disc,
+        200,
+        batch(vec![MsgBuf::Meta(meta(
+            "/meta/disconnect",
+            Some(mid(&disc)),
+            true,
+        ))]),
+    );
     d.record(&mut t);
     d.nothing_sent();
     let expected = r#"
@@ -1495,11 +2261,18 @@ fn transcript_session_story() {
 
 #[test]
 fn max_pending_zero_means_unbounded() {
-    let mut d = Driver::new(Config { max_pending: Some(0), ..Driver::cfg() });
+    let mut d = Driver::new(Config {
+        max_pending: Some(0),
+        ..Driver::cfg()
+    });
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(&c, 200, events_batch("/topic/X", &[1, 2], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[1, 2], WALL, connect_ok(&c)),
+    );
     let _c = d.take(RequestKind::Connect);
     assert!(d.take_events().is_empty());
 }
@@ -1513,7 +2286,15 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/event/Gap__e", Some(-1));
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
@@ -1531,7 +2312,15 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
     assert_eq!(d.delivered, vec![2, 3], "positions of replay ids 3 and 4");
     // once a marker exists, later resubscribes resume from it
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "403::Unknown client", Reconnect::Handshake)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
@@ -1551,7 +2340,10 @@ fn open_is_bounded_by_connection_timeout_while_the_handshake_hangs() {
     d.s.handle_timeout(d.now);
     d.pump();
     let ev = d.take_events();
-    assert!(ev.contains(&Event::OpenFailed(ProtoError::Timeout)), "{ev:?}");
+    assert!(
+        ev.contains(&Event::OpenFailed(ProtoError::Timeout)),
+        "{ev:?}"
+    );
     assert!(d.s.is_closed());
 }
 
@@ -1563,10 +2355,26 @@ fn resuming_after_a_buffer_full_pause_reports_connected() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(&c, 200, events_batch("/topic/X", &[1, 2, 3], WALL, connect_ok(&c)));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[1, 2, 3], WALL, connect_ok(&c)),
+    );
     let ev = d.take_events();
-    assert!(matches!(ev.as_slice(), [Event::Reconnecting { reason: ReconnectReason::BufferFullPause, .. }]), "{ev:?}");
-    assert!(d.s.poll_transmit(d.now).is_none(), "paused: no connect while the buffer is full");
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [Event::Reconnecting {
+                reason: ReconnectReason::BufferFullPause,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    assert!(
+        d.s.poll_transmit(d.now).is_none(),
+        "paused: no connect while the buffer is full"
+    );
     d.s.handle_consumed(d.now, 3);
     d.pump();
     let ev = d.take_events();
@@ -1581,18 +2389,39 @@ fn an_unreachable_token_endpoint_is_retried_with_backoff_then_times_out() {
     let mut d = Driver::new(cfg);
     d.open();
     let c = d.take(RequestKind::Connect);
-    d.reply(&c, 200, batch(vec![connect_err(&c, "401::Authentication invalid", Reconnect::None)]));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "401::Authentication invalid",
+            Reconnect::None,
+        )]),
+    );
     assert!(d.take_events().contains(&Event::NeedAuth));
     d.s.handle_auth_unreachable(d.now);
     d.pump();
     let ev = d.take_events();
-    assert!(matches!(ev.as_slice(), [Event::Reconnecting { reason: ReconnectReason::NetworkError, .. }]), "{ev:?}");
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [Event::Reconnecting {
+                reason: ReconnectReason::NetworkError,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
     let at = d.s.poll_timeout().unwrap();
     assert!(at > d.now, "a back-off, never an immediate retry");
     d.now = at;
     d.s.handle_timeout(d.now);
     d.pump();
-    assert_eq!(d.take_events(), vec![Event::NeedAuth], "the authenticator is asked again");
+    assert_eq!(
+        d.take_events(),
+        vec![Event::NeedAuth],
+        "the authenticator is asked again"
+    );
     d.now += 5_000;
     d.s.handle_auth_unreachable(d.now);
     d.pump();
@@ -1611,7 +2440,12 @@ fn a_zero_advice_timeout_without_network_allowance_still_gives_the_long_poll_tim
     let c = d.take(RequestKind::Connect);
     let mut b = BatchBuf::new();
     b.push_meta(MetaBuf {
-        advice: Some(Advice { reconnect: Some(Reconnect::Retry), interval: Some(0), timeout: Some(0), multiple_clients: false }),
+        advice: Some(Advice {
+            reconnect: Some(Reconnect::Retry),
+            interval: Some(0),
+            timeout: Some(0),
+            multiple_clients: false,
+        }),
         ..meta("/meta/connect", Some(mid(&c)), true)
     });
     d.reply(&c, 200, b);

@@ -10,7 +10,9 @@ use super::js as g;
 use crate::auth::{self, AuthError, Grant, TokenFields};
 
 fn field(obj: &JsValue, key: &str) -> Option<String> {
-    Reflect::get(obj, &JsValue::from_str(key)).ok().and_then(|v| v.as_string())
+    Reflect::get(obj, &JsValue::from_str(key))
+        .ok()
+        .and_then(|v| v.as_string())
 }
 
 fn required(obj: &JsValue, key: &'static str) -> Result<String, JsValue> {
@@ -27,7 +29,13 @@ fn auth_error(e: &AuthError, status: Option<u16>) -> JsValue {
     let err = js_error("AuthenticationError", &e.to_string());
     if let AuthError::OAuth { error, description } = e {
         set(&err, "error", &JsValue::from_str(error));
-        set(&err, "errorDescription", &description.as_deref().map_or(JsValue::NULL, JsValue::from_str));
+        set(
+            &err,
+            "errorDescription",
+            &description
+                .as_deref()
+                .map_or(JsValue::NULL, JsValue::from_str),
+        );
     }
     if let Some(s) = status {
         set(&err, "status", &JsValue::from_f64(f64::from(s)));
@@ -53,8 +61,15 @@ fn grant_from(js: &JsValue) -> Result<Grant, JsValue> {
             client_id: required(js, "clientId")?,
             client_secret: required(js, "clientSecret")?,
         },
-        "urn:ietf:params:oauth:grant-type:jwt-bearer" => Grant::JwtBearer { assertion: required(js, "assertion")? },
-        _ => return Err(js_error("TypeError", "grantType is not a supported OAuth grant")),
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => Grant::JwtBearer {
+            assertion: required(js, "assertion")?,
+        },
+        _ => {
+            return Err(js_error(
+                "TypeError",
+                "grantType is not a supported OAuth grant",
+            ))
+        }
     })
 }
 
@@ -65,10 +80,14 @@ fn grant_from(js: &JsValue) -> Result<Grant, JsValue> {
 pub fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http: bool) -> Promise {
     g::later(move || {
         let grant = grant_from(&grant)?;
-        let url = auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
+        let url =
+            auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
         let init = g::post_init(
             &grant.form_body(),
-            &[("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Accept", "application/json"),
+            ],
             None,
         );
         Ok(g::settle(&g::global_fetch(&url, &init), read_token_response).into())
@@ -85,7 +104,10 @@ fn read_token_response(fetched: g::Step) -> g::Step {
         err
     })?;
     if !resp.is_object() {
-        return Err(js_error("AuthenticationError", "fetch returned no Response"));
+        return Err(js_error(
+            "AuthenticationError",
+            "fetch returned no Response",
+        ));
     }
     let resp: g::FetchResponse = resp.unchecked_into();
     let status = resp.status_code();
@@ -99,14 +121,20 @@ fn read_token_response(fetched: g::Step) -> g::Step {
 fn token_from_body(status: u16, body: Option<JsValue>) -> g::Step {
     let Some(body) = body.filter(|b| b.is_object()) else {
         return Err(auth_error(
-            &AuthError::InvalidField { name: "body", reason: format!("HTTP {status} without a JSON object") },
+            &AuthError::InvalidField {
+                name: "body",
+                reason: format!("HTTP {status} without a JSON object"),
+            },
             Some(status),
         ));
     };
     if !(200..300).contains(&status) {
         let error = field(&body, "error").unwrap_or_else(|| format!("http_{status}"));
         let description = field(&body, "error_description");
-        return Err(auth_error(&AuthError::from_error_response(&error, description.as_deref()), Some(status)));
+        return Err(auth_error(
+            &AuthError::from_error_response(&error, description.as_deref()),
+            Some(status),
+        ));
     }
     let strings: Vec<Option<String>> = [
         "access_token",
@@ -136,21 +164,47 @@ fn token_from_body(status: u16, body: Option<JsValue>) -> g::Step {
     let out: JsValue = Object::new().into();
     set(&out, "accessToken", &JsValue::from_str(&t.access_token));
     set(&out, "instanceUrl", &JsValue::from_str(&t.instance_url));
-    let opt = |s: &str| if s.is_empty() { JsValue::NULL } else { JsValue::from_str(s) };
+    let opt = |s: &str| {
+        if s.is_empty() {
+            JsValue::NULL
+        } else {
+            JsValue::from_str(s)
+        }
+    };
     set(&out, "id", &opt(&t.id));
     set(&out, "tokenType", &JsValue::from_str(&t.token_type));
     set(&out, "issuedAt", &opt(&t.issued_at));
     set(&out, "signature", &opt(&t.signature));
     set(&out, "scope", &opt(&t.scope));
-    set(&out, "refreshToken", &t.refresh_token.as_deref().map_or(JsValue::NULL, JsValue::from_str));
+    set(
+        &out,
+        "refreshToken",
+        &t.refresh_token
+            .as_deref()
+            .map_or(JsValue::NULL, JsValue::from_str),
+    );
     Ok(out)
 }
 
 /// `base64url(header) "." base64url(claims)` of an RS256 JWT bearer assertion (exp in seconds).
 #[wasm_bindgen(js_name = jwtSigningInput)]
-pub fn jwt_signing_input(client_id: &str, username: &str, audience: &str, now_secs: f64, lifetime_secs: f64) -> String {
-    let now = if now_secs.is_finite() && now_secs > 0.0 { now_secs as u64 } else { 0 };
-    let life = if lifetime_secs.is_finite() && lifetime_secs > 0.0 { lifetime_secs as u64 } else { 180 };
+pub fn jwt_signing_input(
+    client_id: &str,
+    username: &str,
+    audience: &str,
+    now_secs: f64,
+    lifetime_secs: f64,
+) -> String {
+    let now = if now_secs.is_finite() && now_secs > 0.0 {
+        now_secs as u64
+    } else {
+        0
+    };
+    let life = if lifetime_secs.is_finite() && lifetime_secs > 0.0 {
+        lifetime_secs as u64
+    } else {
+        180
+    };
     auth::jwt_signing_input(client_id, username, audience, now, life)
 }
 
@@ -167,7 +221,8 @@ pub fn check_url(url: &str, option: &str, allow_insecure_http: bool) -> Result<(
     auth::require_secure(url, "url", allow_insecure_http).map_err(|e| {
         let reason = match e {
             AuthError::InsecureUrl { .. } => {
-                "must use https (plain http only to loopback hosts, unless allowInsecureHttp: true)".to_owned()
+                "must use https (plain http only to loopback hosts, unless allowInsecureHttp: true)"
+                    .to_owned()
             }
             AuthError::InvalidUrl { reason, .. } => reason,
             other => other.to_string(),

@@ -18,8 +18,8 @@ use web_sys::AbortController;
 
 use super::error::{js_error, to_js};
 use super::js::{self as g, Host, Projection, Step};
-use super::vecmap::VecMap;
 use super::store::{HostStore, IndexedDbStore, LocalStorageStore, MarkerStore, MemoryStore};
+use super::vecmap::VecMap;
 use crate::proto::{
     self, Advice, Config, CookieJar, Event, MetaView, Millis, Msg, ProtoError, Reconnect,
     ReplayMarker, Request, RequestKind, Session, TransportFailure,
@@ -60,7 +60,8 @@ fn message_of(err: &JsValue) -> String {
             format!("{name}: {msg}")
         }
     } else {
-        err.as_string().unwrap_or_else(|| "unknown error".to_owned())
+        err.as_string()
+            .unwrap_or_else(|| "unknown error".to_owned())
     }
 }
 
@@ -77,7 +78,10 @@ fn waiter() -> (Promise, Waiter) {
     // The executor runs synchronously inside `new Promise`, so the slot is always filled; the
     // fallback (undefined: calling it fails quietly) keeps `new Function`, which a page's CSP may
     // forbid, out of the module.
-    let w = slot.unwrap_or_else(|| Waiter { resolve: JsValue::UNDEFINED.unchecked_into(), reject: JsValue::UNDEFINED.unchecked_into() });
+    let w = slot.unwrap_or_else(|| Waiter {
+        resolve: JsValue::UNDEFINED.unchecked_into(),
+        reject: JsValue::UNDEFINED.unchecked_into(),
+    });
     (promise, w)
 }
 
@@ -131,11 +135,17 @@ fn read_metas(arr: &Array) -> Vec<MetaOwned> {
         let interval = f(8).filter(|x| *x >= 0.0).map(|x| x as u64);
         let timeout = f(9).filter(|x| *x >= 0.0).map(|x| x as u64);
         let multiple_clients = f(10) == Some(1.0);
-        let advice = if reconnect.is_some() || interval.is_some() || timeout.is_some() || multiple_clients {
-            Some(Advice { reconnect, interval, timeout, multiple_clients })
-        } else {
-            None
-        };
+        let advice =
+            if reconnect.is_some() || interval.is_some() || timeout.is_some() || multiple_clients {
+                Some(Advice {
+                    reconnect,
+                    interval,
+                    timeout,
+                    multiple_clients,
+                })
+            } else {
+                None
+            };
         let long_polling = flag(12);
         out.push(MetaOwned {
             position: pos as usize,
@@ -221,7 +231,10 @@ fn opt_number(options: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
     }
     match v.as_f64() {
         Some(x) if x.is_finite() => Ok(Some(x)),
-        _ => Err(js_error("TypeError", &format!("option {key} must be a finite number or null"))),
+        _ => Err(js_error(
+            "TypeError",
+            &format!("option {key} must be a finite number or null"),
+        )),
     }
 }
 
@@ -232,7 +245,9 @@ impl WasmClient {
     #[wasm_bindgen(constructor)]
     pub fn new(host: Host, options: &JsValue) -> Result<WasmClient, JsValue> {
         let mut config = Config::default();
-        let api_version = get(options, "apiVersion").as_string().unwrap_or_else(|| "62.0".to_owned());
+        let api_version = get(options, "apiVersion")
+            .as_string()
+            .unwrap_or_else(|| "62.0".to_owned());
         if let Some(max) = opt_number(options, "maxPendingCount")? {
             config.max_pending = if max <= 0.0 { None } else { Some(max as usize) };
         }
@@ -241,7 +256,10 @@ impl WasmClient {
             config.connection_timeout = None;
         } else if let Some(ms) = opt_number(options, "connectionTimeout")? {
             if ms < 0.0 {
-                return Err(js_error("TypeError", "option connectionTimeout must be >= 0 or null"));
+                return Err(js_error(
+                    "TypeError",
+                    "option connectionTimeout must be >= 0 or null",
+                ));
             }
             config.connection_timeout = Some(ms as Millis);
         }
@@ -258,24 +276,38 @@ impl WasmClient {
             config.seed = seed.abs() as u64 | 1;
         }
         let store_opts = get(options, "store");
-        let (store, default_replay, namespace_override): (Rc<dyn MarkerStore>, Option<i64>, Option<String>) =
-            if store_opts.is_object() {
-                let default_replay = opt_number(&store_opts, "defaultReplay")?.map(|x| x as i64);
-                let ns = get(&store_opts, "namespace").as_string().filter(|s| !s.is_empty());
-                let store: Rc<dyn MarkerStore> = match get(&store_opts, "kind").as_string().as_deref() {
-                    Some("memory") => Rc::new(MemoryStore::default()),
-                    Some("localStorage") => Rc::new(LocalStorageStore {
-                        prefix: get(&store_opts, "prefix").as_string().unwrap_or_else(|| "sfstream/".to_owned()),
-                    }),
-                    Some("indexedDB") => Rc::new(IndexedDbStore {
-                        database: get(&store_opts, "database").as_string().unwrap_or_else(|| "sfstream".to_owned()),
-                    }),
-                    _ => return Err(js_error("TypeError", "option store.kind must be memory, localStorage or indexedDB")),
-                };
-                (store, default_replay, ns)
-            } else {
-                (Rc::new(HostStore { host: host.clone() }), None, None)
+        let (store, default_replay, namespace_override): (
+            Rc<dyn MarkerStore>,
+            Option<i64>,
+            Option<String>,
+        ) = if store_opts.is_object() {
+            let default_replay = opt_number(&store_opts, "defaultReplay")?.map(|x| x as i64);
+            let ns = get(&store_opts, "namespace")
+                .as_string()
+                .filter(|s| !s.is_empty());
+            let store: Rc<dyn MarkerStore> = match get(&store_opts, "kind").as_string().as_deref() {
+                Some("memory") => Rc::new(MemoryStore::default()),
+                Some("localStorage") => Rc::new(LocalStorageStore {
+                    prefix: get(&store_opts, "prefix")
+                        .as_string()
+                        .unwrap_or_else(|| "sfstream/".to_owned()),
+                }),
+                Some("indexedDB") => Rc::new(IndexedDbStore {
+                    database: get(&store_opts, "database")
+                        .as_string()
+                        .unwrap_or_else(|| "sfstream".to_owned()),
+                }),
+                _ => {
+                    return Err(js_error(
+                        "TypeError",
+                        "option store.kind must be memory, localStorage or indexedDB",
+                    ))
+                }
             };
+            (store, default_replay, ns)
+        } else {
+            (Rc::new(HostStore { host: host.clone() }), None, None)
+        };
         let inner = Rc::new(RefCell::new(Inner {
             session: Session::new(config),
             host,
@@ -362,10 +394,16 @@ impl WasmClient {
             {
                 let i = rc.borrow();
                 if i.open_waiter.is_some() {
-                    return Err(js_error("ClientInvalidOperation", "the client is already opening"));
+                    return Err(js_error(
+                        "ClientInvalidOperation",
+                        "the client is already opening",
+                    ));
                 }
                 if !matches!(i.session.state(), proto::State::Idle | proto::State::Closed) {
-                    return Err(js_error("ClientInvalidOperation", "the client is already open"));
+                    return Err(js_error(
+                        "ClientInvalidOperation",
+                        "the client is already open",
+                    ));
                 }
             }
             let authenticated = authenticate(&rc);
@@ -400,7 +438,9 @@ impl WasmClient {
                     (None, None) => (default_replay, None),
                     found => found,
                 };
-                run_op(&rc, |s| s.subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref()))
+                run_op(&rc, |s| {
+                    s.subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref())
+                })
             })
             .into())
         })
@@ -487,7 +527,11 @@ impl WasmClient {
     /// `"long-polling"` while open, otherwise null.
     #[wasm_bindgen(getter, js_name = connectionType)]
     pub fn connection_type(&self) -> Option<String> {
-        self.inner.borrow().session.connection_type().map(str::to_owned)
+        self.inner
+            .borrow()
+            .session
+            .connection_type()
+            .map(str::to_owned)
     }
 
     /// Messages delivered to the wrapper's buffer and not consumed yet.
@@ -514,12 +558,23 @@ fn stats_object(session: &Session) -> JsValue {
     set(&o, "reauthentications", &n(s.reauths));
     set(&o, "replayFallbacks", &n(s.fallbacks));
     set(&o, "eventsDelivered", &n(s.events_delivered));
-    set(&o, "lastConnectAt", &if s.last_connect_at == 0 { JsValue::NULL } else { n(s.last_connect_at) });
+    set(
+        &o,
+        "lastConnectAt",
+        &if s.last_connect_at == 0 {
+            JsValue::NULL
+        } else {
+            n(s.last_connect_at)
+        },
+    );
     o
 }
 
 /// Start a user operation in the core; the promise returned settles with its `OpDone`.
-fn run_op(rc: &Rc<RefCell<Inner>>, start: impl FnOnce(&mut Session) -> Result<proto::OpId, ProtoError>) -> Step {
+fn run_op(
+    rc: &Rc<RefCell<Inner>>,
+    start: impl FnOnce(&mut Session) -> Result<proto::OpId, ProtoError>,
+) -> Step {
     let (promise, w) = waiter();
     {
         let mut i = rc.borrow_mut();
@@ -548,34 +603,57 @@ fn report_corrupt(rc: &Rc<RefCell<Inner>>, channel: &str, message: &str) {
 }
 
 fn safe_integer(v: JsValue) -> Option<f64> {
-    v.as_f64().filter(|x| x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0)
+    v.as_f64()
+        .filter(|x| x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0)
 }
 
 /// Interpret what the host's storage returned: `{replayId, date}` or nothing. Foreign or corrupt
 /// data is reported as a status event and treated as no marker (a storage's default still applies).
-fn read_stored_marker(rc: &Rc<RefCell<Inner>>, channel: &str, stored: &JsValue) -> (Option<i64>, Option<ReplayMarker>) {
+fn read_stored_marker(
+    rc: &Rc<RefCell<Inner>>,
+    channel: &str,
+    stored: &JsValue,
+) -> (Option<i64>, Option<ReplayMarker>) {
     if stored.is_null() || stored.is_undefined() {
         return (None, None);
     }
     if get(stored, "corrupt").as_bool() == Some(true) {
-        report_corrupt(rc, channel, "the stored replay marker is not valid; using the storage's default");
+        report_corrupt(
+            rc,
+            channel,
+            "the stored replay marker is not valid; using the storage's default",
+        );
         let default = safe_integer(get(stored, "replayId")).filter(|x| (-2.0..=-1.0).contains(x));
         return (default.map(|x| x as i64), None);
     }
     let Some(replay_id) = safe_integer(get(stored, "replayId")).map(|x| x as i64) else {
-        report_corrupt(rc, channel, "the stored replay marker is not valid; subscribing without it");
+        report_corrupt(
+            rc,
+            channel,
+            "the stored replay marker is not valid; subscribing without it",
+        );
         return (None, None);
     };
-    let date_of = |key: &str| get(stored, key).as_string().map(|d| js_sys::Date::parse(&d)).filter(|x| x.is_finite());
+    let date_of = |key: &str| {
+        get(stored, key)
+            .as_string()
+            .map(|d| js_sys::Date::parse(&d))
+            .filter(|x| x.is_finite())
+    };
     // A stored marker newer than the start value (see js/client.ts): the core's persistence floor.
-    let floor = safe_integer(get(stored, "floorReplayId")).map(|x| ReplayMarker { replay_id: x as i64, date_ms: date_of("floorDate").unwrap_or(0.0) });
-    let marker = floor.or_else(|| date_of("date").map(|date_ms| ReplayMarker { replay_id, date_ms }));
+    let floor = safe_integer(get(stored, "floorReplayId")).map(|x| ReplayMarker {
+        replay_id: x as i64,
+        date_ms: date_of("floorDate").unwrap_or(0.0),
+    });
+    let marker =
+        floor.or_else(|| date_of("date").map(|date_ms| ReplayMarker { replay_id, date_ms }));
     (Some(replay_id), marker)
 }
 
 /// The token endpoint could not be reached (set by `oauthToken`; the wrapper keeps it as `cause`).
 fn is_unreachable(e: &JsValue) -> bool {
-    get(e, "unreachable").as_bool() == Some(true) || get(&get(e, "cause"), "unreachable").as_bool() == Some(true)
+    get(e, "unreachable").as_bool() == Some(true)
+        || get(&get(e, "cause"), "unreachable").as_bool() == Some(true)
 }
 
 /// Ask the host's authenticator for a token and derive the CometD endpoint from it. The promise
@@ -587,19 +665,32 @@ fn authenticate(rc: &Rc<RefCell<Inner>>) -> Promise {
         Err(e) => return Promise::reject(&e),
     };
     let rc = rc.clone();
-    g::then(&token, move |result| use_token(&rc, &result).map(|()| JsValue::UNDEFINED))
+    g::then(&token, move |result| {
+        use_token(&rc, &result).map(|()| JsValue::UNDEFINED)
+    })
 }
 
 /// Take the authenticator's `result` (`{ accessToken, instanceUrl, tokenType, id }`) into use.
 fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
-    let token = get(result, "accessToken").as_string().filter(|t| !t.is_empty());
+    let token = get(result, "accessToken")
+        .as_string()
+        .filter(|t| !t.is_empty());
     let instance = get(result, "instanceUrl").as_string();
-    let token_type = get(result, "tokenType").as_string().filter(|t| !t.is_empty()).unwrap_or_else(|| "Bearer".to_owned());
+    let token_type = get(result, "tokenType")
+        .as_string()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "Bearer".to_owned());
     let Some(token) = token else {
-        return Err(js_error("AuthenticationError", "the authenticator returned no accessToken"));
+        return Err(js_error(
+            "AuthenticationError",
+            "the authenticator returned no accessToken",
+        ));
     };
     let Some(instance) = instance else {
-        return Err(js_error("AuthenticationError", "the authenticator returned no instanceUrl"));
+        return Err(js_error(
+            "AuthenticationError",
+            "the authenticator returned no instanceUrl",
+        ));
     };
     let (version, allow_insecure) = {
         let i = rc.borrow();
@@ -607,8 +698,12 @@ fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
     };
     crate::auth::require_secure(&instance, "instanceUrl", allow_insecure)
         .map_err(|e| js_error("AuthenticationError", &e.to_string()))?;
-    let endpoint = crate::auth::cometd_url(&instance, &version)
-        .map_err(|e| js_error("AuthenticationError", &format!("unusable instanceUrl or apiVersion: {e}")))?;
+    let endpoint = crate::auth::cometd_url(&instance, &version).map_err(|e| {
+        js_error(
+            "AuthenticationError",
+            &format!("unusable instanceUrl or apiVersion: {e}"),
+        )
+    })?;
     let identity = get(result, "id").as_string();
     let (namespace, host) = {
         let mut i = rc.borrow_mut();
@@ -630,7 +725,9 @@ fn drive(rc: &Rc<RefCell<Inner>>) {
         let mut sends = Vec::new();
         let mut events = Vec::new();
         {
-            let Ok(mut i) = rc.try_borrow_mut() else { return };
+            let Ok(mut i) = rc.try_borrow_mut() else {
+                return;
+            };
             let now = now_ms();
             while let Some(e) = i.session.poll_event() {
                 events.push(e);
@@ -727,7 +824,11 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             set(&s, "stats", &stats_object(&rc.borrow().session));
             host.on_status(&s);
         }
-        Event::Reconnecting { reason, attempt, delay } => {
+        Event::Reconnecting {
+            reason,
+            attempt,
+            delay,
+        } => {
             let s = status("reconnecting");
             set(&s, "reason", &JsValue::from_str(&reason_name(&reason)));
             set(&s, "attempt", &JsValue::from_f64(f64::from(attempt)));
@@ -748,7 +849,9 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                         let mut i = rc.borrow_mut();
                         match &outcome {
                             Ok(_) => i.session.handle_authenticated(now_ms()),
-                            Err(e) if is_unreachable(e) => i.session.handle_auth_unreachable(now_ms()),
+                            Err(e) if is_unreachable(e) => {
+                                i.session.handle_auth_unreachable(now_ms())
+                            }
                             Err(e) => i.session.handle_auth_failed(now_ms(), &message_of(e)),
                         }
                     }
@@ -759,7 +862,12 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             });
         }
         Event::Reauthenticated => host.on_status(&status("reauthenticated")),
-        Event::ReplayFallback { channel, replay_id, fallback, reason } => {
+        Event::ReplayFallback {
+            channel,
+            replay_id,
+            fallback,
+            reason,
+        } => {
             let s = status("replayFallback");
             set(&s, "channel", &JsValue::from_str(&channel));
             set(&s, "replayId", &JsValue::from_f64(replay_id as f64));
@@ -777,7 +885,9 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             let (w, reply) = {
                 let mut i = rc.borrow_mut();
                 let reply = match &result {
-                    Ok(Some(pos)) => Reflect::get_u32(&i.last_batch, *pos).unwrap_or(JsValue::UNDEFINED),
+                    Ok(Some(pos)) => {
+                        Reflect::get_u32(&i.last_batch, *pos).unwrap_or(JsValue::UNDEFINED)
+                    }
                     Err(ProtoError::Server(se)) => original_reply(&i.last_batch, se),
                     _ => JsValue::UNDEFINED,
                 };
@@ -835,7 +945,11 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                     g::clear_timeout(&id);
                 }
                 let ops: Vec<Waiter> = i.ops.drain_values();
-                (std::mem::take(&mut i.closed_waiters), ops, i.open_waiter.take())
+                (
+                    std::mem::take(&mut i.closed_waiters),
+                    ops,
+                    i.open_waiter.take(),
+                )
             };
             abort_inflight(rc, None);
             let closed = js_error("ClientInvalidOperation", "the client was closed");
@@ -860,10 +974,15 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
 /// The failed reply a `ServerError` was parsed from: the message of `batch` with its channel and
 /// error text, or undefined.
 fn original_reply(batch: &JsValue, se: &proto::ServerError) -> JsValue {
-    let Some(arr) = batch.dyn_ref::<Array>() else { return JsValue::UNDEFINED };
+    let Some(arr) = batch.dyn_ref::<Array>() else {
+        return JsValue::UNDEFINED;
+    };
     let error = se.error.as_deref();
     arr.iter()
-        .find(|m| get(m, "channel").as_string().as_deref() == Some(se.channel.as_str()) && get(m, "error").as_string().as_deref() == error)
+        .find(|m| {
+            get(m, "channel").as_string().as_deref() == Some(se.channel.as_str())
+                && get(m, "error").as_string().as_deref() == error
+        })
         .unwrap_or(JsValue::UNDEFINED)
 }
 
@@ -871,7 +990,11 @@ fn original_reply(batch: &JsValue, se: &proto::ServerError) -> JsValue {
 fn abort_inflight(rc: &Rc<RefCell<Inner>>, kind: Option<RequestKind>) {
     let controllers: Vec<AbortController> = {
         let mut i = rc.borrow_mut();
-        i.inflight.remove_where(|_, (k, _)| kind.map_or(true, |want| *k == want)).into_iter().map(|(_, c)| c).collect()
+        i.inflight
+            .remove_where(|_, (k, _)| kind.map_or(true, |want| *k == want))
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
     };
     for c in controllers {
         c.abort();
@@ -895,11 +1018,17 @@ fn fetch_outcome(outcome: u32, status: &JsValue, value: JsValue, cookies: JsValu
     let cookies = cookies.dyn_into::<Array>().unwrap_or_else(|_| Array::new());
     match outcome {
         OUTCOME_BODY => Ok((status, Some(value), cookies)),
-        OUTCOME_NOT_JSON if status == 200 => Err(TransportFailure::Malformed("the response body is not JSON".into())),
+        OUTCOME_NOT_JSON if status == 200 => Err(TransportFailure::Malformed(
+            "the response body is not JSON".into(),
+        )),
         OUTCOME_NOT_JSON => Ok((status, None, cookies)),
         OUTCOME_TIMEOUT => Err(TransportFailure::Timeout),
-        OUTCOME_NO_RESPONSE => Err(TransportFailure::Malformed("fetch returned no Response".into())),
-        OUTCOME_TOO_LARGE => Err(TransportFailure::Malformed("the response is larger than 64 MiB".into())),
+        OUTCOME_NO_RESPONSE => Err(TransportFailure::Malformed(
+            "fetch returned no Response".into(),
+        )),
+        OUTCOME_TOO_LARGE => Err(TransportFailure::Malformed(
+            "the response is larger than 64 MiB".into(),
+        )),
         // OUTCOME_FAILED (3): the fetch or the body read failed.
         _ => Err(TransportFailure::Network(message_of(&value))),
     }
@@ -918,7 +1047,11 @@ fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
     i.inflight.insert(req.id.0, (req.kind, controller.clone()));
     let Some(url) = i.endpoint.clone() else {
         drop(i);
-        return fail_request(rc, req.id, TransportFailure::Network("no endpoint: the client has not authenticated".into()));
+        return fail_request(
+            rc,
+            req.id,
+            TransportFailure::Network("no endpoint: the client has not authenticated".into()),
+        );
     };
     let cookie = i.jar.cookie_header();
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3);
@@ -932,10 +1065,21 @@ fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
     }
     let signal: JsValue = controller.signal().into();
     let init = g::post_init(&req.body, &headers, Some(&signal));
-    let json_parse: JsValue = i.json_parse.clone().map_or(JsValue::UNDEFINED, JsValue::from);
+    let json_parse: JsValue = i
+        .json_parse
+        .clone()
+        .map_or(JsValue::UNDEFINED, JsValue::from);
     let done = i.request_cb.clone();
     drop(i);
-    g::request(&url, &init, &controller, req.timeout as f64, &json_parse, req.id.0 as f64, &done);
+    g::request(
+        &url,
+        &init,
+        &controller,
+        req.timeout as f64,
+        &json_parse,
+        req.id.0 as f64,
+        &done,
+    );
 }
 
 /// Report a request that could not be sent, in a microtask (as a failed fetch would be).
@@ -981,7 +1125,9 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
                             }
                             None => {
                                 let f = if status == 200 {
-                                    TransportFailure::Malformed("the response is not a JSON array".into())
+                                    TransportFailure::Malformed(
+                                        "the response is not a JSON array".into(),
+                                    )
                                 } else {
                                     TransportFailure::HttpStatus(status)
                                 };
@@ -989,7 +1135,9 @@ fn finish_request(rc: &Rc<RefCell<Inner>>, id: proto::RequestId, fetched: Fetche
                             }
                         }
                     }
-                    None => i.session.handle_failure(now, id, TransportFailure::HttpStatus(status)),
+                    None => i
+                        .session
+                        .handle_failure(now, id, TransportFailure::HttpStatus(status)),
                 }
             }
             Err(f) => i.session.handle_failure(now, id, f),
@@ -1074,7 +1222,9 @@ impl proto::BatchSource for ProjectedBatch<'_> {
     }
 
     fn msg(&self, k: usize) -> Msg<'_> {
-        let Some(&kind) = self.ev.get(3 * k) else { return Msg::Other };
+        let Some(&kind) = self.ev.get(3 * k) else {
+            return Msg::Other;
+        };
         if kind >= 0.0 {
             let r = self.ev.get(3 * k + 1).copied().unwrap_or(f64::NAN);
             let d = self.ev.get(3 * k + 2).copied().unwrap_or(f64::NAN);
@@ -1086,7 +1236,10 @@ impl proto::BatchSource for ProjectedBatch<'_> {
         } else if kind == KIND_META {
             // sfProject lists metas in position order (a hostile body can hold thousands).
             match self.metas.binary_search_by_key(&k, |m| m.position) {
-                Ok(at) => self.metas.get(at).map_or(Msg::Other, |m| Msg::Meta(Self::meta_view(m))),
+                Ok(at) => self
+                    .metas
+                    .get(at)
+                    .map_or(Msg::Other, |m| Msg::Meta(Self::meta_view(m))),
                 Err(_) => Msg::Other,
             }
         } else {
@@ -1108,7 +1261,11 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
     }
     let metas = p.metas().map(|m| read_metas(&m)).unwrap_or_default();
     let Inner { session, chans, .. } = i;
-    let batch = ProjectedBatch { ev: p.ev().to_vec(), metas, channels: chans };
+    let batch = ProjectedBatch {
+        ev: p.ev().to_vec(),
+        metas,
+        channels: chans,
+    };
     session.handle_response(now, id, status, &batch);
 }
 
@@ -1170,7 +1327,9 @@ struct Flush {
 impl Flush {
     /// Write the next marker, or end the round.
     fn next(mut self) -> Promise {
-        let Some((channel, marker)) = self.batch.next() else { return self.end() };
+        let Some((channel, marker)) = self.batch.next() else {
+            return self.end();
+        };
         let m: JsValue = Object::new().into();
         set(&m, "replayId", &JsValue::from_f64(marker.replay_id as f64));
         let date = if marker.date_ms.is_finite() {
@@ -1212,6 +1371,9 @@ impl Flush {
                 i.flush_timer = Some(id);
             }
         }
-        Promise::reject(&js_error("ClientError", &format!("could not store a replay marker: {}", message_of(&e))))
+        Promise::reject(&js_error(
+            "ClientError",
+            &format!("could not store a replay marker: {}", message_of(&e)),
+        ))
     }
 }

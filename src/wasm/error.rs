@@ -66,11 +66,26 @@ pub fn to_js(err: &ProtoError) -> JsValue {
             let text = se
                 .failure_reason
                 .as_deref()
-                .map(|r| format!("{} ({})", se.error.as_deref().unwrap_or("request failed"), r))
-                .unwrap_or_else(|| se.error.clone().unwrap_or_else(|| format!("{} failed", se.channel)));
+                .map(|r| {
+                    format!(
+                        "{} ({})",
+                        se.error.as_deref().unwrap_or("request failed"),
+                        r
+                    )
+                })
+                .unwrap_or_else(|| {
+                    se.error
+                        .clone()
+                        .unwrap_or_else(|| format!("{} failed", se.channel))
+                });
             let e = js_error("ServerError", &text);
             set(&e, "error", &opt_str(se.error.as_deref()));
-            set(&e, "errorCode", &se.code.map_or(JsValue::NULL, |c| JsValue::from_f64(f64::from(c))));
+            set(
+                &e,
+                "errorCode",
+                &se.code
+                    .map_or(JsValue::NULL, |c| JsValue::from_f64(f64::from(c))),
+            );
             let args = Array::new();
             for a in &se.args {
                 args.push(&JsValue::from_str(a));

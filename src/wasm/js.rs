@@ -41,7 +41,11 @@ pub fn set_fetch(f: Option<Function>) {
 
 /// The transport installed with [`set_fetch`], or undefined (the global `fetch`).
 fn installed_fetch() -> JsValue {
-    FETCH.with(|slot| slot.borrow().clone().map_or(JsValue::UNDEFINED, JsValue::from))
+    FETCH.with(|slot| {
+        slot.borrow()
+            .clone()
+            .map_or(JsValue::UNDEFINED, JsValue::from)
+    })
 }
 
 /// `fetch(input, init)`: the installed transport, else the global `fetch`. `init` is a plain
@@ -50,7 +54,9 @@ pub fn global_fetch(input: &str, init: &JsValue) -> Promise {
     let custom = FETCH.with(|slot| slot.borrow().clone());
     match custom {
         Some(f) => match f.call2(&JsValue::UNDEFINED, &JsValue::from_str(input), init) {
-            Ok(p) => p.dyn_into::<Promise>().unwrap_or_else(|v| Promise::resolve(&v)),
+            Ok(p) => p
+                .dyn_into::<Promise>()
+                .unwrap_or_else(|v| Promise::resolve(&v)),
             Err(e) => Promise::reject(&e),
         },
         None => global_fetch_binding(input, init),
@@ -101,8 +107,25 @@ extern "C" {
 /// to `done(id, outcome, status, value, cookies)` (see `sfRequest` in `src/wasm/project.js`): the
 /// request is aborted through `controller` after `timeout_ms`, and the body is read with
 /// `json()`, or with `text()` and `json_parse` when that is a function.
-pub fn request(url: &str, init: &JsValue, controller: &AbortController, timeout_ms: f64, json_parse: &JsValue, id: f64, done: &JsValue) {
-    sf_request(&installed_fetch(), url, init, controller, timeout_ms, json_parse, id, done);
+pub fn request(
+    url: &str,
+    init: &JsValue,
+    controller: &AbortController,
+    timeout_ms: f64,
+    json_parse: &JsValue,
+    id: f64,
+    done: &JsValue,
+) {
+    sf_request(
+        &installed_fetch(),
+        url,
+        init,
+        controller,
+        timeout_ms,
+        json_parse,
+        id,
+        done,
+    );
 }
 
 /// What a promise continuation returns: a value (a promise is adopted), or the error to reject with.
@@ -177,7 +200,11 @@ pub fn post_init(body: &str, headers: &[(&str, &str)], signal: Option<&JsValue>)
         let _ = js_sys::Reflect::set(&h, &JsValue::from_str(k), &JsValue::from_str(v));
     }
     let init = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&init, &JsValue::from_str("method"), &JsValue::from_str("POST"));
+    let _ = js_sys::Reflect::set(
+        &init,
+        &JsValue::from_str("method"),
+        &JsValue::from_str("POST"),
+    );
     let _ = js_sys::Reflect::set(&init, &JsValue::from_str("body"), &JsValue::from_str(body));
     let _ = js_sys::Reflect::set(&init, &JsValue::from_str("headers"), &h);
     if let Some(sig) = signal {

@@ -63,7 +63,9 @@ fn settled(r: Result<JsValue, JsValue>) -> Promise {
 }
 
 fn stringify(marker: &JsValue) -> Result<String, JsValue> {
-    JSON::stringify(marker)?.as_string().ok_or_else(|| JsValue::from_str("marker is not serialisable"))
+    JSON::stringify(marker)?
+        .as_string()
+        .ok_or_else(|| JsValue::from_str("marker is not serialisable"))
 }
 
 /// A JavaScript storage object behind the host (`host.getReplayMarker` / `host.setReplayMarker`).
@@ -92,7 +94,12 @@ pub struct MemoryStore {
 impl MarkerStore for MemoryStore {
     fn get(&self, namespace: &str, channel: &str) -> Promise {
         let k = key("", namespace, channel);
-        let v = self.map.borrow().iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        let v = self
+            .map
+            .borrow()
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.clone());
         Promise::resolve(&parse(v))
     }
     fn set(&self, namespace: &str, channel: &str, marker: &JsValue) -> Promise {

@@ -10,7 +10,9 @@ pub struct VecMap<K, V> {
 
 impl<K, V> Default for VecMap<K, V> {
     fn default() -> Self {
-        VecMap { entries: Vec::new() }
+        VecMap {
+            entries: Vec::new(),
+        }
     }
 }
 
@@ -52,7 +54,10 @@ impl<K: PartialEq, V> VecMap<K, V> {
 
     /// Take every value out.
     pub fn drain_values(&mut self) -> Vec<V> {
-        std::mem::take(&mut self.entries).into_iter().map(|(_, v)| v).collect()
+        std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
