@@ -986,10 +986,13 @@ fn original_reply(batch: &JsValue, se: &proto::ServerError) -> JsValue {
         .unwrap_or(JsValue::UNDEFINED)
 }
 
-/// Abort in-flight requests (of one kind, or all).
+/// Abort in-flight requests (of one kind, or all). A long-poll still waiting for its macrotask
+/// (see [`drive`]) is in flight for the core too: it is dropped, not sent.
 fn abort_inflight(rc: &Rc<RefCell<Inner>>, kind: Option<RequestKind>) {
     let controllers: Vec<AbortController> = {
         let mut i = rc.borrow_mut();
+        i.deferred
+            .retain(|r| kind.is_some_and(|want| r.kind != want));
         i.inflight
             .remove_where(|_, (k, _)| kind.map_or(true, |want| *k == want))
             .into_iter()

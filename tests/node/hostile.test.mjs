@@ -471,3 +471,50 @@ describe("events piggybacked on a control reply, with a connect reply in the sam
     await c.close();
   });
 });
+
+describe("close() in the loop body, right after a delivery", () => {
+  // The shell sends the next long-poll in a later macrotask, so that the application sees a
+  // response's events first. A close() that comes before that macrotask must cancel it: the
+  // server should not get a long-poll for a client that has just disconnected.
+  test("no long-poll follows the disconnect", { timeout: 20000 }, async () => {
+    const channel = "/u/CloseNow";
+    let held = null;
+    let subscribed = false;
+    const release = () => {
+      if (held === null || !subscribed) return;
+      json(held.res, [{ channel, data: { event: { replayId: 1 }, payload: "the only event" } }, connectOk(held.m)]);
+      held = null;
+    };
+    const srv = await hostile((kind, m, _req, res, seen) => {
+      if (kind === "handshake") return json(res, handshakeOk(m));
+      if (kind === "subscribe") {
+        json(res, subscribeOk(m));
+        subscribed = true;
+        return release();
+      }
+      if (kind === "connect") {
+        if (seen.connects === 1) return json(res, [connectOk(m)]);
+        if (seen.connects === 2) {
+          held = { res, m };
+          return release();
+        }
+        // What Salesforce answers a long-poll of a client it no longer knows.
+        return json(res, [{ ...connectOk(m), successful: false, error: "403::Unknown client" }]);
+      }
+      if (kind === "disconnect") return json(res, [{ channel: "/meta/disconnect", id: m[0].id, successful: true }]);
+      res.writeHead(400).end();
+    });
+    const { c } = client(srv.url);
+    await c.open();
+    await c.subscribe(channel);
+    for await (const msg of c) {
+      assert.equal(msg.data.event.replayId, 1);
+      await c.close(); // called before any macrotask has run since the delivery
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const kinds = srv.seen.requests.map((r) => r.kind);
+    assert.equal(kinds.at(-1), "disconnect", `requests: ${kinds.join(", ")}`);
+    assert.equal(srv.seen.connects, 2, `requests: ${kinds.join(", ")}`);
+  });
+});
