@@ -730,11 +730,10 @@ impl Session {
     /// The request failed without a usable Bayeux body.
     pub fn handle_failure(&mut self, now: Millis, id: RequestId, failure: TransportFailure) {
         self.deliveries.clear();
-        if let ConnectSlot::InFlight { id: cid, first, .. } = &self.connect {
+        if let ConnectSlot::InFlight { id: cid, .. } = &self.connect {
             if *cid == id {
-                let first = *first;
                 self.connect = ConnectSlot::Idle;
-                self.connect_failed(now, failure, first);
+                self.connect_failed(now, failure);
                 return;
             }
         }
@@ -1238,7 +1237,7 @@ impl Session {
                     if server_disconnect {
                         self.rehandshake(now, ReconnectReason::ServerDisconnect, true);
                     } else {
-                        self.connect_failed(now, f, first);
+                        self.connect_failed(now, f);
                     }
                 }
             }
@@ -1341,9 +1340,15 @@ impl Session {
         self.merge_advice(m);
         if m.successful == Some(true) {
             self.stats.last_connect_at = now;
-            self.failures = 0;
-            self.auth_rounds = 0;
             self.recovering_since = None;
+            if !first {
+                // Only a long-poll that comes back proves the session works. The immediate reply
+                // to the first connect of a session does not: a resubscribe can still come back
+                // `403::Unknown client`, and with the back-off reset here each round would
+                // re-handshake at once, a storm Salesforce ends with its concurrent-client limit.
+                self.failures = 0;
+                self.auth_rounds = 0;
+            }
             if !self.opened {
                 self.opened = true;
                 self.degraded = false;
@@ -1389,14 +1394,14 @@ impl Session {
             if advice == Some(Reconnect::None) {
                 self.rehandshake(now, ReconnectReason::ServerBusy, true);
             } else {
-                self.retry_connect(now, ReconnectReason::ServerBusy, first);
+                self.retry_connect(now, ReconnectReason::ServerBusy);
             }
         } else if is_auth_error(&err) {
             self.need_auth(&err);
         } else if advice == Some(Reconnect::None) {
             self.fatal(ProtoError::Server(err));
         } else {
-            self.retry_connect(now, ReconnectReason::ServerBusy, first);
+            self.retry_connect(now, ReconnectReason::ServerBusy);
         }
     }
 
@@ -1451,7 +1456,7 @@ impl Session {
         }
     }
 
-    fn retry_connect(&mut self, now: Millis, reason: ReconnectReason, first: bool) {
+    fn retry_connect(&mut self, now: Millis, reason: ReconnectReason) {
         if self.note_failure(now) {
             return;
         }
@@ -1464,19 +1469,22 @@ impl Session {
             attempt: self.failures,
             delay,
         });
+        // The retry asks for an immediate reply (`advice.timeout: 0`, as CometD's clients do when
+        // not connected): a retry the server held for up to 110 s would outlast the connection
+        // timeout, and the session would be failed while it works.
         self.connect = ConnectSlot::Due {
             at: now.saturating_add(delay),
-            first,
+            first: true,
         };
     }
 
-    fn connect_failed(&mut self, now: Millis, failure: TransportFailure, first: bool) {
+    fn connect_failed(&mut self, now: Millis, failure: TransportFailure) {
         if failure == TransportFailure::HttpStatus(401) {
             let err = ServerError::new("/meta/connect", Some("401::HTTP 401"), None);
             self.need_auth(&err);
             return;
         }
-        self.retry_connect(now, ReconnectReason::of(&failure), first);
+        self.retry_connect(now, ReconnectReason::of(&failure));
     }
 
     fn on_handshake_reply(&mut self, now: Millis, m: &MetaView<'_>, status: u16) {

@@ -776,6 +776,110 @@ fn repeated_unknown_client_after_rehandshake_backs_off() {
     assert!(waits[3] > waits[1] / 2, "{waits:?}");
 }
 
+/// The next request of `kind` among those sent, whatever their order.
+fn take_kind(d: &mut Driver, kind: RequestKind) -> Request {
+    let i = d
+        .sent
+        .iter()
+        .position(|r| r.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind:?} request among {:?}", d.sent));
+    d.sent.remove(i).unwrap()
+}
+
+#[test]
+fn unknown_client_on_resubscribe_after_a_good_first_connect_backs_off() {
+    // After a re-handshake the first connect (answered at once) and the resubscribe go out
+    // together. If the connect's success reset the back-off, a resubscribe refused with
+    // `403::Unknown client` would re-handshake at once, round after round.
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let wait = if d.sent.is_empty() { d.fire() } else { 0 };
+        waits.push(wait);
+        let hs = d.take(RequestKind::Handshake);
+        d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+        let first = take_kind(&mut d, RequestKind::Connect);
+        let resub = take_kind(&mut d, RequestKind::Subscribe);
+        d.reply(&first, 200, batch(vec![connect_ok_advice(&first)]));
+        let _held = d.take(RequestKind::Connect);
+        d.reply(
+            &resub,
+            200,
+            batch(vec![sub_err(&resub, "403::Unknown client")]),
+        );
+    }
+    assert_eq!(waits[0], 0);
+    assert!(waits[1..].iter().all(|w| *w > 0), "{waits:?}");
+    assert!(waits[3] > waits[1], "the back-off grows: {waits:?}");
+    // A long-poll that comes back resets the back-off.
+    let wait = d.fire();
+    assert!(wait > 0);
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let first = take_kind(&mut d, RequestKind::Connect);
+    let resub = take_kind(&mut d, RequestKind::Subscribe);
+    d.reply(&first, 200, batch(vec![connect_ok_advice(&first)]));
+    d.reply(&resub, 200, batch(vec![sub_ok(&resub)]));
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+    let c = d.take(RequestKind::Connect);
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
+    d.take(RequestKind::Handshake); // at once again
+}
+
+#[test]
+fn a_retried_connect_asks_for_an_immediate_reply_so_a_working_session_is_not_timed_out() {
+    // Default settings: a 10 s connection timeout. After one failed long-poll, the retry must
+    // not be a long-poll the server may hold for 110 s: the recovery would be judged by the
+    // connection timeout while the connection works.
+    let mut d = Driver::new(Config::default());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    assert!(!c.body.contains("advice"), "{}", c.body);
+    d.now += 60_000;
+    d.fail(&c, TransportFailure::Network("connection reset".into()));
+    d.fire();
+    let retry = d.take(RequestKind::Connect);
+    assert!(
+        retry.body.contains(r#""advice":{"timeout":0}"#),
+        "{}",
+        retry.body
+    );
+    d.reply(&retry, 200, batch(vec![connect_ok_advice(&retry)]));
+    let held = d.take(RequestKind::Connect);
+    assert!(!held.body.contains("advice"), "{}", held.body);
+    d.take_events();
+    // The server holds the long-poll for 100 s: nothing fails.
+    d.now += 100_000;
+    d.s.handle_timeout(d.now);
+    d.pump();
+    assert!(!d.s.is_closed(), "{:?}", d.take_events());
+    assert_eq!(d.s.state(), State::Connected);
+    d.reply(&held, 200, batch(vec![connect_ok_advice(&held)]));
+    d.take(RequestKind::Connect);
+    assert!(d.take_events().is_empty());
+}
+
 #[test]
 fn network_errors_on_connect_retry_with_backoff() {
     let mut d = Driver::new(Driver::cfg());
@@ -835,7 +939,9 @@ fn network_errors_on_connect_retry_with_backoff() {
     assert_eq!(d.take_events(), vec![Event::Connected]);
     assert_eq!(d.s.state(), State::Connected);
     assert_eq!(d.s.stats().reconnects, 4);
-    // back-off resets after a successful connect
+    // The back-off resets once a long-poll comes back (the retry's immediate reply is not enough).
+    let c = d.take(RequestKind::Connect);
+    d.reply(&c, 200, batch(vec![connect_ok(&c)]));
     let c = d.take(RequestKind::Connect);
     d.fail(&c, TransportFailure::Network("x".into()));
     assert!(matches!(
@@ -2321,6 +2427,9 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
             Reconnect::Handshake,
         )]),
     );
+    // No long-poll of the new session has come back yet: the re-handshake backs off.
+    d.nothing_sent();
+    d.fire();
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);

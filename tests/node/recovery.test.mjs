@@ -2,7 +2,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { SalesforceStreamingClient, ReplayOption, TransportTimeoutError, AuthenticationError } from "sfstream";
-import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
+import { startSfemu, CREDENTIALS, until } from "../helpers/sfemu.mjs";
 import { sfemuForFile } from "../helpers/fixture.mjs";
 
 const emu = sfemuForFile(["--hold-timeout", "2000"]);
@@ -72,6 +72,37 @@ describe("recovery with no lost event", () => {
       await client.close();
     });
   }
+});
+
+describe("a failed long-poll when the server holds long-polls longer than connectionTimeout", () => {
+  // Salesforce holds a long-poll up to 110 s, and connectionTimeout defaults to 10 s. The retry
+  // after a failed long-poll must ask for an immediate reply: a held retry would outlast the
+  // connection timeout, and the client would give up on a connection that works.
+  test("the retry is answered at once and the client stays up", async () => {
+    const own = await startSfemu(["--hold-timeout", "4000"]);
+    const ch = "/event/HeldRetry__e";
+    const statuses = [];
+    const client = new SalesforceStreamingClient({ ...CREDENTIALS, loginUrl: own.url, connectionTimeout: 1500, onStatus: (s) => statuses.push(s.type) });
+    try {
+      await client.open();
+      await client.subscribe(ch);
+      await own.control("fail", { status: 503, count: 1 });
+      // The event answers the held long-poll; the next long-poll gets the 503.
+      await own.control("publish", { channel: ch, count: 1 });
+      const seen = new Set();
+      await collect(client, ch, 1, seen, 5000);
+      await until(() => statuses.includes("reconnecting"), { what: "the 503 on the next long-poll" });
+      // Longer than connectionTimeout plus a whole hold: the session must still be up.
+      await new Promise((r) => setTimeout(r, 5000));
+      assert.equal(client.closed, false, `statuses: ${statuses.join(", ")}`);
+      await own.control("publish", { channel: ch, count: 2 });
+      await collect(client, ch, 3, seen, 5000);
+      assert.equal(client.stats.handshakes, 1, "no re-handshake was needed");
+    } finally {
+      await client.close().catch(() => {});
+      await own.stop();
+    }
+  });
 });
 
 describe("giving up", () => {
