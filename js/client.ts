@@ -371,7 +371,11 @@ export class Client implements AsyncIterable<Message> {
     }
   }
 
-  /** Subscribe to `channel`, replaying from its stored marker when a replay storage is configured. */
+  /**
+   * Subscribe to `channel`, replaying from its stored marker when a replay storage is configured.
+   * A refusal rejects with a `ServerError`, except "server busy" (`503`), which is retried with
+   * back-off until `connectionTimeout` has passed since the first refusal.
+   */
   async subscribe(channel: string): Promise<void> {
     checkChannel(channel);
     try {

@@ -1653,6 +1653,12 @@ impl Session {
             }
             return;
         }
+        if matches!(job.kind, JobKind::Subscribe { .. }) && is_retryable_denial(&err) {
+            // `503` / "server too busy": temporary, as for handshakes and connects. An automatic
+            // resubscribe that failed the session here would end it for good.
+            self.retry_job(now, job, ProtoError::Server(err));
+            return;
+        }
         match job.kind {
             JobKind::Subscribe {
                 channel,
@@ -1731,7 +1737,7 @@ impl Session {
         }
     }
 
-    fn job_failed(&mut self, now: Millis, mut job: Job, failure: TransportFailure) {
+    fn job_failed(&mut self, now: Millis, job: Job, failure: TransportFailure) {
         if matches!(self.phase, Phase::Closed | Phase::Closing) {
             return;
         }
@@ -1750,6 +1756,13 @@ impl Session {
             });
             return;
         }
+        self.retry_job(now, job, ProtoError::Transport(failure));
+    }
+
+    /// Send a subscribe or unsubscribe again after a back-off, until the connection timeout has
+    /// passed since its first failure; then an explicit operation fails with `err`, and an
+    /// automatic resubscribe fails the session (with `Timeout` after transport failures).
+    fn retry_job(&mut self, now: Millis, mut job: Job, err: ProtoError) {
         let first = *job.first_failure.get_or_insert(now);
         if self
             .config
@@ -1769,10 +1782,13 @@ impl Session {
                     }
                     self.events.push_back(Event::OpDone {
                         op,
-                        result: Err(ProtoError::Transport(failure)),
+                        result: Err(err),
                     });
                 }
-                None => self.fatal(ProtoError::Timeout),
+                None => self.fatal(match err {
+                    ProtoError::Transport(_) => ProtoError::Timeout,
+                    e => e,
+                }),
             }
             return;
         }

@@ -881,6 +881,88 @@ fn a_retried_connect_asks_for_an_immediate_reply_so_a_working_session_is_not_tim
 }
 
 #[test]
+fn server_busy_on_subscribe_is_retried_with_backoff_not_fatal() {
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = Some(10_000);
+    let mut d = Driver::new(cfg);
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[5], WALL, connect_ok(&c)),
+    );
+    let c = d.take(RequestKind::Connect);
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
+    d.accept_handshake();
+    let first = take_kind(&mut d, RequestKind::Connect);
+    d.reply(&first, 200, batch(vec![connect_ok_advice(&first)]));
+    let _held = take_kind(&mut d, RequestKind::Connect);
+    // The automatic resubscribe is refused as "too busy": the session stays, and the resubscribe
+    // is sent again after a back-off, still from the marker.
+    let s = d.take(RequestKind::Subscribe);
+    d.reply(
+        &s,
+        200,
+        batch(vec![sub_err(
+            &s,
+            "503::Server is too busy, try again later",
+        )]),
+    );
+    assert!(!d.s.is_closed(), "{:?}", d.take_events());
+    d.nothing_sent();
+    assert!(d.fire() > 0);
+    let s = d.take(RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(5.0));
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    d.take_events();
+    // An explicit subscribe refused as busy is retried too, and resolves when accepted.
+    let (op, r) = d.start_subscribe("/topic/Y", Some(-1));
+    d.reply(&r, 200, batch(vec![sub_err(&r, "503::Server is too busy")]));
+    assert!(d.take_events().is_empty());
+    d.fire();
+    let r = d.take(RequestKind::Subscribe);
+    d.reply(&r, 200, batch(vec![sub_ok(&r)]));
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Ok(None)
+        }]
+    );
+    // Refused for longer than the connection timeout: the operation fails with the server's error.
+    let (op, mut r) = d.start_subscribe("/topic/Z", Some(-1));
+    loop {
+        d.reply(&r, 200, batch(vec![sub_err(&r, "503::Server is too busy")]));
+        let ev = d.take_events();
+        if let [Event::OpDone {
+            op: done,
+            result: Err(ProtoError::Server(e)),
+        }] = &ev[..]
+        {
+            assert_eq!(*done, op);
+            assert_eq!(e.code, Some(503));
+            break;
+        }
+        assert!(ev.is_empty(), "{ev:?}");
+        assert!(d.now < 20_000, "still retrying at {}", d.now);
+        d.fire();
+        r = d.take(RequestKind::Subscribe);
+    }
+    assert!(!d.s.subscriptions().any(|c| c == "/topic/Z"));
+    assert!(!d.s.is_closed());
+}
+
+#[test]
 fn network_errors_on_connect_retry_with_backoff() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
