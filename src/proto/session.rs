@@ -342,6 +342,16 @@ struct SubEntry {
     confirmed: bool,
     /// Wall-clock time (epoch ms) of the explicit subscribe; 0 when unknown.
     since_wall: f64,
+    /// While an explicit subscribe to an already confirmed channel is pending: the subscription
+    /// it replaces, restored if the server refuses it (the server keeps the old one).
+    replaced: Option<Replaced>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Replaced {
+    replay: Option<i64>,
+    since_wall: f64,
+    floor: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -490,6 +500,7 @@ impl Session {
         self.check_usable()?;
         validate_channel(channel)?;
         let ci = self.chan_index(replay_key(channel));
+        let old_floor = self.chans.get(ci).and_then(|c| c.floor);
         if let Some(c) = self.chans.get_mut(ci) {
             c.floor = None;
             c.gap_filter = None;
@@ -519,6 +530,13 @@ impl Session {
         };
         match self.subs.iter_mut().find(|s| s.channel == channel) {
             Some(s) => {
+                if s.confirmed && s.replaced.is_none() {
+                    s.replaced = Some(Replaced {
+                        replay: s.replay,
+                        since_wall: s.since_wall,
+                        floor: old_floor,
+                    });
+                }
                 s.replay = send;
                 s.since_wall = since_wall;
             }
@@ -527,6 +545,7 @@ impl Session {
                 replay: send,
                 confirmed: false,
                 since_wall,
+                replaced: None,
             }),
         }
         let op = self.next_op();
@@ -1619,6 +1638,9 @@ impl Session {
                 JobKind::Subscribe { channel, op, .. } => {
                     if let Some(s) = self.subs.iter_mut().find(|s| s.channel == *channel) {
                         s.confirmed = true;
+                        if op.is_some() {
+                            s.replaced = None;
+                        }
                     }
                     if let Some(op) = op {
                         self.events.push_back(Event::OpDone {
@@ -1697,13 +1719,7 @@ impl Session {
                 }
                 match op {
                     Some(op) => {
-                        if let Some(i) = self
-                            .subs
-                            .iter()
-                            .position(|s| s.channel == channel && !s.confirmed)
-                        {
-                            self.subs.remove(i);
-                        }
+                        self.forget_refused_subscribe(&channel);
                         self.events.push_back(Event::OpDone {
                             op,
                             result: Err(ProtoError::Server(err)),
@@ -1717,6 +1733,30 @@ impl Session {
                     op,
                     result: Err(ProtoError::Server(err)),
                 });
+            }
+        }
+    }
+
+    /// An explicit subscribe failed: a channel that was not subscribed leaves the resubscribe set;
+    /// one that was keeps the subscription the server kept (its replay value, and the duplicate
+    /// floor unless events arrived since).
+    fn forget_refused_subscribe(&mut self, channel: &str) {
+        let Some(i) = self.subs.iter().position(|s| s.channel == channel) else {
+            return;
+        };
+        if !self.subs[i].confirmed {
+            self.subs.remove(i);
+            return;
+        }
+        let Some(old) = self.subs[i].replaced.take() else {
+            return;
+        };
+        self.subs[i].replay = old.replay;
+        self.subs[i].since_wall = old.since_wall;
+        let key = replay_key(channel);
+        if let Some(c) = self.chans.iter_mut().find(|c| c.key == key) {
+            if c.floor.is_none() {
+                c.floor = old.floor;
             }
         }
     }
@@ -1772,13 +1812,7 @@ impl Session {
             match job.op() {
                 Some(op) => {
                     if let JobKind::Subscribe { channel, .. } = &job.kind {
-                        if let Some(i) = self
-                            .subs
-                            .iter()
-                            .position(|s| s.channel == *channel && !s.confirmed)
-                        {
-                            self.subs.remove(i);
-                        }
+                        self.forget_refused_subscribe(channel);
                     }
                     self.events.push_back(Event::OpDone {
                         op,

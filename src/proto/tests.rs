@@ -963,6 +963,52 @@ fn server_busy_on_subscribe_is_retried_with_backoff_not_fatal() {
 }
 
 #[test]
+fn a_refused_subscribe_to_a_subscribed_channel_keeps_the_subscription_the_server_kept() {
+    // Subscribing again to a subscribed channel with a replay id the server refuses: the server
+    // keeps the old subscription, and so must the resubscribe after the next session loss.
+    let mut d = Driver::new(Driver::cfg());
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[5], WALL, connect_ok(&c)),
+    );
+    let c = d.take(RequestKind::Connect);
+    let (op, r) = d.start_subscribe("/topic/X", Some(82));
+    assert_eq!(replay_of(&r, "/topic/X"), Some(82.0));
+    d.reply(
+        &r,
+        200,
+        batch(vec![sub_err(
+            &r,
+            "400::The replayId {82} you provided was invalid.",
+        )]),
+    );
+    let ev = d.take_events();
+    assert!(
+        matches!(&ev[..], [Event::OpDone { op: o, result: Err(ProtoError::Server(_)) }] if *o == op),
+        "{ev:?}"
+    );
+    assert!(d.s.subscriptions().any(|c| c == "/topic/X"));
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "403::Unknown client",
+            Reconnect::Handshake,
+        )]),
+    );
+    d.accept_handshake();
+    let s = take_kind(&mut d, RequestKind::Subscribe);
+    assert_eq!(replay_of(&s, "/topic/X"), Some(5.0), "{}", s.body);
+    d.reply(&s, 200, batch(vec![sub_ok(&s)]));
+    assert!(!d.s.is_closed());
+}
+
+#[test]
 fn network_errors_on_connect_retry_with_backoff() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
