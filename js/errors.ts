@@ -62,7 +62,11 @@ export class TransportError extends SfstreamError {}
 /** The operation cannot be executed in the transport's current state. */
 export class TransportInvalidOperation extends TransportError {}
 
-/** The connection could not be (re-)established within `connectionTimeout`. */
+/**
+ * The connection could not be (re-)established within `connectionTimeout`. When the server kept
+ * refusing (handshake denied, "server too busy", Salesforce's concurrent-client limit), the
+ * message names its last answer and `cause` is that answer as a `ServerError`.
+ */
 export class TransportTimeoutError extends TransportError {}
 
 /** The connection closed unexpectedly. */
@@ -122,6 +126,7 @@ interface WasmErrorShape {
   response?: unknown;
   errorDescription?: unknown;
   status?: unknown;
+  cause?: unknown;
 }
 
 function strOrNull(v: unknown): string | null {
@@ -165,8 +170,11 @@ export function fromWasmError(e: unknown): Error {
       );
     case "ClientInvalidOperation":
       return new ClientInvalidOperation(message, options);
-    case "TransportTimeoutError":
-      return new TransportTimeoutError(message, options);
+    case "TransportTimeoutError": {
+      const refusal = shape.cause as WasmErrorShape | undefined;
+      const cause = refusal !== null && typeof refusal === "object" && refusal.name === "ServerError" ? fromWasmError(refusal) : e;
+      return new TransportTimeoutError(message, { cause });
+    }
     case "TransportConnectionClosed":
       return new TransportConnectionClosed(message, options);
     case "TransportInvalidOperation":

@@ -132,6 +132,9 @@ pub enum ProtoError {
     Transport(TransportFailure),
     /// The connection could not be (re-)established within `Config::connection_timeout`.
     Timeout,
+    /// As `Timeout`, while the server kept refusing (handshake denied, server busy): its latest
+    /// refusal.
+    TimeoutRefused(ServerError),
     /// Authentication failed: the authenticator failed, or the server kept rejecting fresh tokens.
     Authentication(String),
     /// The handshake reply did not offer the `long-polling` connection type.
@@ -148,6 +151,10 @@ impl fmt::Display for ProtoError {
             ProtoError::Timeout => {
                 f.write_str("could not (re)connect within the connection timeout")
             }
+            ProtoError::TimeoutRefused(e) => write!(
+                f,
+                "could not (re)connect within the connection timeout; the server's last answer: {e}"
+            ),
             ProtoError::Authentication(m) => write!(f, "authentication failed: {m}"),
             ProtoError::UnsupportedConnectionType => {
                 f.write_str("the server does not offer the long-polling connection type")

@@ -395,6 +395,9 @@ pub struct Session {
     failures: u32,
     auth_rounds: u32,
     recovering_since: Option<Millis>,
+    /// The server's refusal behind the latest failure while recovering (none after a transport
+    /// failure): what a connection timeout reports, so "concurrent user limit" is not hidden.
+    last_refusal: Option<ServerError>,
     /// When to ask the authenticator again after the token endpoint could not be reached.
     auth_due: Option<Millis>,
     degraded: bool,
@@ -432,6 +435,7 @@ impl Session {
             failures: 0,
             auth_rounds: 0,
             recovering_since: None,
+            last_refusal: None,
             auth_due: None,
             degraded: false,
             pause_announced: false,
@@ -780,7 +784,7 @@ impl Session {
         }
         if let Some(deadline) = self.recovery_deadline() {
             if now >= deadline {
-                self.fatal(ProtoError::Timeout);
+                self.timed_out();
             }
         }
     }
@@ -1087,7 +1091,7 @@ impl Session {
         let since = *self.recovering_since.get_or_insert(now);
         if let Some(ct) = self.config.connection_timeout {
             if now.saturating_sub(since) >= ct {
-                self.fatal(ProtoError::Timeout);
+                self.timed_out();
                 return true;
             }
         }
@@ -1133,6 +1137,16 @@ impl Session {
         self.subs.clear();
         self.recovering_since = None;
         self.events.push_back(Event::Closed);
+    }
+
+    /// The connection timeout passed while recovering: fail with the server's last refusal if
+    /// that is what kept the client out.
+    fn timed_out(&mut self) {
+        let err = match self.last_refusal.take() {
+            Some(e) => ProtoError::TimeoutRefused(e),
+            None => ProtoError::Timeout,
+        };
+        self.fatal(err);
     }
 
     /// Unrecoverable: report, resolve pending operations, close.
@@ -1360,6 +1374,7 @@ impl Session {
         if m.successful == Some(true) {
             self.stats.last_connect_at = now;
             self.recovering_since = None;
+            self.last_refusal = None;
             if !first {
                 // Only a long-poll that comes back proves the session works. The immediate reply
                 // to the first connect of a session does not: a resubscribe can still come back
@@ -1410,6 +1425,7 @@ impl Session {
             };
             self.rehandshake(now, reason, true);
         } else if err.failure_code() == Some(503) || err.code == Some(503) {
+            self.last_refusal = Some(err);
             if advice == Some(Reconnect::None) {
                 self.rehandshake(now, ReconnectReason::ServerBusy, true);
             } else {
@@ -1420,6 +1436,7 @@ impl Session {
         } else if advice == Some(Reconnect::None) {
             self.fatal(ProtoError::Server(err));
         } else {
+            self.last_refusal = Some(err);
             self.retry_connect(now, ReconnectReason::ServerBusy);
         }
     }
@@ -1498,6 +1515,7 @@ impl Session {
     }
 
     fn connect_failed(&mut self, now: Millis, failure: TransportFailure) {
+        self.last_refusal = None;
         if failure == TransportFailure::HttpStatus(401) {
             let err = ServerError::new("/meta/connect", Some("401::HTTP 401"), None);
             self.need_auth(&err);
@@ -1541,16 +1559,18 @@ impl Session {
         let err = ServerError::new(m.channel, m.error, m.failure_reason);
         if is_auth_error(&err) {
             self.need_auth(&err);
-        } else if is_retryable_denial(&err) {
-            self.handshake_retry(now, ReconnectReason::ServerBusy);
-        } else if !self.opened || err.code == Some(400) || status == 400 {
+        } else if !is_retryable_denial(&err)
+            && (!self.opened || err.code == Some(400) || status == 400)
+        {
             self.fatal(ProtoError::Server(err));
         } else {
+            self.last_refusal = Some(err);
             self.handshake_retry(now, ReconnectReason::ServerBusy);
         }
     }
 
     fn handshake_transport_failed(&mut self, now: Millis, failure: TransportFailure) {
+        self.last_refusal = None;
         match failure {
             TransportFailure::HttpStatus(401) => {
                 let err = ServerError::new("/meta/handshake", Some("401::HTTP 401"), None);

@@ -722,6 +722,55 @@ fn concurrent_limit_and_dos_denials_are_retried() {
 }
 
 #[test]
+fn refusals_until_the_connection_timeout_are_reported_with_the_last_refusal() {
+    // Handshakes denied for the whole connection timeout: open() fails with the server's answer,
+    // not a bare timeout.
+    let limit = "403::Organization concurrent user limit exceeded";
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = Some(5_000);
+    let mut d = Driver::new(cfg);
+    d.s.open(0).unwrap();
+    d.pump();
+    let ev = loop {
+        let hs = d.take(RequestKind::Handshake);
+        d.reply(&hs, 200, batch(vec![hs_denied(&hs, limit)]));
+        if d.s.is_closed() {
+            break d.take_events();
+        }
+        d.fire();
+        if d.s.is_closed() {
+            break d.take_events();
+        }
+    };
+    let Some(Event::OpenFailed(ProtoError::TimeoutRefused(e))) = ev.iter().rev().nth(1) else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(e.failure_reason.as_deref(), Some(limit));
+    assert!(ProtoError::TimeoutRefused(e.clone())
+        .to_string()
+        .contains("concurrent user limit"));
+    // A network failure as the last failure: a plain timeout.
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = Some(5_000);
+    let mut d = Driver::new(cfg);
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 200, batch(vec![hs_denied(&hs, limit)]));
+    d.fire();
+    let hs = d.take(RequestKind::Handshake);
+    d.fail(&hs, TransportFailure::Network("connection refused".into()));
+    d.now += 5_000;
+    d.s.handle_timeout(d.now);
+    d.pump();
+    let ev = d.take_events();
+    assert!(
+        ev.contains(&Event::OpenFailed(ProtoError::Timeout)),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn advice_is_reset_after_successful_handshake_no_loop() {
     let mut d = Driver::new(Driver::cfg());
     d.open();

@@ -99,6 +99,17 @@ pub fn to_js(err: &ProtoError) -> JsValue {
             "TransportTimeoutError",
             "could not (re-)establish the connection with the server within connectionTimeout",
         ),
+        ProtoError::TimeoutRefused(se) => {
+            let e = js_error(
+                "TransportTimeoutError",
+                &format!(
+                    "could not (re-)establish the connection with the server within \
+                     connectionTimeout; the server's last answer: {se}"
+                ),
+            );
+            set(&e, "cause", &to_js(&ProtoError::Server(se.clone())));
+            e
+        }
         ProtoError::Transport(f) => js_error("TransportError", &transport_message(f)),
         ProtoError::Authentication(m) => js_error("AuthenticationError", m),
         ProtoError::UnsupportedConnectionType => js_error(

@@ -12,6 +12,8 @@ import {
   PasswordAuthenticator,
   SfstreamError,
   AuthenticationError,
+  ServerError,
+  TransportTimeoutError,
 } from "sfstream";
 
 const TOKEN = "00DHOSTILE!TOKEN-7f3a9c";
@@ -133,6 +135,20 @@ describe("hostile handshake replies: open() fails with a typed error, never hang
       assert.ok(statuses.some((s) => s.type === "closed"));
     });
   }
+
+  test("handshakes denied for the whole connectionTimeout: the error names the server's refusal", { timeout: 20000 }, async () => {
+    const limit = "403::Organization concurrent user limit exceeded";
+    const srv = await hostile((_kind, m, _req, res) =>
+      json(res, [{ channel: "/meta/handshake", id: m?.[0]?.id, successful: false, error: "403::Handshake denied", ext: { sfdc: { failureReason: limit } }, advice: { reconnect: "none" } }]),
+    );
+    const { c } = client(srv.url, { connectionTimeout: 1500 });
+    const err = await expectOpenFails(c);
+    assert.ok(err instanceof TransportTimeoutError, `${err.name}: ${err.message}`);
+    assert.match(err.message, /concurrent user limit exceeded/);
+    assert.ok(err.cause instanceof ServerError, `cause: ${err.cause}`);
+    assert.equal(err.cause.errorCode, 403);
+    assert.ok(srv.seen.handshakes >= 2, `retried: ${srv.seen.handshakes}`);
+  });
 
   test("a handshake that supports no long-polling is refused", { timeout: 20000 }, async () => {
     const srv = await hostile((kind, m, _req, res) =>
