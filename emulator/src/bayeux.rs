@@ -314,13 +314,66 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     }
     body.push(b']');
-    let mut resp = json_response(StatusCode::OK, body);
+    let cut = event_count > 0 && {
+        let mut f = lock(&app.faults);
+        let due = f.cut > 0;
+        f.cut = f.cut.saturating_sub(1);
+        due
+    };
+    let mut resp = if cut {
+        let mut r = Response::new(HttpBody::new(CutBody::new(body)));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CT));
+        r
+    } else {
+        json_response(StatusCode::OK, body)
+    };
     for c in set_cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
     resp
+}
+
+/// A response body that sends the first half of `body`, waits a moment (so that hyper flushes
+/// the head and that half), then fails: hyper aborts the connection, and the client sees the
+/// response start and the connection drop (the `cut-responses` fault).
+struct CutBody {
+    first: Option<bytes::Bytes>,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl CutBody {
+    fn new(mut body: Vec<u8>) -> CutBody {
+        body.truncate(body.len() / 2);
+        CutBody {
+            first: Some(body.into()),
+            pause: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+        }
+    }
+}
+
+impl http_body::Body for CutBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        use std::future::Future;
+        if let Some(b) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(b))));
+        }
+        if self.pause.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "sfemu: response cut (cut-responses fault)",
+        ))))
+    }
 }
 
 fn with_id(mut r: Map<String, Value>, m: &Map<String, Value>) -> Map<String, Value> {

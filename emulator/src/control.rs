@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/_sfemu/restart", post(restart))
         .route("/_sfemu/fail", post(fail))
         .route("/_sfemu/delay", post(delay))
+        .route("/_sfemu/cut-responses", post(cut_responses))
         .route("/_sfemu/clock", post(clock).get(clock_get))
         .route("/_sfemu/disconnect", post(disconnect))
         .route("/_sfemu/pushtopic", post(pushtopic))
@@ -184,6 +185,22 @@ async fn delay(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let count = req.get("count").and_then(Value::as_u64).unwrap_or(1);
     lock(&app.faults).delay = (count > 0).then_some((ms.min(600_000), count));
     Json(json!({"ms": ms, "count": count})).into_response()
+}
+
+async fn cut_responses(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let req = match obj(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let count = match req.get("count") {
+        None => 1,
+        Some(v) => match v.as_u64() {
+            Some(n) => n,
+            None => return bad("\"count\" must be a non-negative integer"),
+        },
+    };
+    lock(&app.faults).cut = count;
+    Json(json!({"count": count})).into_response()
 }
 
 async fn clock(State(app): State<Arc<App>>, body: Bytes) -> Response {

@@ -138,6 +138,9 @@ pub struct Faults {
     pub fail: Option<(u16, u64)>,
     /// Delay in ms and remaining count.
     pub delay: Option<(u64, u64)>,
+    /// Responses carrying events still to cut: each is aborted after half of its body, once its
+    /// events have left the session's queue (a connection lost while the reply was on its way).
+    pub cut: u64,
 }
 
 /// Tracks live TCP connections so they can all be dropped.

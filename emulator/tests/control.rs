@@ -203,3 +203,62 @@ async fn control_api_rejects_bad_input_and_keeps_serving() {
     let v: Value = emu.stats().await;
     assert_eq!(v["clients"], 0);
 }
+
+#[tokio::test]
+async fn cut_responses_lose_the_events_they_carried() {
+    // The fault emulates a connection lost while a reply with events was on its way: the events
+    // have left the session's queue, as on a real server, and only a replay brings them back.
+    let emu = start().await;
+    let mut c = emu.client();
+    c.start().await;
+    c.subscribe("/topic/Cut", Some(-1)).await;
+    assert_eq!(
+        emu.control("cut-responses", json!({"count": 1})).await["count"],
+        1
+    );
+    let p = emu.publish("/topic/Cut", 3).await;
+    let (first, last) = (
+        p["firstReplayId"].as_i64().unwrap_or(-1),
+        p["lastReplayId"].as_i64().unwrap_or(-1),
+    );
+    let id = c.id();
+    let r = c
+        .http
+        .post(&c.url)
+        .header("Authorization", format!("Bearer {}", c.token))
+        .json(&json!([{"channel":"/meta/connect","clientId":c.client_id,"connectionType":"long-polling","id":id}]))
+        .send()
+        .await;
+    let body = match r {
+        Ok(resp) => resp.bytes().await.map(|b| b.len()),
+        Err(e) => panic!("the response should start: {e}"),
+    };
+    assert!(body.is_err(), "the body must fail midway, got {body:?}");
+    // The session is alive, its three events are gone from it...
+    let later = emu.publish("/topic/Cut", 1).await["lastReplayId"]
+        .as_i64()
+        .unwrap_or(-1);
+    let got = c.collect(1, 3).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["data"]["event"]["replayId"], later);
+    // ...and a subscribe that replays from before them gets them back.
+    assert_eq!(
+        c.subscribe("/topic/Cut", Some(-2)).await["successful"],
+        true
+    );
+    let replayed: Vec<Value> = c.collect(4, 3).await;
+    let ids: Vec<i64> = replayed
+        .iter()
+        .filter_map(|e| e["data"]["event"]["replayId"].as_i64())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!((ids[0], ids[2], ids[3]), (first, last, later), "{ids:?}");
+    // Bad input is refused.
+    let r = emu
+        .http
+        .post(format!("{}/_sfemu/cut-responses", emu.base))
+        .json(&json!({"count": "x"}))
+        .send()
+        .await;
+    assert_eq!(r.map(|r| r.status().as_u16()).unwrap_or(0), 400);
+}
