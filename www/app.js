@@ -547,6 +547,7 @@ const FAULTS = {
   restart: { body: {}, label: "restart: sessions lost, connections dropped, events kept" },
   fail: { body: { status: 503, count: 5 }, label: "the next 5 CometD requests answer HTTP 503" },
   disconnect: { body: {}, label: "server-initiated /meta/disconnect" },
+  "cut-responses": { body: { count: 1 }, label: "the next reply with events is cut on its way (the session loses those events)" },
 };
 
 async function control(path, body) {

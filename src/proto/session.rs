@@ -143,7 +143,7 @@ impl ReconnectReason {
         }
     }
 
-    fn of(f: &TransportFailure) -> ReconnectReason {
+    pub(crate) fn of(f: &TransportFailure) -> ReconnectReason {
         match f {
             TransportFailure::Network(_) => ReconnectReason::NetworkError,
             TransportFailure::Timeout => ReconnectReason::Timeout,
@@ -1521,6 +1521,14 @@ impl Session {
             self.need_auth(&err);
             return;
         }
+        if !self.subs.is_empty() && reply_may_be_lost(&failure) {
+            // The server may have answered this long-poll with events that never arrived: it
+            // has taken them off the session's queue, and Salesforce has no acknowledgement
+            // extension, so the same session would never send them again. A new session
+            // resubscribes from the last delivered event of each channel and gets them replayed.
+            self.rehandshake(now, ReconnectReason::of(&failure), true);
+            return;
+        }
         self.retry_connect(now, ReconnectReason::of(&failure));
     }
 
@@ -1849,6 +1857,19 @@ impl Session {
         job.attempts += 1;
         job.ready_at = now.saturating_add(self.backoff.delay(job.attempts));
         self.queue.push_front(job);
+    }
+}
+
+/// Whether a long-poll that failed this way may have carried events the client never read: the
+/// connection failed or timed out, the body was cut or unreadable, or a gateway (502, 504) stood
+/// between the client and a server that may have answered. An error status from the server
+/// itself (503 and the like) carries no events.
+fn reply_may_be_lost(failure: &TransportFailure) -> bool {
+    match failure {
+        TransportFailure::Network(_)
+        | TransportFailure::Timeout
+        | TransportFailure::Malformed(_) => true,
+        TransportFailure::HttpStatus(s) => *s == 502 || *s == 504,
     }
 }
 

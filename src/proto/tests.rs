@@ -1058,6 +1058,62 @@ fn a_refused_subscribe_to_a_subscribed_channel_keeps_the_subscription_the_server
 }
 
 #[test]
+fn a_long_poll_lost_on_its_way_starts_a_new_session_that_replays_from_the_last_delivered_event() {
+    // The server may have answered the failed long-poll with events and taken them off the
+    // session's queue: only a new session, resubscribing from the last delivered event, gets
+    // them again. Error statuses from the server itself carry no events: plain retry.
+    for failure in [
+        TransportFailure::Network("connection reset".into()),
+        TransportFailure::Timeout,
+        TransportFailure::Malformed("unexpected end of JSON input".into()),
+        TransportFailure::HttpStatus(502),
+        TransportFailure::HttpStatus(504),
+    ] {
+        let mut d = Driver::new(Driver::cfg());
+        d.open();
+        let c = d.take(RequestKind::Connect);
+        d.subscribe_ok("/topic/X", Some(-1));
+        d.reply(
+            &c,
+            200,
+            events_batch("/topic/X", &[5, 6], WALL, connect_ok(&c)),
+        );
+        let c = d.take(RequestKind::Connect);
+        d.take_events();
+        d.fail(&c, failure.clone());
+        let ev = d.take_events();
+        assert_eq!(
+            ev,
+            vec![Event::Rehandshake {
+                reason: ReconnectReason::of(&failure)
+            }],
+            "{failure:?}"
+        );
+        d.accept_handshake();
+        let _first = take_kind(&mut d, RequestKind::Connect);
+        let s = take_kind(&mut d, RequestKind::Subscribe);
+        assert_eq!(replay_of(&s, "/topic/X"), Some(6.0), "{failure:?}");
+    }
+    for failure in [
+        TransportFailure::HttpStatus(503),
+        TransportFailure::HttpStatus(500),
+    ] {
+        let mut d = Driver::new(Driver::cfg());
+        d.open();
+        let c = d.take(RequestKind::Connect);
+        d.subscribe_ok("/topic/X", Some(-1));
+        d.fail(&c, failure.clone());
+        let ev = d.take_events();
+        assert!(
+            matches!(ev[..], [Event::Reconnecting { .. }]),
+            "{failure:?}: {ev:?}"
+        );
+        d.fire();
+        d.take(RequestKind::Connect);
+    }
+}
+
+#[test]
 fn network_errors_on_connect_retry_with_backoff() {
     let mut d = Driver::new(Driver::cfg());
     d.open();

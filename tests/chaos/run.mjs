@@ -133,6 +133,7 @@ const FAULT_TYPES = [
   "delay-past-timeout",
   "delay",
   "disconnect",
+  "cut-response",
   "consumer-restart",
   "clock-past-retention",
 ];
@@ -336,6 +337,10 @@ async function inject(f) {
       break;
     case "disconnect":
       await emu.control("disconnect", {});
+      break;
+    case "cut-response":
+      // The next reply with events is lost on its way; the session has lost those events.
+      await emu.control("cut-responses", { count: 1 });
       break;
     case "consumer-restart":
       await stopConsumer();

@@ -167,12 +167,15 @@ try {
     // Chromium resends a request whose reused keep-alive connection was reset before any answer
     // (even a POST), so the held long-poll usually survives this fault at the network layer: no
     // status change, same session. Either way events must keep flowing, none lost (checked below).
-    { fault: "drop-connections", expect: (t) => t.length === 0 || t.some((e) => e.type === "reconnecting"), recovered: (t) => t.length === 0 || t.some((e) => e.type === "connected") },
+    // When it does not, the failed long-poll may have carried events: a new session.
+    { fault: "drop-connections", expect: (t) => t.length === 0 || t.some((e) => e.type === "rehandshake" || e.type === "reconnecting"), recovered: (t) => t.length === 0 || t.some((e) => e.type === "connected") },
     { fault: "expire-sessions", expect: (t) => t.some((e) => e.type === "rehandshake" && /unknownClient/.test(e.detail)) },
     { fault: "revoke-tokens", expect: (t) => t.some((e) => e.type === "reauthenticated") },
     { fault: "restart", expect: (t) => t.some((e) => e.type === "rehandshake" || e.type === "reconnecting") },
     { fault: "fail", expect: (t) => t.some((e) => e.type === "reconnecting" && /http503/.test(e.detail)) },
     { fault: "disconnect", expect: (t) => t.some((e) => e.type === "rehandshake" && /serverDisconnect/.test(e.detail)) },
+    // A reply with events lost on its way: the new session replays them (no loss, checked below).
+    { fault: "cut-responses", expect: (t) => t.some((e) => e.type === "rehandshake" && /networkError/.test(e.detail)) },
   ];
   for (const { fault, expect, recovered = (t) => t.some((e) => e.type === "connected") } of FAULTS) {
     await step(`fault ${fault}: the timeline shows it and the recovery, and events flow again`, async () => {
@@ -192,7 +195,7 @@ try {
         ).catch((e) => {
           throw new Error(`${e.message}; after the fault: ${JSON.stringify(after)}`);
         });
-        await until(async () => /"(dropped|expired|revoked|sessions|status|disconnected)"/.test(await page.locator("#fault-result").textContent()), { timeout: 5000, what: "the control API answered" });
+        await until(async () => /"(dropped|expired|revoked|sessions|status|disconnected|count)"/.test(await page.locator("#fault-result").textContent()), { timeout: 5000, what: "the control API answered" });
         const result = await page.locator("#fault-result").textContent();
         assert(result.startsWith(`${fault}:`), `fault result: ${result}`);
         if (fault === "drop-connections") assert(/"dropped":[1-9]/.test(result), `nothing dropped: ${result}`);
@@ -231,7 +234,7 @@ try {
       reached.add(id);
       if (id === "drop-connections") break;
     }
-    for (const f of ["drop-connections", "expire-sessions", "revoke-tokens", "restart", "fail", "disconnect", "burst"]) assert(reached.has(f), `Tab never reached ${f}`);
+    for (const f of ["drop-connections", "expire-sessions", "revoke-tokens", "restart", "fail", "disconnect", "cut-responses", "burst"]) assert(reached.has(f), `Tab never reached ${f}`);
     const stopPublisher = startPublisher();
     try {
       await page.locator('[data-fault="expire-sessions"]').focus();
