@@ -10,10 +10,11 @@
  * 1. answers CORS for the configured origins (preflight, credentials) and refuses other origins;
  * 2. asks `authorize(request)` whether the browser may use it (HTTP 401 otherwise);
  * 3. reads the JSON array the browser posted and inspects only two things: each `/meta/subscribe`
- *    (`subscription` must match the channel allowlist) and each publish (a message on a non-`/meta/`
- *    channel, refused unless `allowPublish`). A refused message is answered by the relay with a
- *    Bayeux-shaped `successful: false` reply (`403::Channel not allowed by relay`,
- *    `403::Publish denied by relay`) and the rest of the batch goes to Salesforce;
+ *    (`subscription` must be one channel name, a string, matching the channel allowlist) and each
+ *    publish (a message on a non-`/meta/` channel, refused unless `allowPublish`). A refused
+ *    message is answered by the relay with a Bayeux-shaped `successful: false` reply
+ *    (`403::Channel not allowed by relay`, `403::Publish denied by relay`) and the rest of the batch
+ *    goes to Salesforce;
  * 4. forwards the batch to `{instanceUrl}/cometd/{version}` with the server-side token in
  *    `Authorization` and the Salesforce cookies of that browser client;
  * 5. on HTTP 401, `401::…` or `403::Handshake denied` with a `401::…` failure reason, gets a fresh
@@ -393,7 +394,9 @@ export function createRelay(options: RelayOptions): RelayHandler {
         refused.push(r);
       };
       if (channel === "/meta/subscribe") {
-        if (typeof m.subscription === "string" && !channelAllowed(patterns, m.subscription)) {
+        // Only a single channel name is checked, so only a single channel name goes through: CometD
+        // servers also take an array of channels in `subscription`.
+        if (typeof m.subscription !== "string" || !channelAllowed(patterns, m.subscription)) {
           answer(CHANNEL_NOT_ALLOWED);
           continue;
         }

@@ -1,0 +1,103 @@
+// The relay's edges, each a bug once (RELIABILITY.md): the packed `sfstream/relay` behind
+// `sfstream/relay/node` on node:http (and the Deno relay of run.mjs where a runtime's own request
+// streaming matters), driven over HTTP, in front of sfemu, or of a loopback node:http server where
+// sfemu has no such behaviour.
+import { createServer } from "node:http";
+import { CREDENTIALS, startSfemu } from "../helpers/sfemu.mjs";
+import { mintSession, verifySession } from "./session.mjs";
+import { ALLOWED_CHANNELS } from "./relay-app.mjs";
+
+const CHANNEL_NOT_ALLOWED = "403::Channel not allowed by relay";
+
+/** Listen on an ephemeral loopback port; returns the base URL and a close(). */
+async function listen(handler) {
+  const server = createServer(handler);
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    server,
+    close: () => {
+      server.closeAllConnections?.();
+      server.close();
+    },
+  };
+}
+
+export async function runHardening({ check, assert, mod, pageOrigin, secret, denoUrl }) {
+  const session = await mintSession(secret, { sub: "browser-user", exp: Date.now() + 3600_000 });
+  const open = [];
+  // Its own sfemu: what these checks leave behind (sessions, faults) stays out of the other checks.
+  let emu;
+  try {
+    emu = await startSfemu(["--hold-timeout", "3000", "--max-interval", "5000"]);
+  } catch (e) {
+    await check("hardening: sfemu starts", () => {
+      throw e;
+    });
+    return;
+  }
+
+  /** A relay (createRelay from the packed package) on node:http through toNodeHandler. */
+  async function nodeRelay(options = {}, { loginUrl = emu.url, wrap = (h) => h } = {}) {
+    const relay = mod.createRelay({
+      authenticator: new mod.PasswordAuthenticator({ ...CREDENTIALS, loginUrl }),
+      allowedOrigins: [pageOrigin],
+      channels: ALLOWED_CHANNELS,
+      authorize: (request) => verifySession(request.headers.get("authorization"), secret),
+      ...options,
+    });
+    const l = await listen(mod.toNodeHandler(wrap(relay)));
+    open.push(l);
+    return l;
+  }
+
+  /** POST a Bayeux array (or a raw string) to a relay, as the page's origin with the session. */
+  async function post(base, body, { auth = session, origin = pageOrigin, signal } = {}) {
+    const headers = { "content-type": "application/json" };
+    if (auth !== null) headers.authorization = `Bearer ${auth}`;
+    if (origin !== null) headers.origin = origin;
+    const r = await fetch(`${base}/cometd/62.0`, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body), signal });
+    const text = await r.text();
+    let json = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+    return { status: r.status, headers: r.headers, text, json };
+  }
+
+  async function handshake(base, auth = session) {
+    const r = await post(base, [{ channel: "/meta/handshake", version: "1.0", supportedConnectionTypes: ["long-polling"], id: "h" }], { auth });
+    const clientId = r.json?.[0]?.clientId;
+    assert(r.status === 200 && typeof clientId === "string", `handshake through the relay: ${r.status} ${r.text}`);
+    return clientId;
+  }
+
+  try {
+    await check("hardening: a /meta/subscribe whose subscription is not one channel name is refused by the relay, never forwarded", async () => {
+      const relay = await nodeRelay();
+      const clientId = await handshake(relay.url);
+      // CometD servers take an array of channels in `subscription`; only a string is checked.
+      for (const subscription of [["/topic/Forbidden"], ["/event/Relay_Allowed__e", "/topic/Forbidden"], { 0: "/topic/Forbidden" }, 42, null, undefined]) {
+        const m = { channel: "/meta/subscribe", clientId, id: "s1" };
+        if (subscription !== undefined) m.subscription = subscription;
+        const r = await post(relay.url, [m]);
+        const what = JSON.stringify(subscription) ?? "no subscription";
+        assert(r.status === 200 && Array.isArray(r.json) && r.json.length === 1, `${what}: ${r.status} ${r.text}`);
+        const reply = r.json[0];
+        assert(reply.channel === "/meta/subscribe" && reply.successful === false && reply.error === CHANNEL_NOT_ALLOWED && reply.id === "s1" && reply.clientId === clientId,
+          `${what}: the relay's own refusal, not Salesforce's reply: ${r.text}`);
+      }
+      const stats = await emu.control("stats");
+      const mine = stats.sessions.find((s) => s.clientId === clientId);
+      assert(mine !== undefined && mine.subscriptions.length === 0, `the session subscribed to nothing: ${JSON.stringify(mine)}`);
+      // Control: one allowed channel name still goes through.
+      const ok = await post(relay.url, [{ channel: "/meta/subscribe", clientId, id: "s2", subscription: "/event/Relay_Allowed__e" }]);
+      assert(ok.json?.[0]?.successful === true, `an allowed channel subscribes: ${ok.text}`);
+    });
+  } finally {
+    for (const l of open) l.close();
+    await emu.stop();
+  }
+}
