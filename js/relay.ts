@@ -9,7 +9,8 @@
  * The relay is a transport-level proxy, not a second Bayeux implementation. Per request it:
  * 1. answers CORS for the configured origins (preflight, credentials) and refuses other origins;
  * 2. asks `authorize(request)` whether the browser may use it (HTTP 401 otherwise);
- * 3. reads the JSON array the browser posted and inspects only two things: each `/meta/subscribe`
+ * 3. reads the JSON array the browser posted (at most 32,768 bytes, Salesforce's limit: a larger
+ *    body gets 413 and is not read further) and inspects only two things: each `/meta/subscribe`
  *    (`subscription` must be one channel name, a string, matching the channel allowlist) and each
  *    publish (a message on a non-`/meta/` channel, refused unless `allowPublish`). A refused
  *    message is answered by the relay with a Bayeux-shaped `successful: false` reply
@@ -185,6 +186,38 @@ async function digest(text: string): Promise<string> {
   let out = "";
   for (const b of bytes) out += b.toString(16).padStart(2, "0");
   return out;
+}
+
+/**
+ * The request body as text, read with a cap: `null` when it is larger than `cap` bytes, refused on
+ * its `Content-Length` before any byte is read, or as soon as the stream passes the cap (the rest
+ * is never read: the stream is cancelled). A failed read (the browser went away mid-upload) throws.
+ */
+async function readBody(request: Request, cap: number): Promise<string | null> {
+  const declared = request.headers.get("Content-Length");
+  if (declared !== null && /^\s*\d+\s*$/.test(declared) && Number(declared) > cap) return null;
+  const stream = request.body;
+  if (stream === null) return "";
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > cap) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 function needsFreshToken(status: number, body: unknown): boolean {
@@ -367,9 +400,17 @@ export function createRelay(options: RelayOptions): RelayHandler {
     }
     if (!/^(\/[a-z]+)?\/?$/.test(tail)) return reply(404, null, origin);
 
-    const raw = await request.text();
-    if (new TextEncoder().encode(raw).length > MAX_BODY_BYTES) {
-      return new Response("Maximum Request Size Exceeded", { status: 413, headers: corsHeaders(origin) });
+    let raw: string | null;
+    try {
+      raw = await readBody(request, MAX_BODY_BYTES);
+    } catch {
+      if (request.signal?.aborted) return reply(499, null, origin);
+      return reply(400, bayeuxError("400::The relay could not read the request body"), origin);
+    }
+    if (raw === null) {
+      const h = corsHeaders(origin);
+      h.set("Content-Type", "text/plain;charset=UTF-8");
+      return new Response("Maximum Request Size Exceeded", { status: 413, headers: h });
     }
     let messages: unknown;
     try {

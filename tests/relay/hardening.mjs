@@ -2,12 +2,59 @@
 // `sfstream/relay/node` on node:http (and the Deno relay of run.mjs where a runtime's own request
 // streaming matters), driven over HTTP, in front of sfemu, or of a loopback node:http server where
 // sfemu has no such behaviour.
-import { createServer } from "node:http";
+import { createServer, request as httpRequest } from "node:http";
 import { CREDENTIALS, startSfemu } from "../helpers/sfemu.mjs";
 import { mintSession, verifySession } from "./session.mjs";
 import { ALLOWED_CHANNELS } from "./relay-app.mjs";
 
 const CHANNEL_NOT_ALLOWED = "403::Channel not allowed by relay";
+const PUBLISH_DENIED = "403::Publish denied by relay";
+const MAX_BODY = 32768;
+
+/**
+ * A raw POST whose body the caller writes and may leave unfinished (a declared Content-Length never
+ * sent, or a chunked body never ended): the relay's answer, or an error if none comes in `timeout`.
+ */
+function partialPost(base, { headers, write, timeout = 5000 }) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${base}/cometd/62.0`, { method: "POST", headers, agent: false });
+    const timer = setTimeout(() => {
+      req.destroy();
+      reject(new Error(`no answer within ${timeout} ms while the body is unfinished`));
+    }, timeout);
+    req.on("response", (res) => {
+      let text = "";
+      res.setEncoding("utf8").on("data", (c) => (text += c)).on("end", () => {
+        clearTimeout(timer);
+        req.destroy();
+        resolve({ status: res.statusCode, headers: res.headers, text });
+      });
+    });
+    req.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    req.flushHeaders();
+    write(req);
+  });
+}
+
+/** A body stream that is never done and fails the test if read past `limit` bytes. */
+function endlessBody(limit) {
+  const state = { pulled: 0, overread: false };
+  state.stream = new ReadableStream({
+    pull(c) {
+      if (state.pulled >= limit) {
+        state.overread = true;
+        c.error(new Error(`read past ${limit} bytes`));
+        return;
+      }
+      c.enqueue(new Uint8Array(4096).fill(0x20));
+      state.pulled += 4096;
+    },
+  });
+  return state;
+}
 
 /** Listen on an ephemeral loopback port; returns the base URL and a close(). */
 async function listen(handler) {
@@ -95,6 +142,40 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       // Control: one allowed channel name still goes through.
       const ok = await post(relay.url, [{ channel: "/meta/subscribe", clientId, id: "s2", subscription: "/event/Relay_Allowed__e" }]);
       assert(ok.json?.[0]?.successful === true, `an allowed channel subscribes: ${ok.text}`);
+    });
+
+    await check("hardening: the relay reads at most its 32,768-byte cap of a body, and answers 413 with CORS (fetch handler, streamed body)", async () => {
+      const relay = mod.createRelay({
+        authenticator: new mod.PasswordAuthenticator({ ...CREDENTIALS, loginUrl: emu.url }),
+        allowedOrigins: [pageOrigin],
+        channels: ALLOWED_CHANNELS,
+        authorize: () => true,
+      });
+      const body = endlessBody(65536);
+      const r = await relay(new Request("http://relay.test/cometd/62.0", { method: "POST", headers: { origin: pageOrigin }, body: body.stream, duplex: "half" }));
+      assert(!body.overread && body.pulled <= 65536, `the relay read ${body.pulled} bytes of an endless body`);
+      assert(r.status === 413 && (await r.text()) === "Maximum Request Size Exceeded", `status ${r.status}`);
+      assert(r.headers.get("access-control-allow-origin") === pageOrigin && r.headers.get("access-control-allow-credentials") === "true", "the 413 carries CORS");
+    });
+
+    await check("hardening: Deno relay: a declared Content-Length over the cap, or a chunked body past it, gets 413 at once (the rest is never awaited)", async () => {
+      assert(denoUrl !== null, "the Deno relay runs");
+      const headers = { "content-type": "application/json", authorization: `Bearer ${session}`, origin: pageOrigin };
+      // 100 MB declared, nothing sent.
+      const declared = await partialPost(denoUrl, { headers: { ...headers, "content-length": String(100 * 1024 * 1024) }, write: () => {} });
+      assert(declared.status === 413 && declared.headers["access-control-allow-origin"] === pageOrigin, `declared: ${declared.status} ${JSON.stringify(declared.headers)}`);
+      // Chunked: 64 KiB sent, the body never ended.
+      const chunked = await partialPost(denoUrl, { headers, write: (req) => req.write(Buffer.alloc(65536, 0x20)) });
+      assert(chunked.status === 413 && chunked.headers["access-control-allow-origin"] === pageOrigin, `chunked: ${chunked.status} ${JSON.stringify(chunked.headers)}`);
+      // At the cap exactly, a body is read and inspected (a publish the relay refuses, so nothing is forwarded).
+      const publish = (size) => {
+        const text = JSON.stringify([{ channel: "/u/Notes", id: "p1", data: "x" }]);
+        return text.slice(0, -1) + " ".repeat(size - text.length) + "]";
+      };
+      const at = await post(denoUrl, publish(MAX_BODY));
+      assert(at.status === 200 && at.json?.[0]?.error === PUBLISH_DENIED, `${MAX_BODY} bytes: ${at.status} ${at.text}`);
+      const over = await post(denoUrl, publish(MAX_BODY + 1));
+      assert(over.status === 413, `${MAX_BODY + 1} bytes: ${over.status}`);
     });
   } finally {
     for (const l of open) l.close();
