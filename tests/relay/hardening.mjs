@@ -177,6 +177,24 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       const over = await post(denoUrl, publish(MAX_BODY + 1));
       assert(over.status === 413, `${MAX_BODY + 1} bytes: ${over.status}`);
     });
+
+    await check("hardening: Node adapter: bodies over the cap get the relay's 413 with the same CORS headers as its other answers, at once", async () => {
+      const relay = await nodeRelay();
+      const CORS = ["access-control-allow-origin", "access-control-allow-credentials", "vary", "cache-control"];
+      const cors = (h) => JSON.stringify(CORS.map((k) => [k, typeof h.get === "function" ? h.get(k) : (h[k] ?? null)]));
+      const unauthorized = await post(relay.url, "[]", { auth: null });
+      assert(unauthorized.status === 401 && unauthorized.headers.get("access-control-allow-origin") === pageOrigin, `control: ${unauthorized.status}`);
+      const want = cors(unauthorized.headers);
+      for (const size of [40000, 70000, 2_000_000]) {
+        const r = await post(relay.url, " ".repeat(size));
+        assert(r.status === 413 && cors(r.headers) === want, `${size} bytes: ${r.status} ${cors(r.headers)} (a 401 has ${want})`);
+      }
+      const headers = { "content-type": "application/json", authorization: `Bearer ${session}`, origin: pageOrigin };
+      const declared = await partialPost(relay.url, { headers: { ...headers, "content-length": String(100 * 1024 * 1024) }, write: () => {} });
+      assert(declared.status === 413 && cors({ get: (k) => declared.headers[k] ?? null }) === want, `100 MB declared: ${declared.status} ${JSON.stringify(declared.headers)}`);
+      const chunked = await partialPost(relay.url, { headers, write: (req) => req.write(Buffer.alloc(65536, 0x20)) });
+      assert(chunked.status === 413 && cors({ get: (k) => chunked.headers[k] ?? null }) === want, `64 KiB chunked, never ended: ${chunked.status} ${JSON.stringify(chunked.headers)}`);
+    });
   } finally {
     for (const l of open) l.close();
     await emu.stop();
