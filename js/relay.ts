@@ -19,7 +19,8 @@
  * 4. forwards the batch to `{instanceUrl}/cometd/{version}` with the server-side token in
  *    `Authorization` and the Salesforce cookies of that browser client;
  * 5. on HTTP 401, `401::…` or `403::Handshake denied` with a `401::…` failure reason, gets a fresh
- *    token from the authenticator and retries the request once;
+ *    token from the authenticator and retries the request once (a login is shared by every request
+ *    waiting for it, bounded by `loginTimeout`, and followed by a back-off when it fails);
  * 6. returns Salesforce's status and JSON body with its own headers only (no `Set-Cookie`, nothing
  *    of Salesforce's), after checking that the token does not occur in it.
  *
@@ -68,6 +69,14 @@ export interface RelayOptions {
   maxSessions?: number;
   /** A jar unused this long is dropped (ms). Default 300000; Salesforce sweeps a session after 40 s without a connect. */
   sessionIdleTimeout?: number;
+  /**
+   * Longest wait for `authenticator.authenticate()` (ms). Default 10000. A login that has not
+   * answered by then is abandoned (its late result is discarded) and the requests waiting for it
+   * get HTTP 503 `503::Relay timed out authenticating to Salesforce`. After a failed or timed-out
+   * login the relay waits before starting another (1 s, doubling on each further failure up to
+   * 30 s); requests meanwhile get the same 503 at once.
+   */
+  loginTimeout?: number;
 }
 
 /** A fetch handler, as Workers, Deno and the Node adapter call it. */
@@ -105,6 +114,37 @@ class RelayAuthFailure extends Error {
   }
 }
 
+/** The server-side authenticator did not answer within `loginTimeout`. */
+class RelayAuthTimeout extends RelayAuthFailure {
+  constructor(ms: number) {
+    super(new Error(`authenticate() did not answer within ${ms} ms`));
+  }
+}
+
+/** Back-off after a failed login: 1 s, doubling per further failure, at most 30 s. */
+const LOGIN_RETRY_FIRST_MS = 1000;
+const LOGIN_RETRY_MAX_MS = 30_000;
+
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal | null): Promise<T> {
+  if (signal === null) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -131,7 +171,7 @@ function checkOptions(o: RelayOptions): void {
   if (o.path !== undefined && (typeof o.path !== "string" || !/^\/[^?#]*[^/?#]$/.test(o.path))) {
     throw new TypeError('path must start with "/" and not end with "/", e.g. "/cometd"');
   }
-  for (const k of ["maxSessions", "sessionIdleTimeout"] as const) {
+  for (const k of ["maxSessions", "sessionIdleTimeout", "loginTimeout"] as const) {
     const v = o[k];
     if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v <= 0)) throw new TypeError(`${k} must be a positive number`);
   }
@@ -263,31 +303,57 @@ export function createRelay(options: RelayOptions): RelayHandler {
   const base = options.path ?? "/cometd";
   const maxSessions = options.maxSessions ?? 10000;
   const idle = options.sessionIdleTimeout ?? 300_000;
+  const loginTimeout = options.loginTimeout ?? 10_000;
 
-  // The server-side token: one at a time, refreshed once per invalidation however many requests see it.
+  // The server-side token: one at a time, refreshed once per invalidation however many requests see
+  // it. A login gets `loginTimeout`; after a failure the next waits out a back-off.
   let token: TokenInfo | null = null;
   let pending: Promise<TokenInfo> | null = null;
+  let failures = 0;
+  let lastFailure: RelayAuthFailure | null = null;
+  let retryAt = 0;
   // Every token this relay has held, to check responses against (bounded).
   const seenTokens: string[] = [];
-  async function currentToken(): Promise<TokenInfo> {
-    if (token !== null) return token;
-    if (pending === null) {
-      pending = (async () => {
-        try {
-          const t = await authenticator.authenticate();
-          if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
-            throw new Error("the authenticator returned no accessToken/instanceUrl");
-          }
-          token = t;
-          if (!seenTokens.includes(t.accessToken)) {
-            seenTokens.push(t.accessToken);
-            if (seenTokens.length > 8) seenTokens.shift();
-          }
-          return t;
-        } finally {
-          pending = null;
+  function login(): Promise<TokenInfo> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attempt = (async () => {
+      const t = await authenticator.authenticate();
+      if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
+        throw new Error("the authenticator returned no accessToken/instanceUrl");
+      }
+      return t;
+    })();
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RelayAuthTimeout(loginTimeout)), loginTimeout);
+    });
+    return Promise.race([attempt, timeout]).then(
+      (t) => {
+        clearTimeout(timer);
+        pending = null;
+        failures = 0;
+        lastFailure = null;
+        token = t;
+        if (!seenTokens.includes(t.accessToken)) {
+          seenTokens.push(t.accessToken);
+          if (seenTokens.length > 8) seenTokens.shift();
         }
-      })();
+        return t;
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        pending = null;
+        failures++;
+        retryAt = Date.now() + Math.min(LOGIN_RETRY_FIRST_MS * 2 ** (failures - 1), LOGIN_RETRY_MAX_MS);
+        lastFailure = e instanceof RelayAuthFailure ? e : new RelayAuthFailure(e);
+        throw lastFailure;
+      },
+    );
+  }
+  function currentToken(): Promise<TokenInfo> {
+    if (token !== null) return Promise.resolve(token);
+    if (pending === null) {
+      if (lastFailure !== null && Date.now() < retryAt) return Promise.reject(lastFailure);
+      pending = login();
     }
     return pending;
   }
@@ -335,12 +401,9 @@ export function createRelay(options: RelayOptions): RelayHandler {
 
   async function forward(url: string, body: string, jar: Map<string, string>, signal: AbortSignal | null): Promise<{ status: number; text: string; parsed: unknown; headers: Headers }> {
     for (let attempt = 0; ; attempt++) {
-      let t: TokenInfo;
-      try {
-        t = await currentToken();
-      } catch (e) {
-        throw new RelayAuthFailure(e);
-      }
+      // The browser's request may end while the login runs: stop waiting then (the login goes on
+      // for the requests still waiting).
+      const t = await unlessAborted(currentToken(), signal);
       const headers = new Headers({ "Content-Type": "application/json;charset=UTF-8", Accept: "application/json" });
       headers.set("Authorization", `${t.tokenType ?? "Bearer"} ${t.accessToken}`);
       const cookie = cookieHeader(jar);
@@ -478,8 +541,9 @@ export function createRelay(options: RelayOptions): RelayHandler {
       up = await forward(`/cometd/${version}${tail}`, body, cookies, request.signal ?? null);
     } catch (e) {
       if (request.signal?.aborted) return reply(499, null, origin);
-      const authFailed = e instanceof RelayAuthFailure;
-      return reply(authFailed ? 503 : 502, bayeuxError(authFailed ? "503::Relay could not authenticate to Salesforce" : "502::Relay could not reach Salesforce"), origin);
+      if (e instanceof RelayAuthTimeout) return reply(503, bayeuxError("503::Relay timed out authenticating to Salesforce"), origin);
+      if (e instanceof RelayAuthFailure) return reply(503, bayeuxError("503::Relay could not authenticate to Salesforce"), origin);
+      return reply(502, bayeuxError("502::Relay could not reach Salesforce"), origin);
     }
 
     if (Array.isArray(up.parsed)) {

@@ -3,13 +3,15 @@
 // streaming matters), driven over HTTP, in front of sfemu, or of a loopback node:http server where
 // sfemu has no such behaviour.
 import { createServer, request as httpRequest } from "node:http";
-import { CREDENTIALS, startSfemu } from "../helpers/sfemu.mjs";
+import { CREDENTIALS, startSfemu, until } from "../helpers/sfemu.mjs";
 import { mintSession, verifySession } from "./session.mjs";
 import { ALLOWED_CHANNELS } from "./relay-app.mjs";
 
 const CHANNEL_NOT_ALLOWED = "403::Channel not allowed by relay";
 const PUBLISH_DENIED = "403::Publish denied by relay";
 const MAX_BODY = 32768;
+const HANDSHAKE = [{ channel: "/meta/handshake", version: "1.0", supportedConnectionTypes: ["long-polling"], id: "h" }];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A raw POST whose body the caller writes and may leave unfinished (a declared Content-Length never
@@ -115,7 +117,7 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
   }
 
   async function handshake(base, auth = session) {
-    const r = await post(base, [{ channel: "/meta/handshake", version: "1.0", supportedConnectionTypes: ["long-polling"], id: "h" }], { auth });
+    const r = await post(base, HANDSHAKE, { auth });
     const clientId = r.json?.[0]?.clientId;
     assert(r.status === 200 && typeof clientId === "string", `handshake through the relay: ${r.status} ${r.text}`);
     return clientId;
@@ -194,6 +196,56 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       assert(declared.status === 413 && cors({ get: (k) => declared.headers[k] ?? null }) === want, `100 MB declared: ${declared.status} ${JSON.stringify(declared.headers)}`);
       const chunked = await partialPost(relay.url, { headers, write: (req) => req.write(Buffer.alloc(65536, 0x20)) });
       assert(chunked.status === 413 && cors({ get: (k) => chunked.headers[k] ?? null }) === want, `64 KiB chunked, never ended: ${chunked.status} ${JSON.stringify(chunked.headers)}`);
+    });
+
+    await check("hardening: a login that never answers: an aborted request stops waiting, the others get 503 after loginTimeout, the next login waits out a back-off", async () => {
+      // The token endpoint: hangs while `hang`, then passes the grant on to sfemu's.
+      let hang = true;
+      const logins = [];
+      const tokenServer = await listen(async (req, res) => {
+        let body = "";
+        for await (const c of req) body += c;
+        logins.push(Date.now());
+        if (hang) return;
+        const r = await fetch(`${emu.url}${req.url}`, { method: "POST", headers: { "content-type": req.headers["content-type"] }, body });
+        res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" });
+        res.end(await r.text());
+      });
+      open.push(tokenServer);
+      const settled = [];
+      const wrap = (relay) => async (request) => {
+        try {
+          return await relay(request);
+        } finally {
+          settled.push(Date.now());
+        }
+      };
+      const relay = await nodeRelay({ loginTimeout: 2000 }, { loginUrl: tokenServer.url, wrap });
+      const t0 = Date.now();
+      const ac = new AbortController();
+      const aborted = post(relay.url, HANDSHAKE, { signal: ac.signal }).then(() => "answered", (e) => e.name);
+      const waiting = post(relay.url, HANDSHAKE, { signal: AbortSignal.timeout(8000) }).catch((e) => ({ status: e.name }));
+      setTimeout(() => ac.abort(), 200);
+      assert((await aborted) === "AbortError", "the browser gave up");
+      await until(() => settled.length >= 1, { timeout: 1000, what: "the relay to let go of the aborted request while the login hangs" });
+      assert(settled[0] - t0 < 1500, `the aborted request was let go after ${settled[0] - t0} ms`);
+      const r = await waiting;
+      const took = Date.now() - t0;
+      assert(r.status === 503 && r.json?.[0]?.error === "503::Relay timed out authenticating to Salesforce", `after the login timeout: ${r.status} ${r.text}`);
+      assert(took >= 1900 && took < 5000, `answered after ${took} ms (loginTimeout 2000)`);
+      assert(logins.length === 1, `one login for both requests (${logins.length})`);
+      // Back-off: at once the same 503, and no new login.
+      const t1 = Date.now();
+      const again = await post(relay.url, HANDSHAKE);
+      assert(again.status === 503 && again.json?.[0]?.error === "503::Relay timed out authenticating to Salesforce" && Date.now() - t1 < 1000,
+        `during the back-off: ${again.status} ${again.text} after ${Date.now() - t1} ms`);
+      assert(logins.length === 1, `no login during the back-off (${logins.length})`);
+      // After it (1 s), the next request logs in again, answered this time.
+      hang = false;
+      await sleep(1200);
+      const ok = await post(relay.url, HANDSHAKE);
+      assert(ok.status === 200 && ok.json?.[0]?.successful === true, `after the back-off: ${ok.status} ${ok.text}`);
+      assert(logins.length === 2, `one more login (${logins.length})`);
     });
   } finally {
     for (const l of open) l.close();
