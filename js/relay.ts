@@ -67,7 +67,11 @@ export interface RelayOptions {
   path?: string;
   /** Most Bayeux client sessions (cookie jars) kept at once. Default 10000; the least recently used go first. */
   maxSessions?: number;
-  /** A jar unused this long is dropped (ms). Default 300000; Salesforce sweeps a session after 40 s without a connect. */
+  /**
+   * A jar unused this long is dropped (ms): no request of its client under way (a held long-poll
+   * counts as use) and none answered for that long. Default 300000; Salesforce sweeps a session
+   * after 40 s without a connect.
+   */
   sessionIdleTimeout?: number;
   /**
    * Longest wait for `authenticator.authenticate()` (ms). Default 10000. A login that has not
@@ -104,7 +108,10 @@ interface BayeuxMessage {
 interface Jar {
   cookies: Map<string, string>;
   owner: string;
+  /** When a request of this client last started or got its answer. */
   lastUsed: number;
+  /** Requests of this client under way (a held long-poll among them): while any is, the jar is in use. */
+  inFlight: number;
 }
 
 /** The server-side authenticator failed; its error (which may name the login host) stays in the relay. */
@@ -364,9 +371,14 @@ export function createRelay(options: RelayOptions): RelayHandler {
   // Cookie jars by Bayeux clientId, least recently used first (Map keeps insertion order).
   const jars = new Map<string, Jar>();
   function sweep(now: number): void {
+    // One pass at most over the jars there are: a jar with a request under way is in use, so it
+    // moves to the back instead of going.
+    let left = jars.size;
     for (const [id, jar] of jars) {
+      if (left-- <= 0) break;
       if (jars.size <= maxSessions && now - jar.lastUsed < idle) break;
-      jars.delete(id);
+      if (jar.inFlight > 0) touch(id, jar, now);
+      else jars.delete(id);
     }
   }
   function touch(id: string, jar: Jar, now: number): void {
@@ -537,6 +549,7 @@ export function createRelay(options: RelayOptions): RelayHandler {
     const body = refused.length === 0 ? raw : JSON.stringify(forwarded);
 
     let up: { status: number; text: string; parsed: unknown };
+    if (jar !== null) jar.inFlight++;
     try {
       up = await forward(`/cometd/${version}${tail}`, body, cookies, request.signal ?? null);
     } catch (e) {
@@ -544,13 +557,19 @@ export function createRelay(options: RelayOptions): RelayHandler {
       if (e instanceof RelayAuthTimeout) return reply(503, bayeuxError("503::Relay timed out authenticating to Salesforce"), origin);
       if (e instanceof RelayAuthFailure) return reply(503, bayeuxError("503::Relay could not authenticate to Salesforce"), origin);
       return reply(502, bayeuxError("502::Relay could not reach Salesforce"), origin);
+    } finally {
+      // A long-poll held up to 110 s is use of the jar, not idleness: it counts from its answer.
+      if (jar !== null && clientId !== undefined) {
+        jar.inFlight--;
+        if (jars.get(clientId) === jar) touch(clientId, jar, Date.now());
+      }
     }
 
     if (Array.isArray(up.parsed)) {
       for (const m of up.parsed) {
         if (!isObject(m)) continue;
         if (m.channel === "/meta/handshake" && m.successful === true && typeof m.clientId === "string") {
-          const j: Jar = { cookies, owner, lastUsed: now };
+          const j: Jar = { cookies, owner, lastUsed: Date.now(), inFlight: 0 };
           jars.set(m.clientId, j);
         } else if (m.channel === "/meta/disconnect" && typeof m.clientId === "string") {
           jars.delete(m.clientId);

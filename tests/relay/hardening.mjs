@@ -247,6 +247,34 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       assert(ok.status === 200 && ok.json?.[0]?.successful === true, `after the back-off: ${ok.status} ${ok.text}`);
       assert(logins.length === 2, `one more login (${logins.length})`);
     });
+
+    await check("hardening: a client's cookie jar is not swept while its long-poll is held longer than sessionIdleTimeout", async () => {
+      // sfemu holds a connect 3 s; the relay drops jars idle for 1 s, and another browser's requests
+      // (each sweeps) come every 250 ms. A swept jar shows: the next connect goes without Salesforce's
+      // cookies, sfemu refuses it and the client handshakes again.
+      const relay = await nodeRelay({ sessionIdleTimeout: 1000 });
+      const channel = "/event/Relay_Held__e";
+      const client = new mod.Client(new mod.AccessTokenAuthenticator({ accessToken: session, instanceUrl: relay.url }), { connectionTimeout: 8000 });
+      const other = await mintSession(secret, { sub: "other-user", exp: Date.now() + 3600_000 });
+      try {
+        await client.open();
+        await client.subscribe(channel);
+        const before = (await emu.control("stats")).handshakes;
+        const end = Date.now() + 7500;
+        while (Date.now() < end) {
+          await post(relay.url, [{ channel: "/meta/connect", clientId: "nobody", connectionType: "long-polling" }], { auth: other });
+          await sleep(250);
+        }
+        const p = await emu.control("publish", { channel, count: 2 });
+        const got = [];
+        for (let i = 0; i < 2; i++) got.push((await client.receive({ signal: AbortSignal.timeout(10000) })).data.event.replayId);
+        assert(got[0] === p.firstReplayId && got[1] === p.lastReplayId, `events ${got} vs ${p.firstReplayId}..${p.lastReplayId}`);
+        const after = (await emu.control("stats")).handshakes;
+        assert(after === before, `no new handshake while the long-polls were held (${before} → ${after})`);
+      } finally {
+        await client.close();
+      }
+    });
   } finally {
     for (const l of open) l.close();
     await emu.stop();
