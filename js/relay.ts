@@ -571,7 +571,9 @@ export function createRelay(options: RelayOptions): RelayHandler {
         if (m.channel === "/meta/handshake" && m.successful === true && typeof m.clientId === "string") {
           const j: Jar = { cookies, owner, lastUsed: Date.now(), inFlight: 0 };
           jars.set(m.clientId, j);
-        } else if (m.channel === "/meta/disconnect" && typeof m.clientId === "string") {
+        } else if (m.channel === "/meta/disconnect" && m.successful === true && typeof m.clientId === "string" && jar !== null && jars.get(m.clientId) === jar) {
+          // Only a disconnect Salesforce granted, of the jar this request used: anyone may send a
+          // disconnect naming a clientId, and a refused one must not cost its owner the cookies.
           jars.delete(m.clientId);
         }
       }

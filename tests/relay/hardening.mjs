@@ -275,6 +275,25 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
         await client.close();
       }
     });
+
+    await check("hardening: a /meta/disconnect refused by Salesforce (another browser naming a clientId) leaves that client's cookie jar alone", async () => {
+      const relay = await nodeRelay();
+      const other = await mintSession(secret, { sub: "other-user", exp: Date.now() + 3600_000 });
+      const clientId = await handshake(relay.url);
+      const connect = (id) => [{ channel: "/meta/connect", clientId, connectionType: "long-polling", id, advice: { timeout: 0 } }];
+      const first = await post(relay.url, connect("c1"));
+      assert(first.json?.[0]?.successful === true, `first connect: ${first.text}`);
+      // Another browser: the relay forwards without the owner's cookies, Salesforce refuses it.
+      const foreign = await post(relay.url, [{ channel: "/meta/disconnect", clientId, id: "d1" }], { auth: other });
+      const fr = foreign.json?.[0];
+      assert(fr?.channel === "/meta/disconnect" && fr.successful === false && fr.clientId === clientId, `the foreign disconnect is refused: ${foreign.text}`);
+      const next = await post(relay.url, connect("c2"));
+      assert(next.json?.[0]?.successful === true, `the owner's next connect still carries its cookies: ${next.text}`);
+      const stats = await emu.control("stats");
+      assert(stats.sessions.some((s) => s.clientId === clientId), "the session lives");
+      const own = await post(relay.url, [{ channel: "/meta/disconnect", clientId, id: "d2" }]);
+      assert(own.json?.[0]?.successful === true, `the owner's own disconnect: ${own.text}`);
+    });
   } finally {
     for (const l of open) l.close();
     await emu.stop();
