@@ -22,7 +22,8 @@
  *    token from the authenticator and retries the request once (a login is shared by every request
  *    waiting for it, bounded by `loginTimeout`, and followed by a back-off when it fails);
  * 6. returns Salesforce's status and JSON body with its own headers only (no `Set-Cookie`, nothing
- *    of Salesforce's), after checking that the token does not occur in it.
+ *    of Salesforce's but the `Content-Type` of a body that is not JSON), after removing every token
+ *    it has held from it. A 2xx body that is not a JSON array gets 502 instead.
  *
  * Cookies: Salesforce's `BAYEUX_BROWSER` / `sfdc-stream` cookies are kept by the relay, in one jar
  * per Bayeux client: a jar is created for each handshake and bound to the `clientId` Salesforce
@@ -548,7 +549,7 @@ export function createRelay(options: RelayOptions): RelayHandler {
     const cookies = jar?.cookies ?? new Map<string, string>();
     const body = refused.length === 0 ? raw : JSON.stringify(forwarded);
 
-    let up: { status: number; text: string; parsed: unknown };
+    let up: { status: number; text: string; parsed: unknown; headers: Headers };
     if (jar !== null) jar.inFlight++;
     try {
       up = await forward(`/cometd/${version}${tail}`, body, cookies, request.signal ?? null);
@@ -579,10 +580,19 @@ export function createRelay(options: RelayOptions): RelayHandler {
       }
     }
 
-    let text = up.text;
-    if (refused.length > 0 && Array.isArray(up.parsed)) text = JSON.stringify([...up.parsed, ...refused]);
     const h = corsHeaders(origin);
-    h.set("Content-Type", "application/json;charset=UTF-8");
-    return new Response(scrub(text), { status: up.status, headers: h });
+    if (Array.isArray(up.parsed)) {
+      const text = refused.length > 0 ? JSON.stringify([...up.parsed, ...refused]) : up.text;
+      h.set("Content-Type", "application/json;charset=UTF-8");
+      return new Response(scrub(text), { status: up.status, headers: h });
+    }
+    // Not a Bayeux reply. A success status with it is no answer to the batch: 502, with the relay's
+    // refusals. An error status (an HTML 503 page, say) fails the whole request at the client, which
+    // sends it again (and the relay refuses again): passed on as it is, with its own Content-Type.
+    if (up.status >= 200 && up.status < 300) {
+      return reply(502, [...bayeuxError("502::Relay got no Bayeux reply from Salesforce"), ...refused], origin);
+    }
+    h.set("Content-Type", up.headers.get("Content-Type") ?? "text/plain;charset=UTF-8");
+    return new Response(scrub(up.text), { status: up.status, headers: h });
   };
 }

@@ -294,6 +294,35 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       const own = await post(relay.url, [{ channel: "/meta/disconnect", clientId, id: "d2" }]);
       assert(own.json?.[0]?.successful === true, `the owner's own disconnect: ${own.text}`);
     });
+
+    await check("hardening: an upstream answer that is not a Bayeux array: an error page passes with its own Content-Type, a 2xx one becomes 502 with the relay's refusals", async () => {
+      const forbidden = { channel: "/meta/subscribe", subscription: "/topic/Forbidden", id: "s9" };
+      // sfemu's injected failure: HTTP 503, text/plain.
+      const relay = await nodeRelay();
+      const clientId = await handshake(relay.url);
+      await emu.control("fail", { status: 503, count: 1 });
+      const down = await post(relay.url, [{ channel: "/meta/connect", clientId, connectionType: "long-polling", id: "c1" }, { ...forbidden, clientId }]);
+      assert(down.status === 503 && down.text === "Service Unavailable" && /^text\/plain/.test(down.headers.get("content-type") ?? ""),
+        `503 page: ${down.status} ${down.headers.get("content-type")} ${down.text}`);
+      assert(down.headers.get("access-control-allow-origin") === pageOrigin, "with CORS");
+      // A server answering 200 with HTML (sfemu never does): its own token endpoint and /cometd.
+      const html = await listen(async (req, res) => {
+        for await (const _ of req);
+        if (req.url.startsWith("/services/oauth2/token")) {
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(JSON.stringify({ access_token: "html-server-token", instance_url: html.url, id: `${html.url}/id/00D/005`, token_type: "Bearer", issued_at: String(Date.now()), signature: "c2ln" }));
+          return;
+        }
+        res.writeHead(200, { "content-type": "text/html" });
+        res.end("<html><body>Down for maintenance</body></html>");
+      });
+      open.push(html);
+      const relay2 = await nodeRelay({}, { loginUrl: html.url });
+      const r = await post(relay2.url, [{ channel: "/meta/connect", clientId: "c", connectionType: "long-polling", id: "c1" }, { ...forbidden, clientId: "c" }]);
+      assert(r.status === 502 && /^application\/json/.test(r.headers.get("content-type") ?? "") && Array.isArray(r.json), `200 + HTML: ${r.status} ${r.headers.get("content-type")} ${r.text}`);
+      assert(r.json[0].successful === false && r.json[0].error === "502::Relay got no Bayeux reply from Salesforce", `the relay's error first: ${r.text}`);
+      assert(r.json.some((m) => m.channel === "/meta/subscribe" && m.id === "s9" && m.error === CHANNEL_NOT_ALLOWED), `the refused subscribe is answered: ${r.text}`);
+    });
   } finally {
     for (const l of open) l.close();
     await emu.stop();
