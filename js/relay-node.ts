@@ -36,14 +36,53 @@ export interface NodeResponseLike {
 export interface NodeHandlerOptions {
   /** Base URL the relay is reached at (default: `http(s)://` + the `Host` header). */
   baseUrl?: string;
-  /** Largest request body read, in bytes (default 65536; the relay itself refuses more than 32768). */
+  /**
+   * Most bytes of a request body handed to the handler (default 65536); past them its body stream
+   * fails. The body is streamed, read only as far as the handler reads it: the relay refuses a body
+   * over 32,768 bytes itself (413 with its CORS headers) and stops reading there, so at the default
+   * this bound is never reached with the relay.
+   */
   maxBodyBytes?: number;
+}
+
+const encoder = new TextEncoder();
+
+/** `RequestInit` with `duplex`, which a streamed request body needs (Node, Deno), not yet in TypeScript's DOM lib. */
+interface StreamingRequestInit extends RequestInit {
+  duplex: "half";
+}
+
+/** The body of `req` as a web stream, read from the socket only as the handler pulls it. */
+function bodyStream(req: NodeRequestLike, limit: number, read: { toEnd: boolean }): ReadableStream<Uint8Array> {
+  const chunks = req[Symbol.asyncIterator]();
+  let size = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await chunks.next();
+        if (next.done === true) {
+          read.toEnd = true;
+          controller.close();
+          return;
+        }
+        const b = typeof next.value === "string" ? encoder.encode(next.value) : next.value;
+        size += b.byteLength;
+        if (size > limit) {
+          controller.error(new RangeError(`request body over maxBodyBytes (${limit})`));
+          return;
+        }
+        controller.enqueue(b);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** A `(req, res)` listener for `http.createServer` that runs `relay`. */
 export function toNodeHandler(relay: RelayHandler, options: NodeHandlerOptions = {}): (req: NodeRequestLike, res: NodeResponseLike) => Promise<void> {
   if (typeof relay !== "function") throw new TypeError("relay must be the handler returned by createRelay()");
   const limit = options.maxBodyBytes ?? 65536;
+  if (typeof limit !== "number" || !Number.isFinite(limit) || limit <= 0) throw new TypeError("maxBodyBytes must be a positive number");
   return async (req, res) => {
     const controller = new AbortController();
     res.on("close", () => {
@@ -59,35 +98,22 @@ export function toNodeHandler(relay: RelayHandler, options: NodeHandlerOptions =
         else headers.set(k, v);
       }
       const method = req.method ?? "GET";
-      let body: Uint8Array<ArrayBuffer> | null = null;
+      // The body is streamed, not buffered here: the relay reads it with its own cap and answers an
+      // oversized one itself (413 with its CORS headers, which only it knows).
+      const init: StreamingRequestInit = { method, headers, signal: controller.signal, duplex: "half" };
+      const read = { toEnd: true };
       if (method !== "GET" && method !== "HEAD") {
-        const chunks: Uint8Array[] = [];
-        let size = 0;
-        for await (const c of req) {
-          const b = typeof c === "string" ? new TextEncoder().encode(c) : c;
-          size += b.length;
-          if (size > limit) {
-            res.statusCode = 413;
-            res.setHeader("Content-Type", "text/plain");
-            res.end(new TextEncoder().encode("Maximum Request Size Exceeded"));
-            return;
-          }
-          chunks.push(b);
-        }
-        body = new Uint8Array(size);
-        let at = 0;
-        for (const c of chunks) {
-          body.set(c, at);
-          at += c.length;
-        }
+        read.toEnd = false;
+        init.body = bodyStream(req, limit, read);
       }
-      const init: RequestInit = { method, headers, signal: controller.signal };
-      if (body !== null) init.body = body;
       const response = await relay(new Request(new URL(req.url ?? "/", base), init));
       res.statusCode = response.status;
       response.headers.forEach((value, name) => {
         res.setHeader(name, value);
       });
+      // Answered before the whole body was read (413, 401, ...): the rest of it is still on the
+      // connection, which cannot carry another request. Close it once the answer is sent.
+      if (!read.toEnd) res.setHeader("Connection", "close");
       res.end(new Uint8Array(await response.arrayBuffer()));
     } catch {
       if (controller.signal.aborted || res.writableEnded) return;

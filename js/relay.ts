@@ -9,17 +9,21 @@
  * The relay is a transport-level proxy, not a second Bayeux implementation. Per request it:
  * 1. answers CORS for the configured origins (preflight, credentials) and refuses other origins;
  * 2. asks `authorize(request)` whether the browser may use it (HTTP 401 otherwise);
- * 3. reads the JSON array the browser posted and inspects only two things: each `/meta/subscribe`
- *    (`subscription` must match the channel allowlist) and each publish (a message on a non-`/meta/`
- *    channel, refused unless `allowPublish`). A refused message is answered by the relay with a
- *    Bayeux-shaped `successful: false` reply (`403::Channel not allowed by relay`,
- *    `403::Publish denied by relay`) and the rest of the batch goes to Salesforce;
+ * 3. reads the JSON array the browser posted (at most 32,768 bytes, Salesforce's limit: a larger
+ *    body gets 413 and is not read further) and inspects only two things: each `/meta/subscribe`
+ *    (`subscription` must be one channel name, a string, matching the channel allowlist) and each
+ *    publish (a message on a non-`/meta/` channel, refused unless `allowPublish`). A refused
+ *    message is answered by the relay with a Bayeux-shaped `successful: false` reply
+ *    (`403::Channel not allowed by relay`, `403::Publish denied by relay`) and the rest of the batch
+ *    goes to Salesforce;
  * 4. forwards the batch to `{instanceUrl}/cometd/{version}` with the server-side token in
  *    `Authorization` and the Salesforce cookies of that browser client;
  * 5. on HTTP 401, `401::…` or `403::Handshake denied` with a `401::…` failure reason, gets a fresh
- *    token from the authenticator and retries the request once;
+ *    token from the authenticator and retries the request once (a login is shared by every request
+ *    waiting for it, bounded by `loginTimeout`, and followed by a back-off when it fails);
  * 6. returns Salesforce's status and JSON body with its own headers only (no `Set-Cookie`, nothing
- *    of Salesforce's), after checking that the token does not occur in it.
+ *    of Salesforce's but the `Content-Type` of a body that is not JSON), after removing every token
+ *    it has held from it. A 2xx body that is not a JSON array gets 502 instead.
  *
  * Cookies: Salesforce's `BAYEUX_BROWSER` / `sfdc-stream` cookies are kept by the relay, in one jar
  * per Bayeux client: a jar is created for each handshake and bound to the `clientId` Salesforce
@@ -64,8 +68,20 @@ export interface RelayOptions {
   path?: string;
   /** Most Bayeux client sessions (cookie jars) kept at once. Default 10000; the least recently used go first. */
   maxSessions?: number;
-  /** A jar unused this long is dropped (ms). Default 300000; Salesforce sweeps a session after 40 s without a connect. */
+  /**
+   * A jar unused this long is dropped (ms): no request of its client under way (a held long-poll
+   * counts as use) and none answered for that long. Default 300000; Salesforce sweeps a session
+   * after 40 s without a connect.
+   */
   sessionIdleTimeout?: number;
+  /**
+   * Longest wait for `authenticator.authenticate()` (ms). Default 10000. A login that has not
+   * answered by then is abandoned (its late result is discarded) and the requests waiting for it
+   * get HTTP 503 `503::Relay timed out authenticating to Salesforce`. After a failed or timed-out
+   * login the relay waits before starting another (1 s, doubling on each further failure up to
+   * 30 s); requests meanwhile get the same 503 at once.
+   */
+  loginTimeout?: number;
 }
 
 /** A fetch handler, as Workers, Deno and the Node adapter call it. */
@@ -93,7 +109,10 @@ interface BayeuxMessage {
 interface Jar {
   cookies: Map<string, string>;
   owner: string;
+  /** When a request of this client last started or got its answer. */
   lastUsed: number;
+  /** Requests of this client under way (a held long-poll among them): while any is, the jar is in use. */
+  inFlight: number;
 }
 
 /** The server-side authenticator failed; its error (which may name the login host) stays in the relay. */
@@ -101,6 +120,37 @@ class RelayAuthFailure extends Error {
   constructor(cause: unknown) {
     super("the relay could not authenticate to Salesforce", { cause });
   }
+}
+
+/** The server-side authenticator did not answer within `loginTimeout`. */
+class RelayAuthTimeout extends RelayAuthFailure {
+  constructor(ms: number) {
+    super(new Error(`authenticate() did not answer within ${ms} ms`));
+  }
+}
+
+/** Back-off after a failed login: 1 s, doubling per further failure, at most 30 s. */
+const LOGIN_RETRY_FIRST_MS = 1000;
+const LOGIN_RETRY_MAX_MS = 30_000;
+
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal | null): Promise<T> {
+  if (signal === null) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -129,7 +179,7 @@ function checkOptions(o: RelayOptions): void {
   if (o.path !== undefined && (typeof o.path !== "string" || !/^\/[^?#]*[^/?#]$/.test(o.path))) {
     throw new TypeError('path must start with "/" and not end with "/", e.g. "/cometd"');
   }
-  for (const k of ["maxSessions", "sessionIdleTimeout"] as const) {
+  for (const k of ["maxSessions", "sessionIdleTimeout", "loginTimeout"] as const) {
     const v = o[k];
     if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v <= 0)) throw new TypeError(`${k} must be a positive number`);
   }
@@ -186,6 +236,38 @@ async function digest(text: string): Promise<string> {
   return out;
 }
 
+/**
+ * The request body as text, read with a cap: `null` when it is larger than `cap` bytes, refused on
+ * its `Content-Length` before any byte is read, or as soon as the stream passes the cap (the rest
+ * is never read: the stream is cancelled). A failed read (the browser went away mid-upload) throws.
+ */
+async function readBody(request: Request, cap: number): Promise<string | null> {
+  const declared = request.headers.get("Content-Length");
+  if (declared !== null && /^\s*\d+\s*$/.test(declared) && Number(declared) > cap) return null;
+  const stream = request.body;
+  if (stream === null) return "";
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > cap) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
 function needsFreshToken(status: number, body: unknown): boolean {
   if (status === 401) return true;
   if (!Array.isArray(body)) return false;
@@ -229,31 +311,57 @@ export function createRelay(options: RelayOptions): RelayHandler {
   const base = options.path ?? "/cometd";
   const maxSessions = options.maxSessions ?? 10000;
   const idle = options.sessionIdleTimeout ?? 300_000;
+  const loginTimeout = options.loginTimeout ?? 10_000;
 
-  // The server-side token: one at a time, refreshed once per invalidation however many requests see it.
+  // The server-side token: one at a time, refreshed once per invalidation however many requests see
+  // it. A login gets `loginTimeout`; after a failure the next waits out a back-off.
   let token: TokenInfo | null = null;
   let pending: Promise<TokenInfo> | null = null;
+  let failures = 0;
+  let lastFailure: RelayAuthFailure | null = null;
+  let retryAt = 0;
   // Every token this relay has held, to check responses against (bounded).
   const seenTokens: string[] = [];
-  async function currentToken(): Promise<TokenInfo> {
-    if (token !== null) return token;
-    if (pending === null) {
-      pending = (async () => {
-        try {
-          const t = await authenticator.authenticate();
-          if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
-            throw new Error("the authenticator returned no accessToken/instanceUrl");
-          }
-          token = t;
-          if (!seenTokens.includes(t.accessToken)) {
-            seenTokens.push(t.accessToken);
-            if (seenTokens.length > 8) seenTokens.shift();
-          }
-          return t;
-        } finally {
-          pending = null;
+  function login(): Promise<TokenInfo> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attempt = (async () => {
+      const t = await authenticator.authenticate();
+      if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
+        throw new Error("the authenticator returned no accessToken/instanceUrl");
+      }
+      return t;
+    })();
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RelayAuthTimeout(loginTimeout)), loginTimeout);
+    });
+    return Promise.race([attempt, timeout]).then(
+      (t) => {
+        clearTimeout(timer);
+        pending = null;
+        failures = 0;
+        lastFailure = null;
+        token = t;
+        if (!seenTokens.includes(t.accessToken)) {
+          seenTokens.push(t.accessToken);
+          if (seenTokens.length > 8) seenTokens.shift();
         }
-      })();
+        return t;
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        pending = null;
+        failures++;
+        retryAt = Date.now() + Math.min(LOGIN_RETRY_FIRST_MS * 2 ** (failures - 1), LOGIN_RETRY_MAX_MS);
+        lastFailure = e instanceof RelayAuthFailure ? e : new RelayAuthFailure(e);
+        throw lastFailure;
+      },
+    );
+  }
+  function currentToken(): Promise<TokenInfo> {
+    if (token !== null) return Promise.resolve(token);
+    if (pending === null) {
+      if (lastFailure !== null && Date.now() < retryAt) return Promise.reject(lastFailure);
+      pending = login();
     }
     return pending;
   }
@@ -264,9 +372,14 @@ export function createRelay(options: RelayOptions): RelayHandler {
   // Cookie jars by Bayeux clientId, least recently used first (Map keeps insertion order).
   const jars = new Map<string, Jar>();
   function sweep(now: number): void {
+    // One pass at most over the jars there are: a jar with a request under way is in use, so it
+    // moves to the back instead of going.
+    let left = jars.size;
     for (const [id, jar] of jars) {
+      if (left-- <= 0) break;
       if (jars.size <= maxSessions && now - jar.lastUsed < idle) break;
-      jars.delete(id);
+      if (jar.inFlight > 0) touch(id, jar, now);
+      else jars.delete(id);
     }
   }
   function touch(id: string, jar: Jar, now: number): void {
@@ -301,12 +414,9 @@ export function createRelay(options: RelayOptions): RelayHandler {
 
   async function forward(url: string, body: string, jar: Map<string, string>, signal: AbortSignal | null): Promise<{ status: number; text: string; parsed: unknown; headers: Headers }> {
     for (let attempt = 0; ; attempt++) {
-      let t: TokenInfo;
-      try {
-        t = await currentToken();
-      } catch (e) {
-        throw new RelayAuthFailure(e);
-      }
+      // The browser's request may end while the login runs: stop waiting then (the login goes on
+      // for the requests still waiting).
+      const t = await unlessAborted(currentToken(), signal);
       const headers = new Headers({ "Content-Type": "application/json;charset=UTF-8", Accept: "application/json" });
       headers.set("Authorization", `${t.tokenType ?? "Bearer"} ${t.accessToken}`);
       const cookie = cookieHeader(jar);
@@ -366,9 +476,17 @@ export function createRelay(options: RelayOptions): RelayHandler {
     }
     if (!/^(\/[a-z]+)?\/?$/.test(tail)) return reply(404, null, origin);
 
-    const raw = await request.text();
-    if (new TextEncoder().encode(raw).length > MAX_BODY_BYTES) {
-      return new Response("Maximum Request Size Exceeded", { status: 413, headers: corsHeaders(origin) });
+    let raw: string | null;
+    try {
+      raw = await readBody(request, MAX_BODY_BYTES);
+    } catch {
+      if (request.signal?.aborted) return reply(499, null, origin);
+      return reply(400, bayeuxError("400::The relay could not read the request body"), origin);
+    }
+    if (raw === null) {
+      const h = corsHeaders(origin);
+      h.set("Content-Type", "text/plain;charset=UTF-8");
+      return new Response("Maximum Request Size Exceeded", { status: 413, headers: h });
     }
     let messages: unknown;
     try {
@@ -393,7 +511,9 @@ export function createRelay(options: RelayOptions): RelayHandler {
         refused.push(r);
       };
       if (channel === "/meta/subscribe") {
-        if (typeof m.subscription === "string" && !channelAllowed(patterns, m.subscription)) {
+        // Only a single channel name is checked, so only a single channel name goes through: CometD
+        // servers also take an array of channels in `subscription`.
+        if (typeof m.subscription !== "string" || !channelAllowed(patterns, m.subscription)) {
           answer(CHANNEL_NOT_ALLOWED);
           continue;
         }
@@ -429,31 +549,50 @@ export function createRelay(options: RelayOptions): RelayHandler {
     const cookies = jar?.cookies ?? new Map<string, string>();
     const body = refused.length === 0 ? raw : JSON.stringify(forwarded);
 
-    let up: { status: number; text: string; parsed: unknown };
+    let up: { status: number; text: string; parsed: unknown; headers: Headers };
+    if (jar !== null) jar.inFlight++;
     try {
       up = await forward(`/cometd/${version}${tail}`, body, cookies, request.signal ?? null);
     } catch (e) {
       if (request.signal?.aborted) return reply(499, null, origin);
-      const authFailed = e instanceof RelayAuthFailure;
-      return reply(authFailed ? 503 : 502, bayeuxError(authFailed ? "503::Relay could not authenticate to Salesforce" : "502::Relay could not reach Salesforce"), origin);
+      if (e instanceof RelayAuthTimeout) return reply(503, bayeuxError("503::Relay timed out authenticating to Salesforce"), origin);
+      if (e instanceof RelayAuthFailure) return reply(503, bayeuxError("503::Relay could not authenticate to Salesforce"), origin);
+      return reply(502, bayeuxError("502::Relay could not reach Salesforce"), origin);
+    } finally {
+      // A long-poll held up to 110 s is use of the jar, not idleness: it counts from its answer.
+      if (jar !== null && clientId !== undefined) {
+        jar.inFlight--;
+        if (jars.get(clientId) === jar) touch(clientId, jar, Date.now());
+      }
     }
 
     if (Array.isArray(up.parsed)) {
       for (const m of up.parsed) {
         if (!isObject(m)) continue;
         if (m.channel === "/meta/handshake" && m.successful === true && typeof m.clientId === "string") {
-          const j: Jar = { cookies, owner, lastUsed: now };
+          const j: Jar = { cookies, owner, lastUsed: Date.now(), inFlight: 0 };
           jars.set(m.clientId, j);
-        } else if (m.channel === "/meta/disconnect" && typeof m.clientId === "string") {
+        } else if (m.channel === "/meta/disconnect" && m.successful === true && typeof m.clientId === "string" && jar !== null && jars.get(m.clientId) === jar) {
+          // Only a disconnect Salesforce granted, of the jar this request used: anyone may send a
+          // disconnect naming a clientId, and a refused one must not cost its owner the cookies.
           jars.delete(m.clientId);
         }
       }
     }
 
-    let text = up.text;
-    if (refused.length > 0 && Array.isArray(up.parsed)) text = JSON.stringify([...up.parsed, ...refused]);
     const h = corsHeaders(origin);
-    h.set("Content-Type", "application/json;charset=UTF-8");
-    return new Response(scrub(text), { status: up.status, headers: h });
+    if (Array.isArray(up.parsed)) {
+      const text = refused.length > 0 ? JSON.stringify([...up.parsed, ...refused]) : up.text;
+      h.set("Content-Type", "application/json;charset=UTF-8");
+      return new Response(scrub(text), { status: up.status, headers: h });
+    }
+    // Not a Bayeux reply. A success status with it is no answer to the batch: 502, with the relay's
+    // refusals. An error status (an HTML 503 page, say) fails the whole request at the client, which
+    // sends it again (and the relay refuses again): passed on as it is, with its own Content-Type.
+    if (up.status >= 200 && up.status < 300) {
+      return reply(502, [...bayeuxError("502::Relay got no Bayeux reply from Salesforce"), ...refused], origin);
+    }
+    h.set("Content-Type", up.headers.get("Content-Type") ?? "text/plain;charset=UTF-8");
+    return new Response(scrub(up.text), { status: up.status, headers: h });
   };
 }

@@ -8,7 +8,8 @@
 // a request without a valid session token gets HTTP 401; after sfemu revokes every token the relay
 // re-authenticates and the stream goes on; and no response body or header the browser sees contains
 // any Salesforce token the relay obtained (every relay response captured with page.on("response")).
-// Then tabs.mjs: three tabs sharing one connection (leader election), when present.
+// Then hardening.mjs: the relay's edges (malformed subscribes, request bodies, a hung login, cookie
+// jars, non-Bayeux upstream replies), and tabs.mjs: three tabs sharing one connection (leader election).
 import { spawn } from "node:child_process";
 import { cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -156,15 +157,20 @@ async function startWorkerdRelay() {
   return { url, mf: m };
 }
 
-async function startNodeRelay() {
-  // Imported from the scratch project, so "sfstream/relay" resolves through the packed exports map.
+/** The packed package's Node entry, relay and Node adapter, imported from the scratch project so
+ * that "sfstream/relay" resolves through the packed exports map. */
+async function importPacked() {
   writeFileSync(join(root, "node-relay.mjs"), [
     'import { PasswordAuthenticator, Client, AccessTokenAuthenticator, ServerError } from "sfstream";',
     'import { createRelay } from "sfstream/relay";',
     'import { toNodeHandler } from "sfstream/relay/node";',
     'export { PasswordAuthenticator, Client, AccessTokenAuthenticator, ServerError, createRelay, toNodeHandler };',
   ].join("\n"));
-  const mod = await import(pathToFileURL(join(root, "node-relay.mjs")).href);
+  return import(pathToFileURL(join(root, "node-relay.mjs")).href);
+}
+
+async function startNodeRelay() {
+  const mod = await importPacked();
   const { makeRelay } = await import(pathToFileURL(join(root, "relay-app.mjs")).href);
   const relay = makeRelay({ createRelay: mod.createRelay, PasswordAuthenticator: mod.PasswordAuthenticator, sfemuUrl: emu.url, credentials: CREDENTIALS,
     secret: SECRET, pageOrigin, onToken: (t) => tokens.node.push(t) });
@@ -335,7 +341,12 @@ try {
     assert(ok.status === 204 && ok.headers.get("access-control-allow-origin") === pageOrigin && ok.headers.get("access-control-allow-credentials") === "true", `page origin preflight: ${ok.status}`);
   });
 
-  // 4. What the browser saw.
+  // 4. The relay's edges, each a bug once: node:http relays of the packed package (own sfemu), and
+  //    the Deno relay for request bodies as a runtime streams them.
+  const { runHardening } = await import(pathToFileURL(join(here, "hardening.mjs")).href);
+  await runHardening({ check, assert, mod: await importPacked(), pageOrigin, secret: SECRET, denoUrl: deno?.url ?? null });
+
+  // 5. What the browser saw.
   await check("no response body or header the browser saw contains a Salesforce token, nor a Set-Cookie", async () => {
     await Promise.race([Promise.allSettled(captures), sleep(10000)]);
     await Promise.allSettled(captures.slice());
@@ -350,7 +361,7 @@ try {
     }
   });
 
-  // 5. Shared tabs (one connection per browser), when present.
+  // 6. Shared tabs (one connection per browser), when present.
   const tabs = join(here, "tabs.mjs");
   if (existsSync(tabs) && deno) {
     const { runTabs } = await import(pathToFileURL(tabs).href);
