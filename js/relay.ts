@@ -22,7 +22,7 @@
  *    token from the authenticator and retries the request once (a login is shared by every request
  *    waiting for it, bounded by `loginTimeout`, and followed by a back-off when it fails);
  * 6. returns Salesforce's status and JSON body with its own headers only (no `Set-Cookie`, nothing
- *    of Salesforce's but the `Content-Type` of a body that is not JSON), after removing every token
+ *    of Salesforce's; a body that is not JSON goes as plain text), after removing every token
  *    it has held from it. A 2xx body that is not a JSON array gets 502 instead.
  *
  * Cookies: Salesforce's `BAYEUX_BROWSER` / `sfdc-stream` cookies are kept by the relay, in one jar
@@ -588,11 +588,13 @@ export function createRelay(options: RelayOptions): RelayHandler {
     }
     // Not a Bayeux reply. A success status with it is no answer to the batch: 502, with the relay's
     // refusals. An error status (an HTML 503 page, say) fails the whole request at the client, which
-    // sends it again (and the relay refuses again): passed on as it is, with its own Content-Type.
+    // sends it again (and the relay refuses again): passed on with its status, as plain text (an
+    // HTML page from upstream must not render as a page of the relay's origin).
     if (up.status >= 200 && up.status < 300) {
       return reply(502, [...bayeuxError("502::Relay got no Bayeux reply from Salesforce"), ...refused], origin);
     }
-    h.set("Content-Type", up.headers.get("Content-Type") ?? "text/plain;charset=UTF-8");
+    h.set("Content-Type", "text/plain;charset=UTF-8");
+    h.set("X-Content-Type-Options", "nosniff");
     return new Response(scrub(up.text), { status: up.status, headers: h });
   };
 }

@@ -295,7 +295,7 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       assert(own.json?.[0]?.successful === true, `the owner's own disconnect: ${own.text}`);
     });
 
-    await check("hardening: an upstream answer that is not a Bayeux array: an error page passes with its own Content-Type, a 2xx one becomes 502 with the relay's refusals", async () => {
+    await check("hardening: an upstream answer that is not a Bayeux array: an error page passes with its status as text/plain, a 2xx one becomes 502 with the relay's refusals", async () => {
       const forbidden = { channel: "/meta/subscribe", subscription: "/topic/Forbidden", id: "s9" };
       // sfemu's injected failure: HTTP 503, text/plain.
       const relay = await nodeRelay();
@@ -305,6 +305,7 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       assert(down.status === 503 && down.text === "Service Unavailable" && /^text\/plain/.test(down.headers.get("content-type") ?? ""),
         `503 page: ${down.status} ${down.headers.get("content-type")} ${down.text}`);
       assert(down.headers.get("access-control-allow-origin") === pageOrigin, "with CORS");
+      assert(down.headers.get("x-content-type-options") === "nosniff", "not sniffed as a page");
       // A server answering 200 with HTML (sfemu never does): its own token endpoint and /cometd.
       const html = await listen(async (req, res) => {
         for await (const _ of req);
