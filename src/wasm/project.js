@@ -246,12 +246,26 @@ async function exchange(fetchFn, url, init, controller, jsonParse, state) {
     controller.abort();
     return [OUTCOME_TOO_LARGE];
   }
+  // A body that cannot be read (the connection dropped halfway: a TypeError in every runtime)
+  // is a failed exchange; only a body that was read and is not JSON is "not JSON".
+  if (jsonParse === undefined) {
+    try {
+      return [OUTCOME_BODY, status, await resp.json(), cookies];
+    } catch (e) {
+      if (state.timedOut || controller.signal.aborted || !(e instanceof SyntaxError)) return failed(state, e);
+      return [OUTCOME_NOT_JSON, status, e, cookies];
+    }
+  }
+  let text;
+  try {
+    text = await resp.text();
+  } catch (e) {
+    return failed(state, e);
+  }
   try {
     // The application's JSON parser (the seed's json_loads) reads the text.
-    const body = jsonParse === undefined ? await resp.json() : jsonParse(await resp.text());
-    return [OUTCOME_BODY, status, body, cookies];
+    return [OUTCOME_BODY, status, jsonParse(text), cookies];
   } catch (e) {
-    if (state.timedOut || controller.signal.aborted) return failed(state, e);
     return [OUTCOME_NOT_JSON, status, e, cookies];
   }
 }
