@@ -3,19 +3,57 @@
 // BroadcastChannel. Closing the leader tab, a follower takes over (Web Locks) and resumes from the
 // shared IndexedDB markers: every event published meanwhile reaches the remaining tabs, each once,
 // in order. `shared: false` gives a tab a connection of its own. Run by run.mjs against its Deno relay.
-import { until } from "../helpers/sfemu.mjs";
+// The later checks each use a browser context of their own (its own IndexedDB, locks and
+// BroadcastChannels) and a relay of their own in node:http (`tabsRelay`), which allows publishing on
+// /u/Tabs_* and accepts only the session tokens the check lets in, so a check can expire a tab's session.
+import { createServer } from "node:http";
+import { randomBytes } from "node:crypto";
+import { until, CREDENTIALS } from "../helpers/sfemu.mjs";
 
 const CHANNEL = "/event/Relay_Tabs__e";
 // A channel with no event before the leader changes: the takeover must not lose what is published
 // on it during the switch (no marker and no seen event to resume from).
 const QUIET = "/event/Relay_Quiet__e";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The packed package's relay in node:http, in front of sfemu: publish allowed, sessions in `sessions`. */
+async function startTabsRelay(emu, pageOrigin) {
+  const { PasswordAuthenticator } = await import("sfstream");
+  const { createRelay } = await import("sfstream/relay");
+  const { toNodeHandler } = await import("sfstream/relay/node");
+  const sessions = new Set();
+  const relay = createRelay({
+    authenticator: new PasswordAuthenticator({ ...CREDENTIALS, loginUrl: emu.url }),
+    allowedOrigins: [pageOrigin],
+    channels: ["/event/Tabs_*", "/u/Tabs_*"],
+    allowPublish: true,
+    authorize: (request) => sessions.has((request.headers.get("authorization") ?? "").replace(/^Bearer /, "")),
+  });
+  const server = createServer(toNodeHandler(relay));
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    sessions,
+    /** A new session token the relay accepts. */
+    session() {
+      const t = `tabs-${randomBytes(12).toString("hex")}`;
+      sessions.add(t);
+      return t;
+    },
+    close() {
+      server.closeAllConnections?.();
+      server.close();
+    },
+  };
+}
 
 export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigin, session }) {
   const context = await browser.newContext();
   const pages = [];
   const errors = [];
-  const newTab = async () => {
-    const page = await context.newPage();
+  let tabsRelay = null;
+  const newTab = async (ctx = context) => {
+    const page = await ctx.newPage();
     page.on("pageerror", (e) => errors.push(String(e)));
     await page.goto(`${pageOrigin}/tabs.html`);
     await page.waitForFunction(() => window.tabTest !== undefined, null, { timeout: 20000 });
@@ -24,6 +62,24 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
   };
   const state = (p) => p.evaluate(() => window.tabTest.state());
   const clients = async () => (await emu.control("stats")).clients;
+  /** Open `page`'s client through the tabs relay with a session of its own. */
+  const openVia = (page, channels, options = {}, hooks = {}) =>
+    page.evaluate(([u, s, c, o, h]) => window.tabTest.open(u, s, c, o, h), [tabsRelay.url, tabsRelay.session(), channels, options, hooks]);
+  /** Run `fn(ctx)` in a fresh browser context (own IndexedDB, locks, BroadcastChannels), through the tabs relay. */
+  async function isolated(fn) {
+    tabsRelay ??= await startTabsRelay(emu, pageOrigin);
+    const ctx = await browser.newContext();
+    try {
+      await fn(ctx);
+    } finally {
+      for (const p of ctx.pages()) await p.evaluate(() => window.tabTest?.close()).catch(() => {});
+      await ctx.close().catch(() => {});
+      await until(async () => (await clients()) === 0, { timeout: 15000, what: "no streaming client left after the check" }).catch(() => {});
+    }
+  }
+  /** Received replay ids of `channel` in `page`. */
+  const idsOf = async (page, channel) => (await state(page)).got.filter((e) => e.channel === channel).map((e) => e.replayId);
+  const range = (r) => Array.from({ length: r.published }, (_, i) => r.firstReplayId + i);
 
   function checkAll(all, ranges, what, channel = CHANNEL) {
     const got = all.filter((e) => e.channel === channel);
@@ -115,5 +171,6 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
     if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
   } finally {
     await context.close().catch(() => {});
+    tabsRelay?.close();
   }
 }
