@@ -15,8 +15,11 @@
  * before writing a marker (markers are written ~200 ms after consumption), the new leader resumes
  * after the newest event it had itself received. Events delivered twice across a takeover are
  * dropped per tab by replay id, which increases per channel. A channel on which no event arrived
- * before the takeover is replayed from what Salesforce retains, minus the events older than the
- * tab's own subscription (so nothing published during the switch is lost).
+ * before the takeover is replayed from what Salesforce retains, minus the events dated more than a
+ * minute (clock-skew allowance) before the tab's own subscription (so nothing published during the
+ * switch is lost). That is the only date filter: a channel resumed from a stored marker (a page
+ * opened the next day) gets every event after the marker, and `replay: ReplayOption.ALL_EVENTS`
+ * every retained event, however old.
  *
  * `shared: false`, or a runtime without Web Locks or BroadcastChannel (Node, Deno, workers
  * without locks), gives each instance its own connection, like a plain `Client`.
@@ -159,6 +162,16 @@ function idbRequest<T>(req: IDBRequest<T>): Promise<T> {
   });
 }
 
+/** What the marker storage asks the leader tab when the connection subscribes a channel. */
+interface MarkerHost {
+  /** The newest replay id this tab delivered on `channel` (its replay key). */
+  seen(channel: string): number | undefined;
+  /** When the tabs that want `channel` had their subscriptions confirmed (epoch ms), the earliest. */
+  subscribedSince(channel: string): number | undefined;
+  /** The connection replays `channel` from ALL_EVENTS to cover a takeover: drop what is dated before `since`. */
+  dropBefore(channel: string, since: number): void;
+}
+
 /**
  * The markers the tabs share: IndexedDB (`<database>` / `markers`, key `<namespace>/<channel>`,
  * written by whichever tab leads), or memory where IndexedDB is missing. The start of a channel is
@@ -168,23 +181,16 @@ function idbRequest<T>(req: IDBRequest<T>): Promise<T> {
  */
 class SharedMarkerStorage extends ReplayMarkerStorage {
   readonly #database: string;
-  readonly #seen: (channel: string) => number | undefined;
-  readonly #subscribedAt: (channel: string) => number | undefined;
+  readonly #host: MarkerHost;
   readonly #defaultReplay: ReplayOption;
   readonly #memory = new Map<string, string>();
   #namespace = "unauthenticated/-";
   #db: Promise<IDBDatabase> | null = null;
-  constructor(
-    database: string,
-    defaultReplay: ReplayOption,
-    seen: (channel: string) => number | undefined,
-    subscribedAt: (channel: string) => number | undefined,
-  ) {
+  constructor(database: string, defaultReplay: ReplayOption, host: MarkerHost) {
     super();
     this.#database = database;
     this.#defaultReplay = defaultReplay;
-    this.#seen = seen;
-    this.#subscribedAt = subscribedAt;
+    this.#host = host;
   }
   override bindNamespace(namespace: string): void {
     this.#namespace = namespace;
@@ -231,13 +237,16 @@ class SharedMarkerStorage extends ReplayMarkerStorage {
   }
   override async getReplayStart(channel: string): Promise<ReplayStart | null> {
     const stored = await this.getReplayMarker(channel);
-    const seen = this.#seen(channel);
+    const seen = this.#host.seen(channel);
     if (stored !== null && (seen === undefined || stored.replayId <= seen)) return { replayId: stored.replayId, date: stored.date };
     if (seen !== undefined) return { replayId: seen, date: null };
-    // A takeover on a channel this tab was already subscribed to but that has no marker and no
-    // event yet: -1 would lose what was published during the switch, so replay everything
-    // retained; #deliver drops the events older than this tab's subscription.
-    if (this.#defaultReplay === ReplayOption.NEW_EVENTS && this.#subscribedAt(channel) !== undefined) {
+    // A takeover on a channel a tab was already subscribed to but that has no marker and no event
+    // yet: -1 would lose what was published during the switch, so replay everything retained and
+    // drop only what is dated before that subscription (less a clock-skew allowance). Nowhere
+    // else: a stored marker or ALL_EVENTS must deliver every event, however old.
+    const since = this.#host.subscribedSince(channel);
+    if (this.#defaultReplay === ReplayOption.NEW_EVENTS && since !== undefined) {
+      this.#host.dropBefore(channel, since - CLOCK_SKEW_MS);
       return { replayId: ReplayOption.ALL_EVENTS, date: null };
     }
     return { replayId: this.#defaultReplay, date: null };
@@ -285,6 +294,12 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #lastReplay = new Map<string, number>();
   /** Epoch ms at which this tab's subscription of a channel was confirmed. */
   readonly #subscribedAt = new Map<string, number>();
+  /**
+   * Leader: channels (replay keys) the connection replays from ALL_EVENTS to cover a takeover
+   * (see getReplayStart), with the date before which their events are dropped, until the first
+   * newer one.
+   */
+  readonly #dropBefore = new Map<string, number>();
   readonly #buffer: Message[] = [];
   readonly #waiters: Waiter[] = [];
   #failure: Error | null = null;
@@ -304,7 +319,11 @@ export class SharedTabClient implements AsyncIterable<Message> {
       throw new TypeError("replay must be ReplayOption.ALL_EVENTS or ReplayOption.NEW_EVENTS (the tabs keep their markers in IndexedDB themselves)");
     }
     if (database !== undefined && (typeof database !== "string" || database === "")) throw new TypeError("database must be a non-empty string");
-    this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, (ch) => this.#lastReplay.get(ch), (ch) => this.#subscribedAt.get(ch));
+    this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, {
+      seen: (ch) => this.#lastReplay.get(ch),
+      subscribedSince: (ch) => this.#subscribedSince(ch),
+      dropBefore: (ch, since) => this.#dropBefore.set(ch, since),
+    });
     this.authenticator = authenticator;
     this.#clientOptions = clientOptions;
     this.#shared = shared !== false && locks() !== null && typeof BroadcastChannel === "function";
@@ -544,13 +563,6 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (id !== null) {
       const last = this.#lastReplay.get(ch);
       if (last !== undefined && id <= last) return;
-      if (last === undefined) {
-        // First event of the channel after a gap-free takeover (see getReplayStart): skip what was
-        // retained before this tab subscribed, with a minute of clock-skew allowance.
-        const since = this.#subscribedAt.get(ch) ?? this.#subscribedAt.get([...this.#subs].find((s) => baseChannel(s) === ch) ?? "");
-        const date = eventDate(m);
-        if (since !== undefined && date !== null && date < since - CLOCK_SKEW_MS) return;
-      }
       this.#lastReplay.set(ch, id);
     }
     const w = this.#waiters.shift();
@@ -584,6 +596,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     void (async () => {
       try {
         for await (const m of client) {
+          if (this.#predatesTakeover(m)) continue;
           if (this.#role === "leader") this.#post({ t: "msg", m });
           this.#deliver(m);
         }
@@ -595,7 +608,31 @@ export class SharedTabClient implements AsyncIterable<Message> {
     })();
   }
 
+  /**
+   * Leader: an event of a channel replayed from ALL_EVENTS to cover a takeover, dated before the
+   * subscriptions it covers (see getReplayStart). The first newer event ends the filter.
+   */
+  #predatesTakeover(m: Message): boolean {
+    const ch = typeof m.channel === "string" ? m.channel : "";
+    const before = this.#dropBefore.get(ch);
+    if (before === undefined || replayIdOf(m) === null) return false;
+    const date = eventDate(m);
+    if (date !== null && date < before) return true;
+    this.#dropBefore.delete(ch);
+    return false;
+  }
+
+  /** Leader: when the subscriptions of `channel` (a replay key) this tab knows of were confirmed, the earliest. */
+  #subscribedSince(channel: string): number | undefined {
+    let since: number | undefined;
+    for (const [ch, at] of this.#subscribedAt) {
+      if (baseChannel(ch) === channel && (since === undefined || at < since)) since = at;
+    }
+    return since;
+  }
+
   async #stopClient(): Promise<void> {
+    this.#dropBefore.clear();
     const c = this.#client;
     this.#client = null;
     if (c) await c.close().catch(() => {});
@@ -662,6 +699,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
         if (set && set.size === 0 && this.#live.has(call.channel)) {
           this.#wanted.delete(call.channel);
           this.#live.delete(call.channel);
+          this.#dropBefore.delete(baseChannel(call.channel));
           await client.unsubscribe(call.channel);
         }
         return null;

@@ -79,7 +79,6 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
   }
   /** Received replay ids of `channel` in `page`. */
   const idsOf = async (page, channel) => (await state(page)).got.filter((e) => e.channel === channel).map((e) => e.replayId);
-  const range = (r) => Array.from({ length: r.published }, (_, i) => r.firstReplayId + i);
 
   function checkAll(all, ranges, what, channel = CHANNEL) {
     const got = all.filter((e) => e.channel === channel);
@@ -168,6 +167,64 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       for (const p of pages.filter((p) => !p.isClosed())) await p.evaluate(() => window.tabTest.close());
       await until(async () => (await clients()) === 0, { timeout: 15000, what: "no streaming client" });
     });
+    /** Publish `count` events on `channel` dated `ago` ms in the past (sfemu's clock moved back meanwhile). */
+    async function publishDated(channel, count, ago) {
+      await emu.control("clock", { advanceMs: -ago });
+      try {
+        return await emu.control("publish", { channel, count });
+      } finally {
+        await emu.control("clock", { advanceMs: ago });
+      }
+    }
+    /**
+     * Wait until `page` has received on `channel` exactly the events of `ranges` (sfemu publish
+     * results; replay ids grow by random steps), once each and in order, and nothing more after a moment.
+     */
+    async function expectRanges(page, channel, ranges, what) {
+      const total = ranges.reduce((n, r) => n + r.published, 0);
+      const show = async () => `got ${await idsOf(page, channel)}, want ${ranges.map((r) => `${r.published} in ${r.firstReplayId}..${r.lastReplayId}`).join(" + ")}`;
+      await until(async () => (await idsOf(page, channel)).length >= total, { timeout: 15000, what }).catch(async (e) => {
+        throw new Error(`${e.message}: ${await show()}; ${JSON.stringify(await state(page))}`);
+      });
+      await sleep(300);
+      const ids = await idsOf(page, channel);
+      const inRanges = ids.every((id) => ranges.some((r) => id >= r.firstReplayId && id <= r.lastReplayId));
+      const ends = ranges.every((r) => ids.includes(r.firstReplayId) && ids.includes(r.lastReplayId));
+      const ordered = ids.every((id, i) => i === 0 || id > ids[i - 1]);
+      assert(ids.length === total && inRanges && ends && ordered, `${what}: ${await show()}`);
+    }
+
+    await check("tabs: a page opened later resumes from the stored marker: events published meanwhile, dated minutes ago, all arrive", async () => {
+      const ch = "/event/Tabs_Resume__e";
+      await isolated(async (ctx) => {
+        const a = await newTab(ctx);
+        assert((await openVia(a, [ch])).role === "leader", "the first tab leads");
+        const first = await emu.control("publish", { channel: ch, count: 2 });
+        await expectRanges(a, ch, [first], "the first page");
+        // Leaving the page stores the marker (the leader's Client.close()).
+        await a.evaluate(() => window.tabTest.close());
+        await a.close();
+        // While no page is open (the next morning, say), events are published: dated 10 minutes ago.
+        const gap = await publishDated(ch, 3, 10 * 60_000);
+        // A page of the same origin opens over the same IndexedDB and resumes after the stored marker.
+        const b = await newTab(ctx);
+        assert((await openVia(b, [ch])).role === "leader", "the new page leads");
+        const after = await emu.control("publish", { channel: ch, count: 1 });
+        await expectRanges(b, ch, [gap, after], "the page opened later");
+      });
+    });
+
+    await check("tabs: replay: ALL_EVENTS delivers every retained event, also those older than a minute", async () => {
+      const ch = "/event/Tabs_All__e";
+      const old = await publishDated(ch, 3, 10 * 60_000);
+      const recent = await emu.control("publish", { channel: ch, count: 1 });
+      await isolated(async (ctx) => {
+        const a = await newTab(ctx);
+        assert((await openVia(a, [ch], { replay: -2 /* ReplayOption.ALL_EVENTS */ })).role === "leader", "the tab leads");
+        await expectRanges(a, ch, [old, recent], "ALL_EVENTS");
+      });
+    });
+
     if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
   } finally {
     await context.close().catch(() => {});
