@@ -16,8 +16,9 @@
  * after the newest event it had itself received. Events delivered twice across a takeover are
  * dropped per tab by replay id, which increases per channel. A channel on which no event arrived
  * before the takeover is replayed from what Salesforce retains, minus the events dated more than a
- * minute (clock-skew allowance) before the tab's own subscription (so nothing published during the
- * switch is lost). That is the only date filter: a channel resumed from a stored marker (a page
+ * minute (clock-skew allowance) before the earliest subscription of a tab that wants it (each
+ * follower tells the new leader when its subscriptions were confirmed), so nothing published during
+ * the switch is lost, also on a channel only a follower wants. That is the only date filter: a channel resumed from a stored marker (a page
  * opened the next day) gets every event after the marker, and `replay: ReplayOption.ALL_EVENTS`
  * every retained event, however old.
  *
@@ -70,7 +71,8 @@ type Wire =
   | { t: "hello"; from: string }
   | { t: "leader"; id: string }
   | { t: "resign"; id: string }
-  | { t: "subs"; from: string; to: string; channels: string[] }
+  /** A follower's subscriptions for a new leader, with when each was confirmed (epoch ms) where known. */
+  | { t: "subs"; from: string; to: string; channels: string[]; since?: Record<string, number> }
   | { t: "bye"; from: string }
   | { t: "rpc"; from: string; to: string; rid: number; call: Op }
   | { t: "ack"; to: string; rid: number; ok: boolean; value?: unknown; error?: WireError }
@@ -285,8 +287,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
   #ready: { resolve(): void; reject(e: unknown): void } | null = null;
   /** This tab's subscriptions. */
   readonly #subs = new Set<string>();
-  /** Leader: which tabs want each channel. */
-  readonly #wanted = new Map<string, Set<string>>();
+  /** Leader: which tabs want each channel, with when their subscription was confirmed (epoch ms) where known. */
+  readonly #wanted = new Map<string, Map<string, number | undefined>>();
   /** Leader: channels subscribed on the connection (or being subscribed). */
   readonly #live = new Map<string, Promise<void>>();
   readonly #pending = new Map<number, Pending>();
@@ -622,12 +624,17 @@ export class SharedTabClient implements AsyncIterable<Message> {
     return false;
   }
 
-  /** Leader: when the subscriptions of `channel` (a replay key) this tab knows of were confirmed, the earliest. */
+  /**
+   * Leader: when the subscriptions of `channel` (a replay key) were confirmed, the earliest: this
+   * tab's own and those the followers reported to it (a channel only a follower wants counts too).
+   */
   #subscribedSince(channel: string): number | undefined {
     let since: number | undefined;
-    for (const [ch, at] of this.#subscribedAt) {
-      if (baseChannel(ch) === channel && (since === undefined || at < since)) since = at;
-    }
+    const consider = (at: number | undefined) => {
+      if (at !== undefined && (since === undefined || at < since)) since = at;
+    };
+    for (const [ch, at] of this.#subscribedAt) if (baseChannel(ch) === channel) consider(at);
+    for (const [ch, tabs] of this.#wanted) if (baseChannel(ch) === channel) for (const at of tabs.values()) consider(at);
     return since;
   }
 
@@ -643,7 +650,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     this.#leaderId = this.tabId;
     this.#setRole("leader");
     await this.#startClient();
-    for (const ch of this.#subs) this.#want(ch, this.tabId);
+    for (const ch of this.#subs) this.#want(ch, this.tabId, this.#subscribedAt.get(ch));
     await Promise.all([...this.#subs].map((ch) => this.#ensure(ch).catch((e: unknown) => this.#subscribeFailed(ch, e))));
     if (!this.#open) return;
     this.#onPageHide = () => void this.close();
@@ -658,10 +665,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
     this.#ready = null;
   }
 
-  #want(channel: string, tab: string): void {
-    let set = this.#wanted.get(channel);
-    if (!set) this.#wanted.set(channel, (set = new Set()));
-    set.add(tab);
+  #want(channel: string, tab: string, since?: number): void {
+    let tabs = this.#wanted.get(channel);
+    if (!tabs) this.#wanted.set(channel, (tabs = new Map()));
+    const known = tabs.get(tab);
+    tabs.set(tab, known === undefined || (since !== undefined && since < known) ? since : known);
+    // A takeover replay already under way on the channel covers this subscription too.
+    const key = baseChannel(channel);
+    const before = this.#dropBefore.get(key);
+    if (since !== undefined && before !== undefined && since - CLOCK_SKEW_MS < before) this.#dropBefore.set(key, since - CLOCK_SKEW_MS);
   }
 
   /** Leader: subscribe the connection to `channel` once. */
@@ -694,9 +706,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
         }
         return null;
       case "unsub": {
-        const set = this.#wanted.get(call.channel);
-        set?.delete(tab);
-        if (set && set.size === 0 && this.#live.has(call.channel)) {
+        const tabs = this.#wanted.get(call.channel);
+        tabs?.delete(tab);
+        if (tabs && tabs.size === 0 && this.#live.has(call.channel)) {
           this.#wanted.delete(call.channel);
           this.#live.delete(call.channel);
           this.#dropBefore.delete(baseChannel(call.channel));
@@ -730,7 +742,16 @@ export class SharedTabClient implements AsyncIterable<Message> {
         if (leading || w.id === this.tabId) break;
         this.#leaderId = w.id;
         this.#setRole("follower");
-        if (this.#subs.size > 0) this.#post({ t: "subs", from: this.tabId, to: w.id, channels: [...this.#subs] });
+        if (this.#subs.size > 0) {
+          // With when each subscription was confirmed: the new leader replays a channel without
+          // marker from then (a channel only this tab wants too), not from its own start.
+          const since: Record<string, number> = {};
+          for (const ch of this.#subs) {
+            const at = this.#subscribedAt.get(ch);
+            if (at !== undefined) since[ch] = at;
+          }
+          this.#post({ t: "subs", from: this.tabId, to: w.id, channels: [...this.#subs], since });
+        }
         for (const [rid, p] of this.#pending) this.#post({ t: "rpc", from: this.tabId, to: w.id, rid, call: p.call });
         this.#ready?.resolve();
         this.#ready = null;
@@ -740,13 +761,17 @@ export class SharedTabClient implements AsyncIterable<Message> {
         break;
       case "subs":
         if (leading && w.to === this.tabId) {
-          for (const ch of w.channels) this.#run({ op: "sub", channel: ch }, w.from).catch((e: unknown) => this.#subscribeFailed(ch, e));
+          for (const ch of w.channels) {
+            const at = w.since?.[ch];
+            this.#want(ch, w.from, typeof at === "number" && Number.isFinite(at) ? at : undefined);
+            this.#run({ op: "sub", channel: ch }, w.from).catch((e: unknown) => this.#subscribeFailed(ch, e));
+          }
         }
         break;
       case "bye":
         if (leading) {
-          for (const [ch, set] of this.#wanted) {
-            if (set.delete(w.from) && set.size === 0) this.#run({ op: "unsub", channel: ch }, w.from).catch(() => {});
+          for (const [ch, tabs] of this.#wanted) {
+            if (tabs.delete(w.from) && tabs.size === 0) this.#run({ op: "unsub", channel: ch }, w.from).catch(() => {});
           }
         }
         break;

@@ -225,6 +225,26 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    await check("tabs: a takeover keeps what is published during the switch on a channel only a follower wants", async () => {
+      const busy = "/event/Tabs_Busy__e";
+      const mine = "/event/Tabs_FollowerOnly__e";
+      await isolated(async (ctx) => {
+        const [a, b, c] = [await newTab(ctx), await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [busy])).role === "leader", "a leads");
+        assert((await openVia(b, [busy])).role === "follower", "b follows (and is next in the lock queue)");
+        assert((await openVia(c, [mine])).role === "follower", "c follows");
+        // a disconnects (its session is gone from sfemu), then its page closes.
+        await a.evaluate(() => window.tabTest.close());
+        await a.close();
+        // Published while b takes over: no marker and no event on c's channel yet, and b never wanted it.
+        const during = await emu.control("publish", { channel: mine, count: 2 });
+        await until(async () => (await state(b)).role === "leader", { timeout: 15000, what: "b to take over" });
+        await until(async () => (await emu.control("stats")).sessions.some((x) => x.subscriptions.includes(mine)), { timeout: 15000, what: "b's connection to subscribe c's channel" });
+        const after = await emu.control("publish", { channel: mine, count: 1 });
+        await expectRanges(c, mine, [during, after], "the follower's channel");
+      });
+    });
+
     if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
   } finally {
     await context.close().catch(() => {});
