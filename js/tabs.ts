@@ -29,8 +29,19 @@
 
 import type { Authenticator } from "./auth.js";
 import { Client, iterateMessages, receiveOptionsError, waitForMessage, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
-import { ClientInvalidOperation, ServerError, SfstreamError, TransportTimeoutError } from "./errors.js";
-import { ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
+import {
+  AuthenticationError,
+  ClientError,
+  ClientInvalidOperation,
+  ServerError,
+  SfstreamError,
+  TransportConnectionClosed,
+  TransportError,
+  TransportInvalidOperation,
+  TransportTimeoutError,
+  type ServerResponse,
+} from "./errors.js";
+import { CorruptReplayMarkerError, ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
 
 /** What a tab is: the connection holder, a follower of it, or on its own (sharing off). */
 export type TabRole = "leader" | "follower" | "standalone";
@@ -58,12 +69,22 @@ export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "
   onStatus?: (status: SharedTabStatus) => void;
 }
 
-/** A Bayeux error carried between tabs. */
+/** An error carried between tabs: its class name, message and the fields of that class. */
 interface WireError {
   name: string;
   message: string;
-  error: string | null;
+  /** ServerError: the Bayeux `error`; AuthenticationError: the OAuth `error` code. */
+  error?: string | null;
+  errorCode?: number | null;
+  errorArgs?: string[];
+  errorMessage?: string | null;
+  response?: ServerResponse | null;
+  errorDescription?: string | null;
+  status?: number | null;
 }
+
+/** A status event as sent between tabs: its error, if any, as a {@link WireError}. */
+type WireStatus = SharedTabStatus extends infer S ? (S extends { error: Error } ? Omit<S, "error"> & { error: WireError } : S) : never;
 
 type Op = { op: "sub"; channel: string } | { op: "unsub"; channel: string } | { op: "pub"; channel: string; data: unknown };
 
@@ -77,7 +98,7 @@ type Wire =
   | { t: "rpc"; from: string; to: string; rid: number; call: Op }
   | { t: "ack"; to: string; rid: number; ok: boolean; value?: unknown; error?: WireError }
   | { t: "msg"; m: Message }
-  | { t: "status"; s: SharedTabStatus }
+  | { t: "status"; s: WireStatus }
   | { t: "failed"; error: WireError };
 
 interface Pending {
@@ -95,32 +116,78 @@ function locks(): LockManagerLike | null {
   return nav?.locks && typeof nav.locks.request === "function" ? nav.locks : null;
 }
 
-function toWire(e: unknown): WireError {
-  const x = e as { name?: unknown; message?: unknown; error?: unknown };
-  return {
-    name: typeof x?.name === "string" ? x.name : "Error",
-    message: typeof x?.message === "string" ? x.message : String(e),
-    error: typeof x?.error === "string" ? x.error : null,
-  };
+const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
+/** Plain JSON data (a Bayeux reply) that a BroadcastChannel can clone, or null. */
+function plainJson<T>(v: unknown): T | null {
+  if (v === null || typeof v !== "object") return null;
+  try {
+    return JSON.parse(JSON.stringify(v)) as T;
+  } catch {
+    return null;
+  }
 }
 
+/** An error as sent to the other tabs: class name, message and that class's fields (no `cause`). */
+function toWire(e: unknown): WireError {
+  const x = (e !== null && typeof e === "object" ? e : {}) as Record<string, unknown>;
+  const w: WireError = {
+    name: typeof x.name === "string" ? x.name : "Error",
+    message: typeof x.message === "string" ? x.message : String(e),
+  };
+  if (e instanceof ServerError) {
+    w.error = e.error;
+    w.errorCode = e.errorCode;
+    w.errorArgs = [...e.errorArgs];
+    w.errorMessage = e.errorMessage;
+    w.response = plainJson<ServerResponse>(e.response);
+  } else if (e instanceof AuthenticationError) {
+    w.error = e.error;
+    w.errorDescription = e.errorDescription;
+    w.status = e.status;
+  }
+  return w;
+}
+
+/** The classes an error from another tab is rebuilt as, by name (every error class the package exports). */
+const WIRE_CLASSES: Record<string, new (message: string) => Error> = {
+  SfstreamError,
+  ClientError,
+  ClientInvalidOperation,
+  CorruptReplayMarkerError,
+  TransportError,
+  TransportInvalidOperation,
+  TransportTimeoutError,
+  TransportConnectionClosed,
+  TypeError,
+  RangeError,
+};
+
+/** Rebuild an error sent by another tab as the same class, with the same fields. */
 function fromWire(w: WireError): Error {
-  if (w.name === "ServerError") {
-    const m = w.error !== null ? /^(\d+)::?(.*)$/.exec(w.error) : null;
-    const parts = m?.[2]?.split(":") ?? [];
-    return new ServerError(w.message, {
-      error: w.error,
-      errorCode: m ? Number(m[1]) : null,
-      errorMessage: parts.length > 0 ? (parts[parts.length - 1] ?? null) : null,
-      errorArgs: parts.length > 1 ? (parts[0] ?? "").split(",").filter((a) => a !== "") : [],
+  const message = typeof w?.message === "string" ? w.message : "the leader tab failed";
+  const name = typeof w?.name === "string" ? w.name : "Error";
+  if (name === "ServerError") {
+    return new ServerError(message, {
+      response: plainJson<ServerResponse>(w.response),
+      error: str(w.error),
+      errorCode: num(w.errorCode),
+      errorArgs: Array.isArray(w.errorArgs) ? w.errorArgs.filter((a): a is string => typeof a === "string") : [],
+      errorMessage: str(w.errorMessage),
     });
   }
-  if (w.name === "TransportTimeoutError") return new TransportTimeoutError(w.message);
-  if (w.name === "TypeError") return new TypeError(w.message);
-  const e = new SfstreamError(w.message);
-  e.name = w.name;
-  return e;
+  if (name === "AuthenticationError") {
+    return new AuthenticationError(message, { error: str(w.error), errorDescription: str(w.errorDescription), status: num(w.status) });
+  }
+  const Class = Object.hasOwn(WIRE_CLASSES, name) ? WIRE_CLASSES[name] : undefined;
+  if (Class) return new Class(message);
+  // Not one of ours (a storage or runtime error in the leader tab): a ClientError that says what it was.
+  return new ClientError(name === "Error" ? message : `${name}: ${message}`);
 }
+
+const statusToWire = (s: SharedTabStatus): WireStatus => ("error" in s ? { ...s, error: toWire(s.error) } : s) as WireStatus;
+const statusFromWire = (s: WireStatus): SharedTabStatus => ("error" in s ? { ...s, error: fromWire(s.error) } : s) as SharedTabStatus;
 
 /** Clock-skew allowance of the gap-free takeover (the core uses the same for resubscribes). */
 const CLOCK_SKEW_MS = 60_000;
@@ -545,7 +612,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     const error = e instanceof Error ? e : new Error(String(e));
     const s: SharedTabStatus = { type: "subscribeFailed", at: now(), channel, error };
     this.#emit(s);
-    this.#post({ t: "status", s: { ...s, error: new Error(error.message) } });
+    this.#post({ t: "status", s: statusToWire(s) });
   }
 
   #setRole(role: TabRole): void {
@@ -590,7 +657,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
       replay: this.#storage,
       onStatus: (s) => {
         this.#emit(s);
-        if (this.#role === "leader") this.#post({ t: "status", s: s.type === "failed" ? { ...s, error: new Error(s.error.message) } : s });
+        if (this.#role === "leader") this.#post({ t: "status", s: statusToWire(s) });
       },
     });
     this.#client = client;
@@ -789,14 +856,14 @@ export class SharedTabClient implements AsyncIterable<Message> {
         if (!p) break;
         this.#pending.delete(w.rid);
         if (w.ok) p.resolve(w.value);
-        else p.reject(fromWire(w.error ?? { name: "Error", message: "the leader tab failed the call", error: null }));
+        else p.reject(fromWire(w.error ?? { name: "ClientError", message: "the leader tab failed the call" }));
         break;
       }
       case "msg":
         if (!leading) this.#deliver(w.m);
         break;
       case "status":
-        if (!leading) this.#emit(w.s);
+        if (!leading) this.#emit(statusFromWire(w.s));
         break;
       case "failed":
         if (!leading) this.#fail(fromWire(w.error));

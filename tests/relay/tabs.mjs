@@ -62,9 +62,12 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
   };
   const state = (p) => p.evaluate(() => window.tabTest.state());
   const clients = async () => (await emu.control("stats")).clients;
-  /** Open `page`'s client through the tabs relay with a session of its own. */
-  const openVia = (page, channels, options = {}, hooks = {}) =>
-    page.evaluate(([u, s, c, o, h]) => window.tabTest.open(u, s, c, o, h), [tabsRelay.url, tabsRelay.session(), channels, options, hooks]);
+  /** Open `page`'s client through the tabs relay with a session of its own (returned as `session`). */
+  const openVia = async (page, channels, options = {}, hooks = {}) => {
+    const session = tabsRelay.session();
+    const o = await page.evaluate(([u, s, c, o, h]) => window.tabTest.open(u, s, c, o, h), [tabsRelay.url, session, channels, options, hooks]);
+    return { ...o, session };
+  };
   /** Run `fn(ctx)` in a fresh browser context (own IndexedDB, locks, BroadcastChannels), through the tabs relay. */
   async function isolated(fn) {
     tabsRelay ??= await startTabsRelay(emu, pageOrigin);
@@ -242,6 +245,31 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
         await until(async () => (await emu.control("stats")).sessions.some((x) => x.subscriptions.includes(mine)), { timeout: 15000, what: "b's connection to subscribe c's channel" });
         const after = await emu.control("publish", { channel: mine, count: 1 });
         await expectRanges(c, mine, [during, after], "the follower's channel");
+      });
+    });
+
+    await check("tabs: errors keep their class and fields from the leader tab to the others", async () => {
+      const ch = "/event/Tabs_Errors__e";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        const oa = await openVia(a, [ch]);
+        assert(oa.role === "leader", "a leads");
+        assert((await openVia(b, [ch])).role === "follower", "b follows");
+        // A call the relay refuses, answered to b by a: ServerError with its parsed fields.
+        const refused = await b.evaluate(() => window.tabTest.call("subscribe", "/event/Not_Allowed__e"));
+        assert(!refused.ok && refused.instanceOf.ServerError && refused.errorCode === 403 && refused.errorMessage === "Channel not allowed by relay", `refused subscribe: ${JSON.stringify(refused)}`);
+        // a's session expires: the relay answers 401 and a's connection fails with AuthenticationError.
+        tabsRelay.sessions.delete(oa.session);
+        await until(async () => (await state(b)).failure !== null, { timeout: 20000, what: "the follower's receive() to fail" });
+        const sa = await state(a);
+        const sb = await state(b);
+        assert(sa.failureError?.instanceOf.AuthenticationError, `the leader's own failure: ${JSON.stringify(sa.failureError)}`);
+        const e = sb.failureError;
+        assert(e?.name === "AuthenticationError" && e.instanceOf.AuthenticationError && e.instanceOf.SfstreamError, `the follower's receive() rejects with an AuthenticationError: ${JSON.stringify(e)}`);
+        assert(sb.statuses.some((x) => x.startsWith("failed: AuthenticationError")), `the follower's failed status carries an AuthenticationError: ${sb.statuses}`);
+        // The connection is gone: a call from b fails as a ClientInvalidOperation (iterateMessages ends on it).
+        const late = await b.evaluate(() => window.tabTest.call("subscribe", "/event/Tabs_Late__e"));
+        assert(!late.ok && late.name === "ClientInvalidOperation" && late.instanceOf.ClientInvalidOperation, `a call after the failure: ${JSON.stringify(late)}`);
       });
     });
 
