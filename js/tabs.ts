@@ -22,6 +22,15 @@
  * opened the next day) gets every event after the marker, and `replay: ReplayOption.ALL_EVENTS`
  * every retained event, however old.
  *
+ * A tab takes the leader role (status `role`) once its connection is open. If the tab that gets the
+ * lock cannot connect (an expired session, the network), it stays a follower: it reports
+ * `takeoverFailed`, hands the lock to the next tab and asks for it again after 1 s, 2 s, 4 s ... (at
+ * most 30 s), following any tab that leads meanwhile. After `connectionTimeout` (default 10 s;
+ * `null`: forever) of failed takeovers with no leader it fails like a `Client` that cannot
+ * reconnect: a `failed` status, and `receive()` and pending calls reject with the last error. When
+ * the leader's connection fails, every tab fails with its error and leaves the election; `close()`
+ * and `open()` start over.
+ *
  * `shared: false`, or a runtime without Web Locks or BroadcastChannel (Node, Deno, workers
  * without locks), gives each instance its own connection, like a plain `Client`.
  * @module
@@ -51,7 +60,12 @@ export type SharedTabStatus =
   | StatusEvent
   | { type: "role"; at: number; role: TabRole }
   /** A new leader could not resubscribe a channel some tab wants (for example, refused by a relay). */
-  | { type: "subscribeFailed"; at: number; channel: string; error: Error };
+  | { type: "subscribeFailed"; at: number; channel: string; error: Error }
+  /**
+   * This tab got the leader lock but could not connect (`error`): it handed the lock on, follows
+   * whichever tab leads, and asks for the lock again in `delay` ms. Not sent to the other tabs.
+   */
+  | { type: "takeoverFailed"; at: number; error: Error; attempt: number; delay: number };
 
 /** Options of {@link SharedTabClient}. */
 export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "ackPolicy" | "onStatus"> {
@@ -191,6 +205,10 @@ const statusFromWire = (s: WireStatus): SharedTabStatus => ("error" in s ? { ...
 
 /** Clock-skew allowance of the gap-free takeover (the core uses the same for resubscribes). */
 const CLOCK_SKEW_MS = 60_000;
+/** After a failed takeover, the tab asks for the lock again after this long, doubling per failure... */
+const TAKEOVER_RETRY_MS = 1_000;
+/** ... up to this. */
+const TAKEOVER_RETRY_MAX_MS = 30_000;
 
 /** The event's date in epoch ms (PushTopic/generic createdDate, CDC commitTimestamp, platform-event CreatedDate). */
 const eventDate = (m: Message): number | null => {
@@ -342,6 +360,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #shared: boolean;
   readonly #keyOption: string | null;
   readonly #leaderTimeout: number;
+  /** The Client's `connectionTimeout`: how long failed takeovers go on before the tab fails (null: forever). */
+  readonly #connectionTimeout: number | null;
   readonly #listeners = new Set<(s: SharedTabStatus) => void>();
   #role: TabRole | null = null;
   #open = false;
@@ -349,8 +369,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
   #bc: BroadcastChannel | null = null;
   #client: Client | null = null;
   #leaderId: string | null = null;
+  #lockName = "";
+  /** Aborts this tab's current lock request (or its delayed retry), and a #lead under way. */
   #lockAbort: AbortController | null = null;
   #release: (() => void) | null = null;
+  /** open() and close() each start a new one: a stale open() must not close a newer one. */
+  #epoch = 0;
+  /** Failed takeovers in a row, and when the first of them began (performance.now()); reset once a tab leads. */
+  #takeoverFailures = 0;
+  #leaderlessSince: number | null = null;
   #ready: { resolve(): void; reject(e: unknown): void } | null = null;
   /** This tab's subscriptions. */
   readonly #subs = new Set<string>();
@@ -398,6 +425,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     this.#shared = shared !== false && locks() !== null && typeof BroadcastChannel === "function";
     this.#keyOption = key ?? null;
     this.#leaderTimeout = leaderTimeout ?? 30000;
+    this.#connectionTimeout = clientOptions.connectionTimeout === undefined ? 10_000 : clientOptions.connectionTimeout;
     if (onStatus) this.#listeners.add(onStatus);
     this.tabId = typeof crypto !== "undefined" && typeof crypto.randomUUID === "function" ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   }
@@ -430,12 +458,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
   async open(): Promise<void> {
     if (this.#open) return;
     this.#open = true;
+    const epoch = ++this.#epoch;
     this.#failure = null;
+    this.#takeoverFailures = 0;
+    this.#leaderlessSince = null;
     if (!this.#shared) {
       try {
-        await this.#startClient();
+        await this.#startClient(null);
       } catch (e) {
-        this.#open = false;
+        if (this.#epoch === epoch) this.#open = false;
         throw e;
       }
       this.#setRole("standalone");
@@ -444,34 +475,16 @@ export class SharedTabClient implements AsyncIterable<Message> {
     try {
       this.#key = this.#keyOption ?? identityKey(await this.authenticator.authenticate());
     } catch (e) {
-      this.#open = false;
+      if (this.#epoch === epoch) this.#open = false;
       throw e;
     }
-    const name = `sfstream:${this.#key}`;
-    const bc = new BroadcastChannel(name);
+    if (this.#epoch !== epoch) throw new ClientInvalidOperation("closed");
+    this.#lockName = `sfstream:${this.#key}`;
+    const ready = new Promise<void>((resolve, reject) => (this.#ready = { resolve, reject }));
+    const bc = new BroadcastChannel(this.#lockName);
     this.#bc = bc;
     bc.onmessage = (ev: MessageEvent) => this.#onWire(ev.data as Wire);
-    const ready = new Promise<void>((resolve, reject) => (this.#ready = { resolve, reject }));
-    const abort = new AbortController();
-    this.#lockAbort = abort;
-    (locks() as LockManagerLike)
-      .request(name, { signal: abort.signal }, async () => {
-        if (!this.#open) return;
-        const held = new Promise<void>((r) => (this.#release = r));
-        try {
-          await this.#lead();
-        } catch (e) {
-          this.#ready?.reject(e);
-          this.#ready = null;
-          this.#release = null;
-          await this.#stopClient();
-          return;
-        }
-        await held;
-      })
-      .catch(() => {
-        // Aborted by close() while waiting: nothing to do.
-      });
+    this.#queueForLock(0);
     this.#post({ t: "hello", from: this.tabId });
     const timer = setTimeout(() => {
       this.#ready?.reject(new TransportTimeoutError(`no leader tab answered within ${this.#leaderTimeout} ms`));
@@ -480,7 +493,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     try {
       await ready;
     } catch (e) {
-      await this.close();
+      if (this.#epoch === epoch) await this.close();
       throw e;
     } finally {
       clearTimeout(timer);
@@ -491,6 +504,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    this.#epoch++;
     if (this.#onPageHide) {
       (globalThis as { removeEventListener?: (t: string, f: () => void) => void }).removeEventListener?.("pagehide", this.#onPageHide);
       this.#onPageHide = null;
@@ -639,8 +653,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
     else this.#buffer.push(m);
   }
 
+  /**
+   * The connection failed for good (the leader's, or this tab's takeovers): receive() rejects once
+   * the buffer is drained, calls reject, and the tab leaves the election (a failed leader releases
+   * the lock, so that a tab opened again can lead).
+   */
   #fail(e: Error): void {
     this.#failure = e;
+    this.#lockAbort?.abort();
+    this.#lockAbort = null;
+    this.#release?.();
+    this.#release = null;
+    for (const p of this.#pending.values()) p.reject(e);
+    this.#pending.clear();
     this.#wakeAll();
   }
 
@@ -650,8 +675,11 @@ export class SharedTabClient implements AsyncIterable<Message> {
     for (const w of this.#waiters.splice(0)) w.reject(err);
   }
 
-  /** Open the real connection (leader or standalone) and pump its messages. */
-  async #startClient(): Promise<void> {
+  /**
+   * Open the real connection (leader or standalone) and pump its messages. If close() ran
+   * meanwhile (or `signal` aborted), the new connection is closed again and this throws.
+   */
+  async #startClient(signal: AbortSignal | null): Promise<void> {
     const client = new Client(this.authenticator, {
       ...this.#clientOptions,
       replay: this.#storage,
@@ -661,7 +689,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
       },
     });
     this.#client = client;
-    await client.open();
+    try {
+      await client.open();
+    } catch (e) {
+      if (this.#client === client) this.#client = null;
+      await client.close().catch(() => {});
+      throw e;
+    }
+    if (this.#client !== client || signal?.aborted === true) {
+      // close() ran meanwhile (from a status listener, say): nobody else would close this one.
+      if (this.#client === client) this.#client = null;
+      await client.close().catch(() => {});
+      throw new ClientInvalidOperation("the client was closed while it connected");
+    }
     void (async () => {
       try {
         for await (const m of client) {
@@ -670,7 +710,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
           this.#deliver(m);
         }
       } catch (e) {
-        const err = e instanceof Error ? e : new Error(String(e));
+        if (this.#client !== client) return;
+        const err = e instanceof Error ? e : new ClientError(String(e));
         if (this.#role === "leader") this.#post({ t: "failed", error: toWire(err) });
         this.#fail(err);
       }
@@ -712,16 +753,63 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (c) await c.close().catch(() => {});
   }
 
-  /** This tab won the lock: connect, subscribe what the tabs want, announce. */
-  async #lead(): Promise<void> {
+  /**
+   * Ask for the leader lock (after `delay` ms). The holder leads until it leaves; a tab that cannot
+   * connect hands the lock on (see #takeoverFailed).
+   */
+  #queueForLock(delay: number): void {
+    const abort = new AbortController();
+    this.#lockAbort = abort;
+    const { signal } = abort;
+    const name = this.#lockName;
+    const request = () => {
+      if (signal.aborted) return;
+      (locks() as LockManagerLike)
+        .request(name, { signal }, async () => {
+          if (signal.aborted || !this.#open || this.#failure) return;
+          let release!: () => void;
+          const held = new Promise<void>((r) => (release = r));
+          this.#release = release;
+          if (await this.#lead(signal)) await held;
+          if (this.#release === release) this.#release = null;
+        })
+        .catch(() => {
+          // Aborted while waiting (close()): nothing to do.
+        });
+    };
+    if (delay <= 0) request();
+    else {
+      const timer = setTimeout(request, delay);
+      signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    }
+  }
+
+  /**
+   * This tab holds the lock: connect, then take the leader role, subscribe what the tabs want and
+   * announce. The role changes only once connected, so until then this tab neither answers `hello`
+   * nor ignores another leader. False if it did not lead (failed to connect, or closed meanwhile).
+   */
+  async #lead(signal: AbortSignal): Promise<boolean> {
+    const startedAt = now();
+    try {
+      await this.#startClient(signal);
+    } catch (e) {
+      if (!signal.aborted && this.#open) this.#takeoverFailed(e instanceof Error ? e : new ClientError(String(e)), startedAt);
+      return false;
+    }
     this.#leaderId = this.tabId;
+    this.#takeoverFailures = 0;
+    this.#leaderlessSince = null;
     this.#setRole("leader");
-    await this.#startClient();
+    // A role listener may have closed the tab: close() closed the connection already.
+    if (signal.aborted || !this.#open) return false;
     for (const ch of this.#subs) this.#want(ch, this.tabId, this.#subscribedAt.get(ch));
     await Promise.all([...this.#subs].map((ch) => this.#ensure(ch).catch((e: unknown) => this.#subscribeFailed(ch, e))));
-    if (!this.#open) return;
-    this.#onPageHide = () => void this.close();
-    (globalThis as { addEventListener?: (t: string, f: () => void) => void }).addEventListener?.("pagehide", this.#onPageHide);
+    if (signal.aborted || !this.#open) return false;
+    if (!this.#onPageHide) {
+      this.#onPageHide = () => void this.close();
+      (globalThis as { addEventListener?: (t: string, f: () => void) => void }).addEventListener?.("pagehide", this.#onPageHide);
+    }
     this.#post({ t: "leader", id: this.tabId });
     // Our own calls made while the lock was pending.
     for (const [rid, p] of this.#pending) {
@@ -730,6 +818,36 @@ export class SharedTabClient implements AsyncIterable<Message> {
     }
     this.#ready?.resolve();
     this.#ready = null;
+    return true;
+  }
+
+  /**
+   * This tab got the lock but could not connect. During open(), open() fails with the error (as
+   * Client.open() would). In a takeover the tab stays a follower: it reports `takeoverFailed`,
+   * hands the lock on (to the next tab waiting, if any) and asks for it again after a back-off,
+   * following any tab that leads meanwhile. After `connectionTimeout` of failed takeovers with no
+   * leader, it fails with the last error, as a Client that cannot reconnect does.
+   */
+  #takeoverFailed(error: Error, startedAt: number): void {
+    this.#leaderId = null;
+    if (this.#ready) {
+      this.#ready.reject(error);
+      this.#ready = null;
+      return;
+    }
+    this.#takeoverFailures++;
+    this.#leaderlessSince ??= startedAt;
+    const elapsed = now() - this.#leaderlessSince;
+    const limit = this.#connectionTimeout;
+    if (limit !== null && elapsed >= limit) {
+      this.#emit({ type: "failed", at: now(), error });
+      this.#fail(error);
+      return;
+    }
+    let delay = Math.min(TAKEOVER_RETRY_MS * 2 ** (this.#takeoverFailures - 1), TAKEOVER_RETRY_MAX_MS);
+    if (limit !== null) delay = Math.max(0, Math.min(delay, limit - elapsed));
+    this.#emit({ type: "takeoverFailed", at: now(), error, attempt: this.#takeoverFailures, delay: Math.round(delay) });
+    this.#queueForLock(delay);
   }
 
   #want(channel: string, tab: string, since?: number): void {
@@ -790,6 +908,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
 
   /** A call from this tab: run it (leader, standalone) or send it to the leader. */
   #call(call: Op): Promise<unknown> {
+    if (this.#failure) return Promise.reject(new ClientInvalidOperation("the connection failed: close() and open() the client again"));
     if (this.#role === "leader" || this.#role === "standalone") return this.#run(call, this.tabId);
     return new Promise((resolve, reject) => {
       const rid = ++this.#rid;
@@ -799,7 +918,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
   }
 
   #onWire(w: Wire): void {
-    if (!this.#open || w === null || typeof w !== "object") return;
+    // A failed tab has left the election: it neither follows nor answers.
+    if (!this.#open || this.#failure || w === null || typeof w !== "object") return;
     const leading = this.#role === "leader";
     switch (w.t) {
       case "hello":
@@ -807,6 +927,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
         break;
       case "leader":
         if (leading || w.id === this.tabId) break;
+        this.#takeoverFailures = 0;
+        this.#leaderlessSince = null;
         this.#leaderId = w.id;
         this.#setRole("follower");
         if (this.#subs.size > 0) {

@@ -273,6 +273,73 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    await check("tabs: close() called from the role status listener leaves no connection open", async () => {
+      await isolated(async (ctx) => {
+        const a = await newTab(ctx);
+        const o = await openVia(a, ["/event/Tabs_Role__e"], {}, { closeOnRole: "leader" });
+        assert((await state(a)).closed, `the tab is closed: ${JSON.stringify(o)}`);
+        // The Client that open() started for the leader role must be closed with the tab.
+        await until(async () => (await clients()) === 0, { timeout: 10000, what: "no streaming client left" }).catch(async (e) => {
+          throw new Error(`${e.message}: sfemu ${JSON.stringify((await emu.control("stats")).sessions)}; tab ${JSON.stringify(await state(a))}`);
+        });
+      });
+    });
+
+    await check("tabs: a takeover that cannot connect (session expired) goes back to following and retries; then one leader, every tab receives", async () => {
+      const ch = "/event/Tabs_Takeover__e";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        const ob = await openVia(b, [ch]);
+        assert(ob.role === "follower", "b follows");
+        // b's session expires: the relay refuses it, so b's takeover cannot connect.
+        tabsRelay.sessions.delete(ob.session);
+        await a.evaluate(() => window.tabTest.close());
+        await a.close();
+        await until(async () => (await state(b)).statuses.includes("takeoverFailed"), { timeout: 15000, what: "b's takeover to fail and be reported" }).catch(async (e) => {
+          throw new Error(`${e.message}: ${JSON.stringify(await state(b))}`);
+        });
+        const failed = await state(b);
+        assert(failed.role === "follower" && failed.failure === null, `b follows again, not failed: ${JSON.stringify(failed)}`);
+        // The app's token function now hands out a fresh session; a new tab opens meanwhile.
+        await b.evaluate((t) => window.tabTest.setToken(t), tabsRelay.session());
+        const c = await newTab(ctx);
+        await openVia(c, [ch]);
+        const roles = async () => [(await state(b)).role, (await state(c)).role].sort().join(",");
+        await until(async () => (await roles()) === "follower,leader", { timeout: 15000, what: "one leader (b's retry or c) and one follower" }).catch(async (e) => {
+          throw new Error(`${e.message}: roles ${await roles()}; b ${JSON.stringify(await state(b))}`);
+        });
+        await until(async () => (await clients()) === 1, { timeout: 10000, what: "one streaming client" });
+        const p = await emu.control("publish", { channel: ch, count: 3 });
+        await expectRanges(b, ch, [p], "b");
+        await expectRanges(c, ch, [p], "c");
+        assert((await roles()) === "follower,leader", `still one leader: ${await roles()}`);
+      });
+    });
+
+    await check("tabs: a tab whose takeovers keep failing for connectionTimeout fails like a Client: failed status, receive() and calls reject", async () => {
+      const ch = "/event/Tabs_GiveUp__e";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        const ob = await openVia(b, [ch], { connectionTimeout: 3000 });
+        assert(ob.role === "follower", "b follows");
+        tabsRelay.sessions.delete(ob.session);
+        await a.evaluate(() => window.tabTest.close());
+        await a.close();
+        await until(async () => (await state(b)).failure !== null, { timeout: 15000, what: "b's receive() to reject" }).catch(async (e) => {
+          throw new Error(`${e.message}: ${JSON.stringify(await state(b))}`);
+        });
+        const sb = await state(b);
+        assert(sb.failureError.instanceOf.AuthenticationError, `b fails with the takeover's error: ${JSON.stringify(sb.failureError)}`);
+        assert(sb.statuses.includes("takeoverFailed") && sb.statuses.some((x) => x.startsWith("failed: AuthenticationError")), `statuses: ${sb.statuses}`);
+        assert(sb.role !== "leader", `b does not pose as the leader: ${sb.role}`);
+        const late = await b.evaluate(() => window.tabTest.call("subscribe", "/event/Tabs_Late__e"));
+        assert(!late.ok && late.instanceOf.ClientInvalidOperation, `a call after the failure: ${JSON.stringify(late)}`);
+        assert((await clients()) === 0, "no connection left behind");
+      });
+    });
+
     if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
   } finally {
     await context.close().catch(() => {});
