@@ -6,7 +6,9 @@
  * API (`navigator.locks`, lock `sfstream:<key>`): the leader holds the one real {@link Client} and
  * fans each message out to the other tabs over a `BroadcastChannel` of the same name; followers
  * send their subscribe / unsubscribe / publish requests to the leader the same way. Every tab
- * reads messages with the same API as `Client` (`receive`, `messages`, `for await`).
+ * reads messages with the same API as `Client` (`receive`, `messages`, `for await`). A follower's
+ * call runs once on the leader; one the leader has not answered when it goes is sent to the next
+ * leader (so a `publish()` in flight during a takeover may be published twice, never lost).
  *
  * When the leader goes (tab closed, crashed or `close()`d), the browser hands the lock to a waiting
  * tab, which opens its own `Client`, subscribes to every channel the remaining tabs want, and
@@ -117,6 +119,8 @@ type Wire =
 
 interface Pending {
   call: Op;
+  /** The leader tab it was sent to, or null while there is none. */
+  to: string | null;
   resolve(v: unknown): void;
   reject(e: unknown): void;
 }
@@ -912,8 +916,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (this.#role === "leader" || this.#role === "standalone") return this.#run(call, this.tabId);
     return new Promise((resolve, reject) => {
       const rid = ++this.#rid;
-      this.#pending.set(rid, { call, resolve, reject });
-      if (this.#leaderId !== null) this.#post({ t: "rpc", from: this.tabId, to: this.#leaderId, rid, call });
+      const to = this.#leaderId;
+      this.#pending.set(rid, { call, to, resolve, reject });
+      if (to !== null) this.#post({ t: "rpc", from: this.tabId, to, rid, call });
     });
   }
 
@@ -929,6 +934,13 @@ export class SharedTabClient implements AsyncIterable<Message> {
         if (leading || w.id === this.tabId) break;
         this.#takeoverFailures = 0;
         this.#leaderlessSince = null;
+        if (w.id === this.#leaderId && this.#role === "follower") {
+          // The leader we follow, announcing itself again (a new tab said hello): it has our
+          // subscriptions and our calls already; sending a call again would run it twice.
+          this.#ready?.resolve();
+          this.#ready = null;
+          break;
+        }
         this.#leaderId = w.id;
         this.#setRole("follower");
         if (this.#subs.size > 0) {
@@ -941,12 +953,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
           }
           this.#post({ t: "subs", from: this.tabId, to: w.id, channels: [...this.#subs], since });
         }
-        for (const [rid, p] of this.#pending) this.#post({ t: "rpc", from: this.tabId, to: w.id, rid, call: p.call });
+        // Calls not sent yet, or sent to a leader that has gone: send them to the new one.
+        for (const [rid, p] of this.#pending) {
+          if (p.to === w.id) continue;
+          p.to = w.id;
+          this.#post({ t: "rpc", from: this.tabId, to: w.id, rid, call: p.call });
+        }
         this.#ready?.resolve();
         this.#ready = null;
         break;
       case "resign":
         if (this.#leaderId === w.id) this.#leaderId = null;
+        // Calls it had not answered go to the next leader (even if that is the same tab again).
+        for (const p of this.#pending.values()) if (p.to === w.id) p.to = null;
         break;
       case "subs":
         if (leading && w.to === this.tabId) {

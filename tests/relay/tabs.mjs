@@ -340,6 +340,30 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    await check("tabs: a follower's publish() in flight while another tab opens is published once", async () => {
+      const ch = "/u/Tabs_Notes";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [])).role === "leader", "a leads");
+        assert((await openVia(b, [])).role === "follower", "b follows");
+        const published = async () => (await emu.control("stats")).channels[ch]?.published ?? 0;
+        const before = await published();
+        // sfemu holds the next CometD requests (the leader's publish among them) for 1.5 s...
+        await emu.control("delay", { ms: 1500, count: 3 });
+        const call = b.evaluate(([c]) => window.tabTest.call("publish", c, "once"), [ch]);
+        await sleep(300);
+        // ... while a third tab opens: its hello makes the leader announce itself again.
+        const c = await newTab(ctx);
+        assert((await openVia(c, [])).role === "follower", "c follows");
+        const r = await call;
+        assert(r.ok, `publish: ${JSON.stringify(r)}`);
+        assert(r.ms > 1000, `the publish was in flight while the third tab opened (${Math.round(r.ms)} ms)`);
+        await sleep(2500); // a second publish, if any, is through sfemu's delay by now
+        const n = (await published()) - before;
+        assert(n === 1, `one publish() call, ${n} events published in sfemu`);
+      });
+    });
+
     if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
   } finally {
     await context.close().catch(() => {});
