@@ -10,6 +10,12 @@
  * call runs once on the leader; one the leader has not answered when it goes is sent to the next
  * leader (so a `publish()` in flight during a takeover may be published twice, never lost).
  *
+ * A page being unloaded (`pagehide`) closes its client: a leader hands over, a follower says goodbye
+ * so that the leader unsubscribes the channels only it wanted. A page going into the back/forward
+ * cache (`pagehide` with `persisted`) leaves the election the same way but stays open, and joins
+ * again when it is shown (`pageshow`): as a follower it receives what is published from then on
+ * (what it missed while cached is not replayed to it).
+ *
  * When the leader goes (tab closed, crashed or `close()`d), the browser hands the lock to a waiting
  * tab, which opens its own `Client`, subscribes to every channel the remaining tabs want, and
  * resumes each from the replay marker the leaders keep in a shared IndexedDB store (database
@@ -403,7 +409,10 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #buffer: Message[] = [];
   readonly #waiters: Waiter[] = [];
   #failure: Error | null = null;
-  #onPageHide: (() => void) | null = null;
+  /** In the back/forward cache: out of the election until the page is shown again. */
+  #suspended = false;
+  /** The pagehide / pageshow listeners while open (shared mode). */
+  #pageListeners: { hide(ev: Event): void; show(ev: Event): void } | null = null;
 
   constructor(authenticator: Authenticator, options: SharedTabClientOptions = {}) {
     if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
@@ -485,11 +494,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (this.#epoch !== epoch) throw new ClientInvalidOperation("closed");
     this.#lockName = `sfstream:${this.#key}`;
     const ready = new Promise<void>((resolve, reject) => (this.#ready = { resolve, reject }));
-    const bc = new BroadcastChannel(this.#lockName);
-    this.#bc = bc;
-    bc.onmessage = (ev: MessageEvent) => this.#onWire(ev.data as Wire);
-    this.#queueForLock(0);
-    this.#post({ t: "hello", from: this.tabId });
+    this.#listenToPage();
+    this.#join();
     const timer = setTimeout(() => {
       this.#ready?.reject(new TransportTimeoutError(`no leader tab answered within ${this.#leaderTimeout} ms`));
       this.#ready = null;
@@ -508,28 +514,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    this.#suspended = false;
     this.#epoch++;
-    if (this.#onPageHide) {
-      (globalThis as { removeEventListener?: (t: string, f: () => void) => void }).removeEventListener?.("pagehide", this.#onPageHide);
-      this.#onPageHide = null;
+    if (this.#pageListeners) {
+      const g = globalThis as { removeEventListener?: (t: string, f: (ev: Event) => void) => void };
+      g.removeEventListener?.("pagehide", this.#pageListeners.hide);
+      g.removeEventListener?.("pageshow", this.#pageListeners.show);
+      this.#pageListeners = null;
     }
-    const wasLeader = this.#role === "leader";
-    await this.#stopClient();
-    if (wasLeader) this.#post({ t: "resign", id: this.tabId });
-    else if (this.#bc) this.#post({ t: "bye", from: this.tabId });
-    this.#release?.();
-    this.#release = null;
-    this.#lockAbort?.abort();
-    this.#lockAbort = null;
-    this.#bc?.close();
-    this.#bc = null;
+    await this.#leave();
     this.#ready?.reject(new ClientInvalidOperation("closed"));
     this.#ready = null;
     for (const p of this.#pending.values()) p.reject(new ClientInvalidOperation("the client is closed"));
     this.#pending.clear();
-    this.#wanted.clear();
-    this.#live.clear();
-    this.#leaderId = null;
     this.#role = null;
     this.#wakeAll();
   }
@@ -757,6 +754,80 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (c) await c.close().catch(() => {});
   }
 
+  /** Join the election: listen to the other tabs, queue for the lock, ask who leads. */
+  #join(): void {
+    const bc = new BroadcastChannel(this.#lockName);
+    this.#bc = bc;
+    bc.onmessage = (ev: MessageEvent) => this.#onWire(ev.data as Wire);
+    this.#queueForLock(0);
+    this.#post({ t: "hello", from: this.tabId });
+  }
+
+  /**
+   * Leave the election (close(), or the page going into the back/forward cache): a leader stores
+   * its markers, disconnects and hands the lock over; a follower says goodbye, so that the leader
+   * unsubscribes what only this tab wanted.
+   */
+  async #leave(): Promise<void> {
+    const wasLeader = this.#role === "leader";
+    const bc = this.#bc;
+    const release = this.#release;
+    this.#release = null;
+    this.#lockAbort?.abort();
+    this.#lockAbort = null;
+    // At once, not after an await: the page may be going away.
+    if (!wasLeader && bc) this.#post({ t: "bye", from: this.tabId });
+    this.#wanted.clear();
+    this.#live.clear();
+    this.#leaderId = null;
+    // Calls not answered yet go to whichever tab leads when (and if) this one joins again.
+    for (const p of this.#pending.values()) p.to = null;
+    // The connection's last messages still go out (over `bc`) while it closes.
+    await this.#stopClient();
+    if (wasLeader) this.#post({ t: "resign", id: this.tabId });
+    release?.();
+    if (bc) bc.onmessage = null;
+    bc?.close();
+    if (this.#bc === bc) this.#bc = null;
+  }
+
+  /**
+   * pagehide: a page that is unloaded closes; one that goes into the back/forward cache (`persisted`)
+   * leaves the election and joins it again on pageshow, so that it neither holds the connection
+   * while frozen nor ends up closed when the user comes back.
+   */
+  #listenToPage(): void {
+    const g = globalThis as { addEventListener?: (t: string, f: (ev: Event) => void) => void };
+    if (this.#pageListeners || typeof g.addEventListener !== "function") return;
+    const persisted = (ev: Event) => (ev as { persisted?: unknown }).persisted === true;
+    this.#pageListeners = {
+      hide: (ev) => {
+        if (persisted(ev)) this.#suspend();
+        else void this.close();
+      },
+      show: (ev) => {
+        if (persisted(ev)) this.#resume();
+      },
+    };
+    g.addEventListener("pagehide", this.#pageListeners.hide);
+    g.addEventListener("pageshow", this.#pageListeners.show);
+  }
+
+  #suspend(): void {
+    if (!this.#open || this.#suspended || this.#failure) return;
+    this.#suspended = true;
+    void this.#leave().then(() => {
+      if (this.#suspended && this.#role === "leader") this.#setRole("follower");
+    });
+  }
+
+  #resume(): void {
+    if (!this.#open || !this.#suspended || this.#failure) return;
+    this.#suspended = false;
+    if (this.#role === "leader") this.#setRole("follower");
+    this.#join();
+  }
+
   /**
    * Ask for the leader lock (after `delay` ms). The holder leads until it leaves; a tab that cannot
    * connect hands the lock on (see #takeoverFailed).
@@ -810,10 +881,6 @@ export class SharedTabClient implements AsyncIterable<Message> {
     for (const ch of this.#subs) this.#want(ch, this.tabId, this.#subscribedAt.get(ch));
     await Promise.all([...this.#subs].map((ch) => this.#ensure(ch).catch((e: unknown) => this.#subscribeFailed(ch, e))));
     if (signal.aborted || !this.#open) return false;
-    if (!this.#onPageHide) {
-      this.#onPageHide = () => void this.close();
-      (globalThis as { addEventListener?: (t: string, f: () => void) => void }).addEventListener?.("pagehide", this.#onPageHide);
-    }
     this.#post({ t: "leader", id: this.tabId });
     // Our own calls made while the lock was pending.
     for (const [rid, p] of this.#pending) {
@@ -924,7 +991,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
 
   #onWire(w: Wire): void {
     // A failed tab has left the election: it neither follows nor answers.
-    if (!this.#open || this.#failure || w === null || typeof w !== "object") return;
+    if (!this.#open || this.#suspended || this.#failure || w === null || typeof w !== "object") return;
     const leading = this.#role === "leader";
     switch (w.t) {
       case "hello":

@@ -364,6 +364,48 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    const subscribedInSfemu = async (channel) => (await emu.control("stats")).sessions.some((x) => x.subscriptions.includes(channel));
+
+    await check("tabs: closing a follower's page says goodbye: the connection unsubscribes what only it wanted", async () => {
+      const ch = "/event/Tabs_Shared__e";
+      const only = "/event/Tabs_OnlyMine__e";
+      await isolated(async (ctx) => {
+        const [a, f] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        assert((await openVia(f, [ch, only])).role === "follower", "f follows");
+        assert(await subscribedInSfemu(only), "the connection subscribed f's channel");
+        await f.close(); // the browser fires pagehide (not persisted)
+        await until(async () => !(await subscribedInSfemu(only)), { timeout: 10000, what: "the connection to unsubscribe the closed follower's channel" });
+        assert(await subscribedInSfemu(ch), "the channel the leader wants stays subscribed");
+      });
+    });
+
+    await check("tabs: a leader entering the back/forward cache hands over, and follows again when restored", async () => {
+      const ch = "/event/Tabs_Bfcache__e";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        assert((await openVia(b, [ch])).role === "follower", "b follows");
+        // What the browser fires when the page goes into the back/forward cache (it may come back).
+        await a.evaluate(() => window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: true })));
+        await until(async () => (await state(b)).role === "leader", { timeout: 15000, what: "b to take over from the cached page" });
+        await until(async () => (await clients()) === 1, { timeout: 10000, what: "one streaming client (the cached page's disconnected)" });
+        const sa = await state(a);
+        assert(!sa.closed && sa.failure === null, `the cached page's client is not closed: ${JSON.stringify(sa)}`);
+        const p1 = await emu.control("publish", { channel: ch, count: 2 });
+        await expectRanges(b, ch, [p1], "the new leader");
+        // Restored from the cache: a joins again, as a follower of b.
+        await a.evaluate(() => window.dispatchEvent(new PageTransitionEvent("pageshow", { persisted: true })));
+        await until(async () => (await state(a)).role === "follower", { timeout: 15000, what: "the restored page to follow" }).catch(async (e) => {
+          throw new Error(`${e.message}: ${JSON.stringify(await state(a))}`);
+        });
+        await until(async () => (await subscribedInSfemu(ch)) && (await clients()) === 1, { timeout: 10000, what: "one client, subscribed" });
+        const p2 = await emu.control("publish", { channel: ch, count: 2 });
+        await expectRanges(a, ch, [p2], "the restored page");
+        await expectRanges(b, ch, [p1, p2], "the leader");
+      });
+    });
+
     if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
   } finally {
     await context.close().catch(() => {});
