@@ -26,9 +26,9 @@
  * before the takeover is replayed from what Salesforce retains, minus the events dated more than a
  * minute (clock-skew allowance) before the earliest subscription of a tab that wants it (each
  * follower tells the new leader when its subscriptions were confirmed), so nothing published during
- * the switch is lost, also on a channel only a follower wants. That is the only date filter: a channel resumed from a stored marker (a page
- * opened the next day) gets every event after the marker, and `replay: ReplayOption.ALL_EVENTS`
- * every retained event, however old.
+ * the switch is lost, also on a channel only a follower wants. That is the only date filter: a
+ * channel resumed from a stored marker (a page opened the next day) gets every event after the
+ * marker, and `replay: ReplayOption.ALL_EVENTS` every retained event, however old.
  *
  * A tab takes the leader role (status `role`) once its connection is open. If the tab that gets the
  * lock cannot connect (an expired session, the network), it stays a follower: it reports
@@ -87,6 +87,12 @@ export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "
   key?: string;
   /** How long `open()` waits for a leader (or to become one) before failing, ms. Default 30000. */
   leaderTimeout?: number;
+  /**
+   * As for `Client`: how long the leader's connection tries to reconnect before it fails (ms,
+   * default 10000; null: forever). Also how long a tab goes on with failed takeovers while no tab
+   * leads before it fails.
+   */
+  connectionTimeout?: number | null;
   /** Called for every status event. */
   onStatus?: (status: SharedTabStatus) => void;
 }
