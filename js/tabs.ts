@@ -6,7 +6,15 @@
  * API (`navigator.locks`, lock `sfstream:<key>`): the leader holds the one real {@link Client} and
  * fans each message out to the other tabs over a `BroadcastChannel` of the same name; followers
  * send their subscribe / unsubscribe / publish requests to the leader the same way. Every tab
- * reads messages with the same API as `Client` (`receive`, `messages`, `for await`).
+ * reads messages with the same API as `Client` (`receive`, `messages`, `for await`). A follower's
+ * call runs once on the leader; one the leader has not answered when it goes is sent to the next
+ * leader (so a `publish()` in flight during a takeover may be published twice, never lost).
+ *
+ * A page being unloaded (`pagehide`) closes its client: a leader hands over, a follower says goodbye
+ * so that the leader unsubscribes the channels only it wanted. A page going into the back/forward
+ * cache (`pagehide` with `persisted`) leaves the election the same way but stays open, and joins
+ * again when it is shown (`pageshow`): as a follower it receives what is published from then on
+ * (what it missed while cached is not replayed to it).
  *
  * When the leader goes (tab closed, crashed or `close()`d), the browser hands the lock to a waiting
  * tab, which opens its own `Client`, subscribes to every channel the remaining tabs want, and
@@ -15,8 +23,21 @@
  * before writing a marker (markers are written ~200 ms after consumption), the new leader resumes
  * after the newest event it had itself received. Events delivered twice across a takeover are
  * dropped per tab by replay id, which increases per channel. A channel on which no event arrived
- * before the takeover is replayed from what Salesforce retains, minus the events older than the
- * tab's own subscription (so nothing published during the switch is lost).
+ * before the takeover is replayed from what Salesforce retains, minus the events dated more than a
+ * minute (clock-skew allowance) before the earliest subscription of a tab that wants it (each
+ * follower tells the new leader when its subscriptions were confirmed), so nothing published during
+ * the switch is lost, also on a channel only a follower wants. That is the only date filter: a
+ * channel resumed from a stored marker (a page opened the next day) gets every event after the
+ * marker, and `replay: ReplayOption.ALL_EVENTS` every retained event, however old.
+ *
+ * A tab takes the leader role (status `role`) once its connection is open. If the tab that gets the
+ * lock cannot connect (an expired session, the network), it stays a follower: it reports
+ * `takeoverFailed`, hands the lock to the next tab and asks for it again after 1 s, 2 s, 4 s ... (at
+ * most 30 s), following any tab that leads meanwhile. After `connectionTimeout` (default 10 s;
+ * `null`: forever) of failed takeovers with no leader it fails like a `Client` that cannot
+ * reconnect: a `failed` status, and `receive()` and pending calls reject with the last error. When
+ * the leader's connection fails, every tab fails with its error and leaves the election; `close()`
+ * and `open()` start over.
  *
  * `shared: false`, or a runtime without Web Locks or BroadcastChannel (Node, Deno, workers
  * without locks), gives each instance its own connection, like a plain `Client`.
@@ -25,8 +46,19 @@
 
 import type { Authenticator } from "./auth.js";
 import { Client, iterateMessages, receiveOptionsError, waitForMessage, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
-import { ClientInvalidOperation, ServerError, SfstreamError, TransportTimeoutError } from "./errors.js";
-import { ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
+import {
+  AuthenticationError,
+  ClientError,
+  ClientInvalidOperation,
+  ServerError,
+  SfstreamError,
+  TransportConnectionClosed,
+  TransportError,
+  TransportInvalidOperation,
+  TransportTimeoutError,
+  type ServerResponse,
+} from "./errors.js";
+import { CorruptReplayMarkerError, ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
 
 /** What a tab is: the connection holder, a follower of it, or on its own (sharing off). */
 export type TabRole = "leader" | "follower" | "standalone";
@@ -36,7 +68,12 @@ export type SharedTabStatus =
   | StatusEvent
   | { type: "role"; at: number; role: TabRole }
   /** A new leader could not resubscribe a channel some tab wants (for example, refused by a relay). */
-  | { type: "subscribeFailed"; at: number; channel: string; error: Error };
+  | { type: "subscribeFailed"; at: number; channel: string; error: Error }
+  /**
+   * This tab got the leader lock but could not connect (`error`): it handed the lock on, follows
+   * whichever tab leads, and asks for the lock again in `delay` ms. Not sent to the other tabs.
+   */
+  | { type: "takeoverFailed"; at: number; error: Error; attempt: number; delay: number };
 
 /** Options of {@link SharedTabClient}. */
 export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "ackPolicy" | "onStatus"> {
@@ -50,16 +87,32 @@ export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "
   key?: string;
   /** How long `open()` waits for a leader (or to become one) before failing, ms. Default 30000. */
   leaderTimeout?: number;
+  /**
+   * As for `Client`: how long the leader's connection tries to reconnect before it fails (ms,
+   * default 10000; null: forever). Also how long a tab goes on with failed takeovers while no tab
+   * leads before it fails.
+   */
+  connectionTimeout?: number | null;
   /** Called for every status event. */
   onStatus?: (status: SharedTabStatus) => void;
 }
 
-/** A Bayeux error carried between tabs. */
+/** An error carried between tabs: its class name, message and the fields of that class. */
 interface WireError {
   name: string;
   message: string;
-  error: string | null;
+  /** ServerError: the Bayeux `error`; AuthenticationError: the OAuth `error` code. */
+  error?: string | null;
+  errorCode?: number | null;
+  errorArgs?: string[];
+  errorMessage?: string | null;
+  response?: ServerResponse | null;
+  errorDescription?: string | null;
+  status?: number | null;
 }
+
+/** A status event as sent between tabs: its error, if any, as a {@link WireError}. */
+type WireStatus = SharedTabStatus extends infer S ? (S extends { error: Error } ? Omit<S, "error"> & { error: WireError } : S) : never;
 
 type Op = { op: "sub"; channel: string } | { op: "unsub"; channel: string } | { op: "pub"; channel: string; data: unknown };
 
@@ -67,16 +120,19 @@ type Wire =
   | { t: "hello"; from: string }
   | { t: "leader"; id: string }
   | { t: "resign"; id: string }
-  | { t: "subs"; from: string; to: string; channels: string[] }
+  /** A follower's subscriptions for a new leader, with when each was confirmed (epoch ms) where known. */
+  | { t: "subs"; from: string; to: string; channels: string[]; since?: Record<string, number> }
   | { t: "bye"; from: string }
   | { t: "rpc"; from: string; to: string; rid: number; call: Op }
   | { t: "ack"; to: string; rid: number; ok: boolean; value?: unknown; error?: WireError }
   | { t: "msg"; m: Message }
-  | { t: "status"; s: SharedTabStatus }
+  | { t: "status"; s: WireStatus }
   | { t: "failed"; error: WireError };
 
 interface Pending {
   call: Op;
+  /** The leader tab it was sent to, or null while there is none. */
+  to: string | null;
   resolve(v: unknown): void;
   reject(e: unknown): void;
 }
@@ -90,35 +146,85 @@ function locks(): LockManagerLike | null {
   return nav?.locks && typeof nav.locks.request === "function" ? nav.locks : null;
 }
 
-function toWire(e: unknown): WireError {
-  const x = e as { name?: unknown; message?: unknown; error?: unknown };
-  return {
-    name: typeof x?.name === "string" ? x.name : "Error",
-    message: typeof x?.message === "string" ? x.message : String(e),
-    error: typeof x?.error === "string" ? x.error : null,
-  };
+const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
+/** Plain JSON data (a Bayeux reply) that a BroadcastChannel can clone, or null. */
+function plainJson<T>(v: unknown): T | null {
+  if (v === null || typeof v !== "object") return null;
+  try {
+    return JSON.parse(JSON.stringify(v)) as T;
+  } catch {
+    return null;
+  }
 }
 
+/** An error as sent to the other tabs: class name, message and that class's fields (no `cause`). */
+function toWire(e: unknown): WireError {
+  const x = (e !== null && typeof e === "object" ? e : {}) as Record<string, unknown>;
+  const w: WireError = {
+    name: typeof x.name === "string" ? x.name : "Error",
+    message: typeof x.message === "string" ? x.message : String(e),
+  };
+  if (e instanceof ServerError) {
+    w.error = e.error;
+    w.errorCode = e.errorCode;
+    w.errorArgs = [...e.errorArgs];
+    w.errorMessage = e.errorMessage;
+    w.response = plainJson<ServerResponse>(e.response);
+  } else if (e instanceof AuthenticationError) {
+    w.error = e.error;
+    w.errorDescription = e.errorDescription;
+    w.status = e.status;
+  }
+  return w;
+}
+
+/** The classes an error from another tab is rebuilt as, by name (every error class the package exports). */
+const WIRE_CLASSES: Record<string, new (message: string) => Error> = {
+  SfstreamError,
+  ClientError,
+  ClientInvalidOperation,
+  CorruptReplayMarkerError,
+  TransportError,
+  TransportInvalidOperation,
+  TransportTimeoutError,
+  TransportConnectionClosed,
+  TypeError,
+  RangeError,
+};
+
+/** Rebuild an error sent by another tab as the same class, with the same fields. */
 function fromWire(w: WireError): Error {
-  if (w.name === "ServerError") {
-    const m = w.error !== null ? /^(\d+)::?(.*)$/.exec(w.error) : null;
-    const parts = m?.[2]?.split(":") ?? [];
-    return new ServerError(w.message, {
-      error: w.error,
-      errorCode: m ? Number(m[1]) : null,
-      errorMessage: parts.length > 0 ? (parts[parts.length - 1] ?? null) : null,
-      errorArgs: parts.length > 1 ? (parts[0] ?? "").split(",").filter((a) => a !== "") : [],
+  const message = typeof w?.message === "string" ? w.message : "the leader tab failed";
+  const name = typeof w?.name === "string" ? w.name : "Error";
+  if (name === "ServerError") {
+    return new ServerError(message, {
+      response: plainJson<ServerResponse>(w.response),
+      error: str(w.error),
+      errorCode: num(w.errorCode),
+      errorArgs: Array.isArray(w.errorArgs) ? w.errorArgs.filter((a): a is string => typeof a === "string") : [],
+      errorMessage: str(w.errorMessage),
     });
   }
-  if (w.name === "TransportTimeoutError") return new TransportTimeoutError(w.message);
-  if (w.name === "TypeError") return new TypeError(w.message);
-  const e = new SfstreamError(w.message);
-  e.name = w.name;
-  return e;
+  if (name === "AuthenticationError") {
+    return new AuthenticationError(message, { error: str(w.error), errorDescription: str(w.errorDescription), status: num(w.status) });
+  }
+  const Class = Object.hasOwn(WIRE_CLASSES, name) ? WIRE_CLASSES[name] : undefined;
+  if (Class) return new Class(message);
+  // Not one of ours (a storage or runtime error in the leader tab): a ClientError that says what it was.
+  return new ClientError(name === "Error" ? message : `${name}: ${message}`);
 }
+
+const statusToWire = (s: SharedTabStatus): WireStatus => ("error" in s ? { ...s, error: toWire(s.error) } : s) as WireStatus;
+const statusFromWire = (s: WireStatus): SharedTabStatus => ("error" in s ? { ...s, error: fromWire(s.error) } : s) as SharedTabStatus;
 
 /** Clock-skew allowance of the gap-free takeover (the core uses the same for resubscribes). */
 const CLOCK_SKEW_MS = 60_000;
+/** After a failed takeover, the tab asks for the lock again after this long, doubling per failure... */
+const TAKEOVER_RETRY_MS = 1_000;
+/** ... up to this. */
+const TAKEOVER_RETRY_MAX_MS = 30_000;
 
 /** The event's date in epoch ms (PushTopic/generic createdDate, CDC commitTimestamp, platform-event CreatedDate). */
 const eventDate = (m: Message): number | null => {
@@ -159,6 +265,16 @@ function idbRequest<T>(req: IDBRequest<T>): Promise<T> {
   });
 }
 
+/** What the marker storage asks the leader tab when the connection subscribes a channel. */
+interface MarkerHost {
+  /** The newest replay id this tab delivered on `channel` (its replay key). */
+  seen(channel: string): number | undefined;
+  /** When the tabs that want `channel` had their subscriptions confirmed (epoch ms), the earliest. */
+  subscribedSince(channel: string): number | undefined;
+  /** The connection replays `channel` from ALL_EVENTS to cover a takeover: drop what is dated before `since`. */
+  dropBefore(channel: string, since: number): void;
+}
+
 /**
  * The markers the tabs share: IndexedDB (`<database>` / `markers`, key `<namespace>/<channel>`,
  * written by whichever tab leads), or memory where IndexedDB is missing. The start of a channel is
@@ -168,23 +284,16 @@ function idbRequest<T>(req: IDBRequest<T>): Promise<T> {
  */
 class SharedMarkerStorage extends ReplayMarkerStorage {
   readonly #database: string;
-  readonly #seen: (channel: string) => number | undefined;
-  readonly #subscribedAt: (channel: string) => number | undefined;
+  readonly #host: MarkerHost;
   readonly #defaultReplay: ReplayOption;
   readonly #memory = new Map<string, string>();
   #namespace = "unauthenticated/-";
   #db: Promise<IDBDatabase> | null = null;
-  constructor(
-    database: string,
-    defaultReplay: ReplayOption,
-    seen: (channel: string) => number | undefined,
-    subscribedAt: (channel: string) => number | undefined,
-  ) {
+  constructor(database: string, defaultReplay: ReplayOption, host: MarkerHost) {
     super();
     this.#database = database;
     this.#defaultReplay = defaultReplay;
-    this.#seen = seen;
-    this.#subscribedAt = subscribedAt;
+    this.#host = host;
   }
   override bindNamespace(namespace: string): void {
     this.#namespace = namespace;
@@ -231,13 +340,16 @@ class SharedMarkerStorage extends ReplayMarkerStorage {
   }
   override async getReplayStart(channel: string): Promise<ReplayStart | null> {
     const stored = await this.getReplayMarker(channel);
-    const seen = this.#seen(channel);
+    const seen = this.#host.seen(channel);
     if (stored !== null && (seen === undefined || stored.replayId <= seen)) return { replayId: stored.replayId, date: stored.date };
     if (seen !== undefined) return { replayId: seen, date: null };
-    // A takeover on a channel this tab was already subscribed to but that has no marker and no
-    // event yet: -1 would lose what was published during the switch, so replay everything
-    // retained; #deliver drops the events older than this tab's subscription.
-    if (this.#defaultReplay === ReplayOption.NEW_EVENTS && this.#subscribedAt(channel) !== undefined) {
+    // A takeover on a channel a tab was already subscribed to but that has no marker and no event
+    // yet: -1 would lose what was published during the switch, so replay everything retained and
+    // drop only what is dated before that subscription (less a clock-skew allowance). Nowhere
+    // else: a stored marker or ALL_EVENTS must deliver every event, however old.
+    const since = this.#host.subscribedSince(channel);
+    if (this.#defaultReplay === ReplayOption.NEW_EVENTS && since !== undefined) {
+      this.#host.dropBefore(channel, since - CLOCK_SKEW_MS);
       return { replayId: ReplayOption.ALL_EVENTS, date: null };
     }
     return { replayId: this.#defaultReplay, date: null };
@@ -264,6 +376,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #shared: boolean;
   readonly #keyOption: string | null;
   readonly #leaderTimeout: number;
+  /** The Client's `connectionTimeout`: how long failed takeovers go on before the tab fails (null: forever). */
+  readonly #connectionTimeout: number | null;
   readonly #listeners = new Set<(s: SharedTabStatus) => void>();
   #role: TabRole | null = null;
   #open = false;
@@ -271,13 +385,20 @@ export class SharedTabClient implements AsyncIterable<Message> {
   #bc: BroadcastChannel | null = null;
   #client: Client | null = null;
   #leaderId: string | null = null;
+  #lockName = "";
+  /** Aborts this tab's current lock request (or its delayed retry), and a #lead under way. */
   #lockAbort: AbortController | null = null;
   #release: (() => void) | null = null;
+  /** open() and close() each start a new one: a stale open() must not close a newer one. */
+  #epoch = 0;
+  /** Failed takeovers in a row, and when the first of them began (performance.now()); reset once a tab leads. */
+  #takeoverFailures = 0;
+  #leaderlessSince: number | null = null;
   #ready: { resolve(): void; reject(e: unknown): void } | null = null;
   /** This tab's subscriptions. */
   readonly #subs = new Set<string>();
-  /** Leader: which tabs want each channel. */
-  readonly #wanted = new Map<string, Set<string>>();
+  /** Leader: which tabs want each channel, with when their subscription was confirmed (epoch ms) where known. */
+  readonly #wanted = new Map<string, Map<string, number | undefined>>();
   /** Leader: channels subscribed on the connection (or being subscribed). */
   readonly #live = new Map<string, Promise<void>>();
   readonly #pending = new Map<number, Pending>();
@@ -285,10 +406,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #lastReplay = new Map<string, number>();
   /** Epoch ms at which this tab's subscription of a channel was confirmed. */
   readonly #subscribedAt = new Map<string, number>();
+  /**
+   * Leader: channels (replay keys) the connection replays from ALL_EVENTS to cover a takeover
+   * (see getReplayStart), with the date before which their events are dropped, until the first
+   * newer one.
+   */
+  readonly #dropBefore = new Map<string, number>();
   readonly #buffer: Message[] = [];
   readonly #waiters: Waiter[] = [];
   #failure: Error | null = null;
-  #onPageHide: (() => void) | null = null;
+  /** In the back/forward cache: out of the election until the page is shown again. */
+  #suspended = false;
+  /** The pagehide / pageshow listeners while open (shared mode). */
+  #pageListeners: { hide(ev: Event): void; show(ev: Event): void } | null = null;
 
   constructor(authenticator: Authenticator, options: SharedTabClientOptions = {}) {
     if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
@@ -304,12 +434,17 @@ export class SharedTabClient implements AsyncIterable<Message> {
       throw new TypeError("replay must be ReplayOption.ALL_EVENTS or ReplayOption.NEW_EVENTS (the tabs keep their markers in IndexedDB themselves)");
     }
     if (database !== undefined && (typeof database !== "string" || database === "")) throw new TypeError("database must be a non-empty string");
-    this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, (ch) => this.#lastReplay.get(ch), (ch) => this.#subscribedAt.get(ch));
+    this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, {
+      seen: (ch) => this.#lastReplay.get(ch),
+      subscribedSince: (ch) => this.#subscribedSince(ch),
+      dropBefore: (ch, since) => this.#dropBefore.set(ch, since),
+    });
     this.authenticator = authenticator;
     this.#clientOptions = clientOptions;
     this.#shared = shared !== false && locks() !== null && typeof BroadcastChannel === "function";
     this.#keyOption = key ?? null;
     this.#leaderTimeout = leaderTimeout ?? 30000;
+    this.#connectionTimeout = clientOptions.connectionTimeout === undefined ? 10_000 : clientOptions.connectionTimeout;
     if (onStatus) this.#listeners.add(onStatus);
     this.tabId = typeof crypto !== "undefined" && typeof crypto.randomUUID === "function" ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   }
@@ -342,12 +477,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
   async open(): Promise<void> {
     if (this.#open) return;
     this.#open = true;
+    const epoch = ++this.#epoch;
     this.#failure = null;
+    this.#takeoverFailures = 0;
+    this.#leaderlessSince = null;
     if (!this.#shared) {
       try {
-        await this.#startClient();
+        await this.#startClient(null);
       } catch (e) {
-        this.#open = false;
+        if (this.#epoch === epoch) this.#open = false;
         throw e;
       }
       this.#setRole("standalone");
@@ -356,35 +494,14 @@ export class SharedTabClient implements AsyncIterable<Message> {
     try {
       this.#key = this.#keyOption ?? identityKey(await this.authenticator.authenticate());
     } catch (e) {
-      this.#open = false;
+      if (this.#epoch === epoch) this.#open = false;
       throw e;
     }
-    const name = `sfstream:${this.#key}`;
-    const bc = new BroadcastChannel(name);
-    this.#bc = bc;
-    bc.onmessage = (ev: MessageEvent) => this.#onWire(ev.data as Wire);
+    if (this.#epoch !== epoch) throw new ClientInvalidOperation("closed");
+    this.#lockName = `sfstream:${this.#key}`;
     const ready = new Promise<void>((resolve, reject) => (this.#ready = { resolve, reject }));
-    const abort = new AbortController();
-    this.#lockAbort = abort;
-    (locks() as LockManagerLike)
-      .request(name, { signal: abort.signal }, async () => {
-        if (!this.#open) return;
-        const held = new Promise<void>((r) => (this.#release = r));
-        try {
-          await this.#lead();
-        } catch (e) {
-          this.#ready?.reject(e);
-          this.#ready = null;
-          this.#release = null;
-          await this.#stopClient();
-          return;
-        }
-        await held;
-      })
-      .catch(() => {
-        // Aborted by close() while waiting: nothing to do.
-      });
-    this.#post({ t: "hello", from: this.tabId });
+    this.#listenToPage();
+    this.#join();
     const timer = setTimeout(() => {
       this.#ready?.reject(new TransportTimeoutError(`no leader tab answered within ${this.#leaderTimeout} ms`));
       this.#ready = null;
@@ -392,7 +509,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     try {
       await ready;
     } catch (e) {
-      await this.close();
+      if (this.#epoch === epoch) await this.close();
       throw e;
     } finally {
       clearTimeout(timer);
@@ -403,27 +520,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
-    if (this.#onPageHide) {
-      (globalThis as { removeEventListener?: (t: string, f: () => void) => void }).removeEventListener?.("pagehide", this.#onPageHide);
-      this.#onPageHide = null;
+    this.#suspended = false;
+    this.#epoch++;
+    if (this.#pageListeners) {
+      const g = globalThis as { removeEventListener?: (t: string, f: (ev: Event) => void) => void };
+      g.removeEventListener?.("pagehide", this.#pageListeners.hide);
+      g.removeEventListener?.("pageshow", this.#pageListeners.show);
+      this.#pageListeners = null;
     }
-    const wasLeader = this.#role === "leader";
-    await this.#stopClient();
-    if (wasLeader) this.#post({ t: "resign", id: this.tabId });
-    else if (this.#bc) this.#post({ t: "bye", from: this.tabId });
-    this.#release?.();
-    this.#release = null;
-    this.#lockAbort?.abort();
-    this.#lockAbort = null;
-    this.#bc?.close();
-    this.#bc = null;
+    await this.#leave();
     this.#ready?.reject(new ClientInvalidOperation("closed"));
     this.#ready = null;
     for (const p of this.#pending.values()) p.reject(new ClientInvalidOperation("the client is closed"));
     this.#pending.clear();
-    this.#wanted.clear();
-    this.#live.clear();
-    this.#leaderId = null;
     this.#role = null;
     this.#wakeAll();
   }
@@ -524,7 +633,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     const error = e instanceof Error ? e : new Error(String(e));
     const s: SharedTabStatus = { type: "subscribeFailed", at: now(), channel, error };
     this.#emit(s);
-    this.#post({ t: "status", s: { ...s, error: new Error(error.message) } });
+    this.#post({ t: "status", s: statusToWire(s) });
   }
 
   #setRole(role: TabRole): void {
@@ -544,13 +653,6 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (id !== null) {
       const last = this.#lastReplay.get(ch);
       if (last !== undefined && id <= last) return;
-      if (last === undefined) {
-        // First event of the channel after a gap-free takeover (see getReplayStart): skip what was
-        // retained before this tab subscribed, with a minute of clock-skew allowance.
-        const since = this.#subscribedAt.get(ch) ?? this.#subscribedAt.get([...this.#subs].find((s) => baseChannel(s) === ch) ?? "");
-        const date = eventDate(m);
-        if (since !== undefined && date !== null && date < since - CLOCK_SKEW_MS) return;
-      }
       this.#lastReplay.set(ch, id);
     }
     const w = this.#waiters.shift();
@@ -558,8 +660,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
     else this.#buffer.push(m);
   }
 
+  /**
+   * The connection failed for good (the leader's, or this tab's takeovers): receive() rejects once
+   * the buffer is drained, calls reject, and the tab leaves the election (a failed leader releases
+   * the lock, so that a tab opened again can lead).
+   */
   #fail(e: Error): void {
     this.#failure = e;
+    this.#lockAbort?.abort();
+    this.#lockAbort = null;
+    this.#release?.();
+    this.#release = null;
+    for (const p of this.#pending.values()) p.reject(e);
+    this.#pending.clear();
     this.#wakeAll();
   }
 
@@ -569,48 +682,211 @@ export class SharedTabClient implements AsyncIterable<Message> {
     for (const w of this.#waiters.splice(0)) w.reject(err);
   }
 
-  /** Open the real connection (leader or standalone) and pump its messages. */
-  async #startClient(): Promise<void> {
+  /**
+   * Open the real connection (leader or standalone) and pump its messages. If close() ran
+   * meanwhile (or `signal` aborted), the new connection is closed again and this throws.
+   */
+  async #startClient(signal: AbortSignal | null): Promise<void> {
     const client = new Client(this.authenticator, {
       ...this.#clientOptions,
       replay: this.#storage,
       onStatus: (s) => {
         this.#emit(s);
-        if (this.#role === "leader") this.#post({ t: "status", s: s.type === "failed" ? { ...s, error: new Error(s.error.message) } : s });
+        if (this.#role === "leader") this.#post({ t: "status", s: statusToWire(s) });
       },
     });
     this.#client = client;
-    await client.open();
+    try {
+      await client.open();
+    } catch (e) {
+      if (this.#client === client) this.#client = null;
+      await client.close().catch(() => {});
+      throw e;
+    }
+    if (this.#client !== client || signal?.aborted === true) {
+      // close() ran meanwhile (from a status listener, say): nobody else would close this one.
+      if (this.#client === client) this.#client = null;
+      await client.close().catch(() => {});
+      throw new ClientInvalidOperation("the client was closed while it connected");
+    }
     void (async () => {
       try {
         for await (const m of client) {
+          if (this.#predatesTakeover(m)) continue;
           if (this.#role === "leader") this.#post({ t: "msg", m });
           this.#deliver(m);
         }
       } catch (e) {
-        const err = e instanceof Error ? e : new Error(String(e));
+        if (this.#client !== client) return;
+        const err = e instanceof Error ? e : new ClientError(String(e));
         if (this.#role === "leader") this.#post({ t: "failed", error: toWire(err) });
         this.#fail(err);
       }
     })();
   }
 
+  /**
+   * Leader: an event of a channel replayed from ALL_EVENTS to cover a takeover, dated before the
+   * subscriptions it covers (see getReplayStart). The first newer event ends the filter.
+   */
+  #predatesTakeover(m: Message): boolean {
+    const ch = typeof m.channel === "string" ? m.channel : "";
+    const before = this.#dropBefore.get(ch);
+    if (before === undefined || replayIdOf(m) === null) return false;
+    const date = eventDate(m);
+    if (date !== null && date < before) return true;
+    this.#dropBefore.delete(ch);
+    return false;
+  }
+
+  /**
+   * Leader: when the subscriptions of `channel` (a replay key) were confirmed, the earliest: this
+   * tab's own and those the followers reported to it (a channel only a follower wants counts too).
+   */
+  #subscribedSince(channel: string): number | undefined {
+    let since: number | undefined;
+    const consider = (at: number | undefined) => {
+      if (at !== undefined && (since === undefined || at < since)) since = at;
+    };
+    for (const [ch, at] of this.#subscribedAt) if (baseChannel(ch) === channel) consider(at);
+    for (const [ch, tabs] of this.#wanted) if (baseChannel(ch) === channel) for (const at of tabs.values()) consider(at);
+    return since;
+  }
+
   async #stopClient(): Promise<void> {
+    this.#dropBefore.clear();
     const c = this.#client;
     this.#client = null;
     if (c) await c.close().catch(() => {});
   }
 
-  /** This tab won the lock: connect, subscribe what the tabs want, announce. */
-  async #lead(): Promise<void> {
+  /** Join the election: listen to the other tabs, queue for the lock, ask who leads. */
+  #join(): void {
+    const bc = new BroadcastChannel(this.#lockName);
+    this.#bc = bc;
+    bc.onmessage = (ev: MessageEvent) => this.#onWire(ev.data as Wire);
+    this.#queueForLock(0);
+    this.#post({ t: "hello", from: this.tabId });
+  }
+
+  /**
+   * Leave the election (close(), or the page going into the back/forward cache): a leader stores
+   * its markers, disconnects and hands the lock over; a follower says goodbye, so that the leader
+   * unsubscribes what only this tab wanted.
+   */
+  async #leave(): Promise<void> {
+    const wasLeader = this.#role === "leader";
+    const bc = this.#bc;
+    const release = this.#release;
+    this.#release = null;
+    this.#lockAbort?.abort();
+    this.#lockAbort = null;
+    // At once, not after an await: the page may be going away.
+    if (!wasLeader && bc) this.#post({ t: "bye", from: this.tabId });
+    this.#wanted.clear();
+    this.#live.clear();
+    this.#leaderId = null;
+    // Calls not answered yet go to whichever tab leads when (and if) this one joins again.
+    for (const p of this.#pending.values()) p.to = null;
+    // The connection's last messages still go out (over `bc`) while it closes.
+    await this.#stopClient();
+    if (wasLeader) this.#post({ t: "resign", id: this.tabId });
+    release?.();
+    if (bc) bc.onmessage = null;
+    bc?.close();
+    if (this.#bc === bc) this.#bc = null;
+  }
+
+  /**
+   * pagehide: a page that is unloaded closes; one that goes into the back/forward cache (`persisted`)
+   * leaves the election and joins it again on pageshow, so that it neither holds the connection
+   * while frozen nor ends up closed when the user comes back.
+   */
+  #listenToPage(): void {
+    const g = globalThis as { addEventListener?: (t: string, f: (ev: Event) => void) => void };
+    if (this.#pageListeners || typeof g.addEventListener !== "function") return;
+    const persisted = (ev: Event) => (ev as { persisted?: unknown }).persisted === true;
+    this.#pageListeners = {
+      hide: (ev) => {
+        if (persisted(ev)) this.#suspend();
+        else void this.close();
+      },
+      show: (ev) => {
+        if (persisted(ev)) this.#resume();
+      },
+    };
+    g.addEventListener("pagehide", this.#pageListeners.hide);
+    g.addEventListener("pageshow", this.#pageListeners.show);
+  }
+
+  #suspend(): void {
+    if (!this.#open || this.#suspended || this.#failure) return;
+    this.#suspended = true;
+    void this.#leave().then(() => {
+      if (this.#suspended && this.#role === "leader") this.#setRole("follower");
+    });
+  }
+
+  #resume(): void {
+    if (!this.#open || !this.#suspended || this.#failure) return;
+    this.#suspended = false;
+    if (this.#role === "leader") this.#setRole("follower");
+    this.#join();
+  }
+
+  /**
+   * Ask for the leader lock (after `delay` ms). The holder leads until it leaves; a tab that cannot
+   * connect hands the lock on (see #takeoverFailed).
+   */
+  #queueForLock(delay: number): void {
+    const abort = new AbortController();
+    this.#lockAbort = abort;
+    const { signal } = abort;
+    const name = this.#lockName;
+    const request = () => {
+      if (signal.aborted) return;
+      (locks() as LockManagerLike)
+        .request(name, { signal }, async () => {
+          if (signal.aborted || !this.#open || this.#failure) return;
+          let release!: () => void;
+          const held = new Promise<void>((r) => (release = r));
+          this.#release = release;
+          if (await this.#lead(signal)) await held;
+          if (this.#release === release) this.#release = null;
+        })
+        .catch(() => {
+          // Aborted while waiting (close()): nothing to do.
+        });
+    };
+    if (delay <= 0) request();
+    else {
+      const timer = setTimeout(request, delay);
+      signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    }
+  }
+
+  /**
+   * This tab holds the lock: connect, then take the leader role, subscribe what the tabs want and
+   * announce. The role changes only once connected, so until then this tab neither answers `hello`
+   * nor ignores another leader. False if it did not lead (failed to connect, or closed meanwhile).
+   */
+  async #lead(signal: AbortSignal): Promise<boolean> {
+    const startedAt = now();
+    try {
+      await this.#startClient(signal);
+    } catch (e) {
+      if (!signal.aborted && this.#open) this.#takeoverFailed(e instanceof Error ? e : new ClientError(String(e)), startedAt);
+      return false;
+    }
     this.#leaderId = this.tabId;
+    this.#takeoverFailures = 0;
+    this.#leaderlessSince = null;
     this.#setRole("leader");
-    await this.#startClient();
-    for (const ch of this.#subs) this.#want(ch, this.tabId);
+    // A role listener may have closed the tab: close() closed the connection already.
+    if (signal.aborted || !this.#open) return false;
+    for (const ch of this.#subs) this.#want(ch, this.tabId, this.#subscribedAt.get(ch));
     await Promise.all([...this.#subs].map((ch) => this.#ensure(ch).catch((e: unknown) => this.#subscribeFailed(ch, e))));
-    if (!this.#open) return;
-    this.#onPageHide = () => void this.close();
-    (globalThis as { addEventListener?: (t: string, f: () => void) => void }).addEventListener?.("pagehide", this.#onPageHide);
+    if (signal.aborted || !this.#open) return false;
     this.#post({ t: "leader", id: this.tabId });
     // Our own calls made while the lock was pending.
     for (const [rid, p] of this.#pending) {
@@ -619,12 +895,47 @@ export class SharedTabClient implements AsyncIterable<Message> {
     }
     this.#ready?.resolve();
     this.#ready = null;
+    return true;
   }
 
-  #want(channel: string, tab: string): void {
-    let set = this.#wanted.get(channel);
-    if (!set) this.#wanted.set(channel, (set = new Set()));
-    set.add(tab);
+  /**
+   * This tab got the lock but could not connect. During open(), open() fails with the error (as
+   * Client.open() would). In a takeover the tab stays a follower: it reports `takeoverFailed`,
+   * hands the lock on (to the next tab waiting, if any) and asks for it again after a back-off,
+   * following any tab that leads meanwhile. After `connectionTimeout` of failed takeovers with no
+   * leader, it fails with the last error, as a Client that cannot reconnect does.
+   */
+  #takeoverFailed(error: Error, startedAt: number): void {
+    this.#leaderId = null;
+    if (this.#ready) {
+      this.#ready.reject(error);
+      this.#ready = null;
+      return;
+    }
+    this.#takeoverFailures++;
+    this.#leaderlessSince ??= startedAt;
+    const elapsed = now() - this.#leaderlessSince;
+    const limit = this.#connectionTimeout;
+    if (limit !== null && elapsed >= limit) {
+      this.#emit({ type: "failed", at: now(), error });
+      this.#fail(error);
+      return;
+    }
+    let delay = Math.min(TAKEOVER_RETRY_MS * 2 ** (this.#takeoverFailures - 1), TAKEOVER_RETRY_MAX_MS);
+    if (limit !== null) delay = Math.max(0, Math.min(delay, limit - elapsed));
+    this.#emit({ type: "takeoverFailed", at: now(), error, attempt: this.#takeoverFailures, delay: Math.round(delay) });
+    this.#queueForLock(delay);
+  }
+
+  #want(channel: string, tab: string, since?: number): void {
+    let tabs = this.#wanted.get(channel);
+    if (!tabs) this.#wanted.set(channel, (tabs = new Map()));
+    const known = tabs.get(tab);
+    tabs.set(tab, known === undefined || (since !== undefined && since < known) ? since : known);
+    // A takeover replay already under way on the channel covers this subscription too.
+    const key = baseChannel(channel);
+    const before = this.#dropBefore.get(key);
+    if (since !== undefined && before !== undefined && since - CLOCK_SKEW_MS < before) this.#dropBefore.set(key, since - CLOCK_SKEW_MS);
   }
 
   /** Leader: subscribe the connection to `channel` once. */
@@ -657,11 +968,12 @@ export class SharedTabClient implements AsyncIterable<Message> {
         }
         return null;
       case "unsub": {
-        const set = this.#wanted.get(call.channel);
-        set?.delete(tab);
-        if (set && set.size === 0 && this.#live.has(call.channel)) {
+        const tabs = this.#wanted.get(call.channel);
+        tabs?.delete(tab);
+        if (tabs && tabs.size === 0 && this.#live.has(call.channel)) {
           this.#wanted.delete(call.channel);
           this.#live.delete(call.channel);
+          this.#dropBefore.delete(baseChannel(call.channel));
           await client.unsubscribe(call.channel);
         }
         return null;
@@ -673,16 +985,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
 
   /** A call from this tab: run it (leader, standalone) or send it to the leader. */
   #call(call: Op): Promise<unknown> {
+    if (this.#failure) return Promise.reject(new ClientInvalidOperation("the connection failed: close() and open() the client again"));
     if (this.#role === "leader" || this.#role === "standalone") return this.#run(call, this.tabId);
     return new Promise((resolve, reject) => {
       const rid = ++this.#rid;
-      this.#pending.set(rid, { call, resolve, reject });
-      if (this.#leaderId !== null) this.#post({ t: "rpc", from: this.tabId, to: this.#leaderId, rid, call });
+      const to = this.#leaderId;
+      this.#pending.set(rid, { call, to, resolve, reject });
+      if (to !== null) this.#post({ t: "rpc", from: this.tabId, to, rid, call });
     });
   }
 
   #onWire(w: Wire): void {
-    if (!this.#open || w === null || typeof w !== "object") return;
+    // A failed tab has left the election: it neither follows nor answers.
+    if (!this.#open || this.#suspended || this.#failure || w === null || typeof w !== "object") return;
     const leading = this.#role === "leader";
     switch (w.t) {
       case "hello":
@@ -690,25 +1005,54 @@ export class SharedTabClient implements AsyncIterable<Message> {
         break;
       case "leader":
         if (leading || w.id === this.tabId) break;
+        this.#takeoverFailures = 0;
+        this.#leaderlessSince = null;
+        if (w.id === this.#leaderId && this.#role === "follower") {
+          // The leader we follow, announcing itself again (a new tab said hello): it has our
+          // subscriptions and our calls already; sending a call again would run it twice.
+          this.#ready?.resolve();
+          this.#ready = null;
+          break;
+        }
         this.#leaderId = w.id;
         this.#setRole("follower");
-        if (this.#subs.size > 0) this.#post({ t: "subs", from: this.tabId, to: w.id, channels: [...this.#subs] });
-        for (const [rid, p] of this.#pending) this.#post({ t: "rpc", from: this.tabId, to: w.id, rid, call: p.call });
+        if (this.#subs.size > 0) {
+          // With when each subscription was confirmed: the new leader replays a channel without
+          // marker from then (a channel only this tab wants too), not from its own start.
+          const since: Record<string, number> = {};
+          for (const ch of this.#subs) {
+            const at = this.#subscribedAt.get(ch);
+            if (at !== undefined) since[ch] = at;
+          }
+          this.#post({ t: "subs", from: this.tabId, to: w.id, channels: [...this.#subs], since });
+        }
+        // Calls not sent yet, or sent to a leader that has gone: send them to the new one.
+        for (const [rid, p] of this.#pending) {
+          if (p.to === w.id) continue;
+          p.to = w.id;
+          this.#post({ t: "rpc", from: this.tabId, to: w.id, rid, call: p.call });
+        }
         this.#ready?.resolve();
         this.#ready = null;
         break;
       case "resign":
         if (this.#leaderId === w.id) this.#leaderId = null;
+        // Calls it had not answered go to the next leader (even if that is the same tab again).
+        for (const p of this.#pending.values()) if (p.to === w.id) p.to = null;
         break;
       case "subs":
         if (leading && w.to === this.tabId) {
-          for (const ch of w.channels) this.#run({ op: "sub", channel: ch }, w.from).catch((e: unknown) => this.#subscribeFailed(ch, e));
+          for (const ch of w.channels) {
+            const at = w.since?.[ch];
+            this.#want(ch, w.from, typeof at === "number" && Number.isFinite(at) ? at : undefined);
+            this.#run({ op: "sub", channel: ch }, w.from).catch((e: unknown) => this.#subscribeFailed(ch, e));
+          }
         }
         break;
       case "bye":
         if (leading) {
-          for (const [ch, set] of this.#wanted) {
-            if (set.delete(w.from) && set.size === 0) this.#run({ op: "unsub", channel: ch }, w.from).catch(() => {});
+          for (const [ch, tabs] of this.#wanted) {
+            if (tabs.delete(w.from) && tabs.size === 0) this.#run({ op: "unsub", channel: ch }, w.from).catch(() => {});
           }
         }
         break;
@@ -726,14 +1070,14 @@ export class SharedTabClient implements AsyncIterable<Message> {
         if (!p) break;
         this.#pending.delete(w.rid);
         if (w.ok) p.resolve(w.value);
-        else p.reject(fromWire(w.error ?? { name: "Error", message: "the leader tab failed the call", error: null }));
+        else p.reject(fromWire(w.error ?? { name: "ClientError", message: "the leader tab failed the call" }));
         break;
       }
       case "msg":
         if (!leading) this.#deliver(w.m);
         break;
       case "status":
-        if (!leading) this.#emit(w.s);
+        if (!leading) this.#emit(statusFromWire(w.s));
         break;
       case "failed":
         if (!leading) this.#fail(fromWire(w.error));

@@ -6,45 +6,91 @@ import * as sfstream from "./sfstream/dist/browser.js";
 // until then the packed dist/tabs.js, which shares the same initialised wasm module.
 const exported = typeof sfstream.SharedTabClient === "function";
 const { SharedTabClient } = exported ? sfstream : await import("./sfstream/dist/tabs.js");
-const { AccessTokenAuthenticator } = sfstream;
+const { AccessTokenAuthenticator, AuthenticationError, ClientInvalidOperation, ServerError, SfstreamError, TransportTimeoutError } = sfstream;
 
 let client = null;
 const got = [];
 const roles = [];
 const statuses = [];
 let failure = null;
+// The session token the tab's authenticator hands out; setToken() changes it (an expired session).
+let token = null;
+
+/** What an error is, as the harness can read it: its name, message, classes and fields. */
+function describe(e) {
+  return {
+    name: e?.name,
+    message: e?.message,
+    instanceOf: {
+      SfstreamError: e instanceof SfstreamError,
+      AuthenticationError: e instanceof AuthenticationError,
+      ClientInvalidOperation: e instanceof ClientInvalidOperation,
+      ServerError: e instanceof ServerError,
+      TransportTimeoutError: e instanceof TransportTimeoutError,
+    },
+    error: e?.error ?? null,
+    errorCode: e?.errorCode ?? null,
+    errorMessage: e?.errorMessage ?? null,
+    status: e?.status ?? null,
+  };
+}
 
 export const tabTest = {
   exported,
-  async open(relayUrl, sessionToken, channel, options = {}) {
-    client = new SharedTabClient(new AccessTokenAuthenticator({ accessToken: sessionToken, instanceUrl: relayUrl }), {
+  /**
+   * Open this tab's client and subscribe. `hooks.closeOnRole`: close the client from the status
+   * listener as soon as this tab gets that role.
+   */
+  async open(relayUrl, sessionToken, channel, options = {}, hooks = {}) {
+    token = sessionToken;
+    client = new SharedTabClient(new AccessTokenAuthenticator(async () => ({ accessToken: token, instanceUrl: relayUrl })), {
       connectionTimeout: 8000,
       onStatus: (s) => {
         if (s.type === "role") roles.push(s.role);
-        statuses.push(s.type === "failed" ? `failed: ${s.error?.message}` : s.type === "reconnecting" ? `reconnecting ${s.reason}` : s.type);
+        if (s.type === "role" && s.role === hooks.closeOnRole) void client.close();
+        statuses.push(s.type === "failed" ? `failed: ${s.error?.name}: ${s.error?.message}` : s.type === "reconnecting" ? `reconnecting ${s.reason}` : s.type);
       },
       ...options,
     });
-    await client.open();
+    try {
+      await client.open();
+    } catch (e) {
+      return { role: client.role, key: client.key, error: describe(e) };
+    }
     for (const ch of Array.isArray(channel) ? channel : [channel]) await client.subscribe(ch);
     void (async () => {
       try {
         for await (const m of client) got.push({ channel: m.channel, replayId: m.data.event.replayId });
       } catch (e) {
         failure = `${e.name}: ${e.message}`;
+        tabTest.failureError = describe(e);
       }
     })();
     return { role: client.role, key: client.key };
   },
+  failureError: null,
+  setToken(t) {
+    token = t;
+  },
   state() {
-    return { role: client?.role ?? null, roles: [...roles], statuses: statuses.slice(-20), got: [...got], failure, closed: client?.closed ?? true };
+    return { role: client?.role ?? null, roles: [...roles], statuses: statuses.slice(-20), got: [...got], failure, failureError: tabTest.failureError, closed: client?.closed ?? true };
   },
   async subscribeForbidden(channel) {
     try {
       await client.subscribe(channel);
       return { ok: true };
     } catch (e) {
-      return { ok: false, name: e.name, error: e.error ?? null };
+      return { ok: false, ...describe(e) };
+    }
+  },
+  /** subscribe() / publish() through this tab, timed; an error comes back described. */
+  async call(op, ...args) {
+    const t0 = performance.now();
+    try {
+      const value = await client[op](...args);
+      return { ok: true, value: value ?? null, ms: performance.now() - t0 };
+    } catch (e) {
+      return { ok: false, ms: performance.now() - t0, ...describe(e) };
     }
   },
   /** The shared replay markers (IndexedDB `sfstream-tabs` / `markers`), for diagnostics. */
