@@ -154,7 +154,7 @@ export function receiveOptionsError(options: unknown): TypeError | null {
  * Shared by `Client` and `SharedTabClient`.
  * @internal
  */
-export function waitForMessage(waiters: Waiter[], signal: AbortSignal | undefined): Promise<Message> {
+export function waitForMessage(waiters: Waiter[], signal: AbortSignal | undefined, slot?: { waiter: Waiter | null }): Promise<Message> {
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<Message>((resolve, reject) => {
     const onAbort = () => {
@@ -174,6 +174,7 @@ export function waitForMessage(waiters: Waiter[], signal: AbortSignal | undefine
     };
     signal?.addEventListener("abort", onAbort, { once: true });
     waiters.push(w);
+    if (slot) slot.waiter = w;
   });
 }
 
@@ -351,7 +352,14 @@ export class Client implements AsyncIterable<Message> {
     try {
       await this.#wasm.open();
     } catch (e) {
-      throw fromWasmError(e);
+      const err = fromWasmError(e);
+      // A receive() waiting since open() began must not wait for ever on a client that could not
+      // open (a second open() while one runs fails without closing anything).
+      if (this.#wasm.closed && !(err instanceof ClientInvalidOperation)) {
+        this.#failure = err;
+        this.#wakeAll();
+      }
+      throw err;
     }
   }
 
@@ -405,6 +413,15 @@ export class Client implements AsyncIterable<Message> {
       throw new TypeError(`data must be JSON-serialisable: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (typeof json !== "string") throw new TypeError("data must be JSON-serialisable");
+    if (this.#stringify !== JSON.stringify) {
+      // The request body embeds this text as one value: anything else would break the request or
+      // add messages to it.
+      try {
+        JSON.parse(json);
+      } catch {
+        throw new TypeError("jsonStringify must return the JSON text of one value");
+      }
+    }
     try {
       return (await this.#wasm.publish(channel, json)) as Record<string, unknown>;
     } catch (e) {
@@ -417,6 +434,11 @@ export class Client implements AsyncIterable<Message> {
    * for good (after the buffered messages), and `ClientInvalidOperation` when closed and drained.
    */
   receive(options: ReceiveOptions = {}): Promise<Message> {
+    return this.#receive(options, undefined);
+  }
+
+  /** `receive()`; `slot` gets the waiter if it has to wait (the iterator's `return()` withdraws it). */
+  #receive(options: ReceiveOptions, slot: { waiter: Waiter | null } | undefined): Promise<Message> {
     const bad = receiveOptionsError(options);
     if (bad) return Promise.reject(bad);
     this.#inHand = false; // asking for the next message consumes the previous one
@@ -429,7 +451,7 @@ export class Client implements AsyncIterable<Message> {
     this.#reportTaken();
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#wasm.closed) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
-    return waitForMessage(this.#waiters, options.signal);
+    return waitForMessage(this.#waiters, options.signal, slot);
   }
 
   /**
@@ -443,6 +465,8 @@ export class Client implements AsyncIterable<Message> {
   [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
     // Hand-written rather than an async generator: a buffered message costs one resolved promise.
     let done = false;
+    /** The wait of a `next()` not yet settled: `return()` withdraws it, so no message goes to it. */
+    let waiting: { waiter: Waiter | null } | null = null;
     const end = (): IteratorResult<Message, undefined> => {
       done = true;
       return { value: undefined, done: true };
@@ -455,16 +479,32 @@ export class Client implements AsyncIterable<Message> {
           if (this.#taken >= REPORT_EVERY) this.#reportTaken();
           return Promise.resolve({ value: this.#take(), done: false });
         }
-        return this.receive().then(
-          (value) => ({ value, done: false }),
+        const slot: { waiter: Waiter | null } = { waiter: null };
+        waiting = slot;
+        return this.#receive({}, slot).then(
+          (value) => {
+            if (waiting === slot) waiting = null;
+            return { value, done: false };
+          },
           (e: unknown) => {
+            if (waiting === slot) waiting = null;
             if (e instanceof ClientInvalidOperation) return end();
             done = true;
             throw e;
           },
         );
       },
-      return: (): Promise<IteratorResult<Message, undefined>> => Promise.resolve(end()),
+      return: (): Promise<IteratorResult<Message, undefined>> => {
+        const r = end();
+        const w = waiting?.waiter ?? null;
+        waiting = null;
+        const i = w === null ? -1 : this.#waiters.indexOf(w);
+        if (w !== null && i >= 0) {
+          this.#waiters.splice(i, 1);
+          w.reject(new ClientInvalidOperation("the iteration has ended"));
+        }
+        return Promise.resolve(r);
+      },
       [Symbol.asyncIterator]: () => it,
     };
     return it;

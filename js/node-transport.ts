@@ -11,8 +11,10 @@ import { setImmediate } from "node:timers";
 /** The largest response body accepted (Salesforce's batches are about 10 MB at most). */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
-const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 8 });
-const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 8 });
+// No cap on sockets per host (Node's default): every client in the process holds a long-poll on
+// its own socket for up to 110 s, and a cap would queue the next client's handshake behind them.
+const httpAgent = new HttpAgent({ keepAlive: true });
+const httpsAgent = new HttpsAgent({ keepAlive: true });
 
 function abortError(signal: AbortSignal | null | undefined): Error {
   const reason: unknown = signal?.reason;
@@ -25,6 +27,13 @@ export interface NodeFetchInit {
   body?: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  /**
+   * The request may be sent again if a reused keep-alive connection turns out to be closed (the
+   * shell sets it for handshakes, subscribes, unsubscribes, disconnects and token requests; never
+   * for a long-poll or a publish). Redirects are never followed, whatever `redirect` says.
+   */
+  repeatable?: boolean;
+  redirect?: string;
 }
 
 /** The members of `Response` the shell reads. */
@@ -159,9 +168,12 @@ function attempt(input: string, init: NodeFetchInit, mayRetry: boolean): Promise
         return;
       }
       // A keep-alive socket the server closed while it sat idle fails the next request before it
-      // was processed: retry once on a fresh connection (the pattern Node's docs recommend).
+      // was processed: send it once more (the pattern Node's docs recommend), but only a request
+      // that may be repeated. A long-poll or a publish the server may have processed fails
+      // instead: the client then replays what a lost long-poll may have carried, and a publish is
+      // never made twice.
       const code = (e as { code?: string }).code;
-      if (mayRetry && req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")) {
+      if (mayRetry && init.repeatable === true && req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")) {
         attempt(input, init, false).then(resolve, reject);
         return;
       }

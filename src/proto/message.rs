@@ -43,6 +43,15 @@ impl RequestKind {
             RequestKind::Disconnect => "disconnect",
         }
     }
+
+    /// Whether a transport may send the request again when it cannot tell if the server got it
+    /// (a reused keep-alive connection reset under it). A handshake, a subscribe, an unsubscribe
+    /// or a disconnect done twice does no harm. A long-poll the server answered may have carried
+    /// events it will not send again: its failure must reach the core (which starts a new session
+    /// that replays them). A publish would be published twice.
+    pub fn repeatable(self) -> bool {
+        !matches!(self, RequestKind::Connect | RequestKind::Publish)
+    }
 }
 
 /// A request the shell must POST to the CometD endpoint.

@@ -1078,7 +1078,10 @@ impl Session {
     }
 
     fn recovery_deadline(&self) -> Option<Millis> {
-        if !matches!(self.phase, Phase::Handshaking | Phase::Connected) {
+        if !matches!(
+            self.phase,
+            Phase::Handshaking | Phase::Connected | Phase::AwaitingAuth
+        ) {
             return None;
         }
         let since = self.recovering_since?;
@@ -1164,7 +1167,7 @@ impl Session {
         self.finish_close();
     }
 
-    fn need_auth(&mut self, err: &ServerError) {
+    fn need_auth(&mut self, now: Millis, err: &ServerError) {
         if self.auth_rounds >= MAX_AUTH_ROUNDS {
             let msg = format!(
                 "the server rejected the credentials after {} re-authentications: {}",
@@ -1179,8 +1182,15 @@ impl Session {
         self.client_id = None;
         self.hs = HsSlot::None;
         self.phase = Phase::AwaitingAuth;
-        self.recovering_since = None;
+        // A fresh recovery window for the new token: an authenticator that never answers is then
+        // bounded by the connection timeout like any other way of not getting back.
+        self.recovering_since = Some(now);
         self.degraded = true;
+        self.events.push_back(Event::Reconnecting {
+            reason: ReconnectReason::AuthInvalid,
+            attempt: self.auth_rounds,
+            delay: 0,
+        });
         self.events.push_back(Event::NeedAuth);
     }
 
@@ -1432,7 +1442,7 @@ impl Session {
                 self.retry_connect(now, ReconnectReason::ServerBusy);
             }
         } else if is_auth_error(&err) {
-            self.need_auth(&err);
+            self.need_auth(now, &err);
         } else if advice == Some(Reconnect::None) {
             self.fatal(ProtoError::Server(err));
         } else {
@@ -1518,7 +1528,7 @@ impl Session {
         self.last_refusal = None;
         if failure == TransportFailure::HttpStatus(401) {
             let err = ServerError::new("/meta/connect", Some("401::HTTP 401"), None);
-            self.need_auth(&err);
+            self.need_auth(now, &err);
             return;
         }
         if !self.subs.is_empty() && reply_may_be_lost(&failure) {
@@ -1566,7 +1576,7 @@ impl Session {
         }
         let err = ServerError::new(m.channel, m.error, m.failure_reason);
         if is_auth_error(&err) {
-            self.need_auth(&err);
+            self.need_auth(now, &err);
         } else if !is_retryable_denial(&err)
             && (!self.opened || err.code == Some(400) || status == 400)
         {
@@ -1582,7 +1592,7 @@ impl Session {
         match failure {
             TransportFailure::HttpStatus(401) => {
                 let err = ServerError::new("/meta/handshake", Some("401::HTTP 401"), None);
-                self.need_auth(&err);
+                self.need_auth(now, &err);
             }
             TransportFailure::HttpStatus(s)
                 if !self.opened && (400..500).contains(&s) && s != 408 && s != 429 =>
@@ -1699,7 +1709,7 @@ impl Session {
         if is_auth_error(&err) {
             self.requeue_after_session_loss(job);
             if self.phase == Phase::Connected {
-                self.need_auth(&err);
+                self.need_auth(now, &err);
             }
             return;
         }
@@ -1813,7 +1823,7 @@ impl Session {
             self.requeue_after_session_loss(job);
             if self.phase == Phase::Connected {
                 let err = ServerError::new("/meta/subscribe", Some("401::HTTP 401"), None);
-                self.need_auth(&err);
+                self.need_auth(now, &err);
             }
             return;
         }

@@ -137,6 +137,18 @@ impl Driver {
     }
 }
 
+/// What the session emits when it needs a fresh token: a status, then the request for one.
+fn need_auth(attempt: u32) -> Vec<Event> {
+    vec![
+        Event::Reconnecting {
+            reason: ReconnectReason::AuthInvalid,
+            attempt,
+            delay: 0,
+        },
+        Event::NeedAuth,
+    ]
+}
+
 fn body(r: &Request) -> Value {
     parse(&r.body).unwrap().at(0).unwrap().clone()
 }
@@ -536,7 +548,7 @@ fn auth_invalid_on_connect_needs_auth_then_handshakes_and_resubscribes() {
             Reconnect::None,
         )]),
     );
-    assert_eq!(d.take_events(), vec![Event::NeedAuth]);
+    assert_eq!(d.take_events(), need_auth(1));
     assert_eq!(d.s.state(), State::Reconnecting);
     d.nothing_sent();
     assert_eq!(
@@ -581,7 +593,7 @@ fn handshake_denied_with_401_reason_needs_auth_bounded_with_backoff() {
             200,
             batch(vec![hs_denied(&hs, "401::Authentication invalid")]),
         );
-        assert_eq!(d.take_events(), vec![Event::NeedAuth], "round {round}");
+        assert_eq!(d.take_events(), need_auth(round), "round {round}");
         d.s.handle_authenticated(d.now);
         d.pump();
         assert_eq!(d.take_events(), vec![Event::Reauthenticated]);
@@ -626,7 +638,7 @@ fn auth_failed_is_fatal() {
             Reconnect::None,
         )]),
     );
-    assert_eq!(d.take_events(), vec![Event::NeedAuth]);
+    assert_eq!(d.take_events(), need_auth(1));
     d.s.handle_auth_failed(d.now, "invalid_grant: expired access/refresh token");
     d.pump();
     let err = ProtoError::Authentication("invalid_grant: expired access/refresh token".into());
@@ -1111,6 +1123,36 @@ fn a_long_poll_lost_on_its_way_starts_a_new_session_that_replays_from_the_last_d
         d.fire();
         d.take(RequestKind::Connect);
     }
+}
+
+#[test]
+fn an_authenticator_that_never_answers_is_bounded_by_the_connection_timeout() {
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = Some(5_000);
+    let mut d = Driver::new(cfg);
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.now += 60_000;
+    d.reply(
+        &c,
+        200,
+        batch(vec![connect_err(
+            &c,
+            "401::Authentication invalid",
+            Reconnect::None,
+        )]),
+    );
+    assert_eq!(d.take_events(), need_auth(1));
+    // The authenticator is never heard of again.
+    assert_eq!(d.fire(), 5_000);
+    let ev = d.take_events();
+    assert!(ev.contains(&Event::Failed(ProtoError::Timeout)), "{ev:?}");
+    assert!(d.s.is_closed());
+    // Its late answer changes nothing.
+    d.s.handle_authenticated(d.now);
+    d.pump();
+    assert!(d.take_events().is_empty());
+    d.nothing_sent();
 }
 
 #[test]
@@ -2585,6 +2627,7 @@ fn transcript_session_story() {
 -> subscribe #8 /event/E__e replay=101
    Connected
 -> connect #9
+   Reconnecting { reason: AuthInvalid, attempt: 1, delay: 0 }
    NeedAuth
    Reauthenticated
 -> handshake #10

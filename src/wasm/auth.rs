@@ -25,6 +25,9 @@ fn set(obj: &JsValue, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
+/// How long a token request may take (ms).
+const TOKEN_REQUEST_TIMEOUT_MS: f64 = 30_000.0;
+
 fn auth_error(e: &AuthError, status: Option<u16>) -> JsValue {
     let err = js_error("AuthenticationError", &e.to_string());
     if let AuthError::OAuth { error, description } = e {
@@ -82,14 +85,21 @@ pub fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http: bool)
         let grant = grant_from(&grant)?;
         let url =
             auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
+        // Bounded: a token endpoint that never answers must not hold the client (or a relay)
+        // for ever; the failure counts as "unreachable" and is retried with back-off.
+        let signal = g::abort_signal_timeout(TOKEN_REQUEST_TIMEOUT_MS).ok();
         let init = g::post_init(
             &grant.form_body(),
             &[
                 ("Content-Type", "application/x-www-form-urlencoded"),
                 ("Accept", "application/json"),
             ],
-            None,
+            signal.as_ref(),
         );
+        // Never follow a redirect: a 307/308 would send the credentials in the body to wherever
+        // it points, past the checks `token_url` made on loginUrl.
+        set(&init, "redirect", &JsValue::from_str("manual"));
+        set(&init, "repeatable", &JsValue::TRUE);
         Ok(g::settle(&g::global_fetch(&url, &init), read_token_response).into())
     })
 }
@@ -109,32 +119,60 @@ fn read_token_response(fetched: g::Step) -> g::Step {
             "fetch returned no Response",
         ));
     }
+    let kind = field(&resp, "type");
     let resp: g::FetchResponse = resp.unchecked_into();
     let status = resp.status_code();
+    if (300..400).contains(&status) || kind.as_deref() == Some("opaqueredirect") {
+        return Err(auth_error(
+            &AuthError::InvalidField {
+                name: "loginUrl",
+                reason: format!(
+                    "the token endpoint answered with a redirect (HTTP {status}); credentials are \
+                     never sent on: use the URL it redirects to as loginUrl"
+                ),
+            },
+            Some(status),
+        ));
+    }
     match resp.json() {
         Ok(p) => Ok(g::settle(&p, move |body| token_from_body(status, body.ok())).into()),
         Err(_) => token_from_body(status, None),
     }
 }
 
+/// A token endpoint status worth retrying: the server is overloaded or down for a while (429,
+/// 5xx), not rejecting the credentials.
+fn is_transient(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
 /// Validate the token endpoint's JSON `body` (None: not JSON) answered with HTTP `status`.
 fn token_from_body(status: u16, body: Option<JsValue>) -> g::Step {
     let Some(body) = body.filter(|b| b.is_object()) else {
-        return Err(auth_error(
+        let err = auth_error(
             &AuthError::InvalidField {
                 name: "body",
                 reason: format!("HTTP {status} without a JSON object"),
             },
             Some(status),
-        ));
+        );
+        if is_transient(status) {
+            // A maintenance page or an overloaded proxy: try again later, as for a network failure.
+            set(&err, "unreachable", &JsValue::TRUE);
+        }
+        return Err(err);
     };
     if !(200..300).contains(&status) {
         let error = field(&body, "error").unwrap_or_else(|| format!("http_{status}"));
         let description = field(&body, "error_description");
-        return Err(auth_error(
+        let err = auth_error(
             &AuthError::from_error_response(&error, description.as_deref()),
             Some(status),
-        ));
+        );
+        if is_transient(status) {
+            set(&err, "unreachable", &JsValue::TRUE);
+        }
+        return Err(err);
     }
     let strings: Vec<Option<String>> = [
         "access_token",

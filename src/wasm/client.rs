@@ -30,6 +30,17 @@ use crate::proto::{
 const FLUSH_INTERVAL_MS: f64 = 200.0;
 /// The longest delay `setTimeout` honours (2^31 - 1 ms).
 const MAX_TIMER_MS: f64 = 2_147_483_647.0;
+
+/// A replay-marker write that has not settled by then counts as failed (reported, retried).
+const STORE_WRITE_TIMEOUT_MS: f64 = 10_000.0;
+
+/// The latest time a JS `Date` holds (epoch ms).
+const MAX_DATE_MS: f64 = 8.64e15;
+
+/// A delay `setTimeout` takes as given: runtimes fire anything above 2^31−1 ms after 1 ms.
+fn clamp_delay(ms: f64) -> f64 {
+    ms.clamp(0.0, MAX_TIMER_MS)
+}
 /// Retries of a failing marker write during `close()` before `close()` reports it.
 const CLOSE_FLUSH_ATTEMPTS: u32 = 3;
 
@@ -191,6 +202,15 @@ struct Inner {
     deferred: Vec<Request>,
     flush_timer: Option<JsValue>,
     ops: VecMap<u64, Waiter>,
+    /// `open()` while the authenticator runs: settled by the login, a `close()` or the login's
+    /// deadline, whichever comes first; then it becomes `open_waiter`.
+    login_waiter: Option<Waiter>,
+    login_timer: Option<JsValue>,
+    /// The connection timeout (ms), which also bounds the first login; None: no bound.
+    connection_timeout: Option<f64>,
+    /// The last error the authenticator rejected with during a re-authentication: reported as is
+    /// (with its `error`, `errorDescription`, `status`) when the session fails because of it.
+    auth_error: Option<JsValue>,
     open_waiter: Option<Waiter>,
     closed_waiters: Vec<Waiter>,
     /// Markers consumed but not yet written, newest per channel.
@@ -309,6 +329,7 @@ impl WasmClient {
             (Rc::new(HostStore { host: host.clone() }), None, None)
         };
         let inner = Rc::new(RefCell::new(Inner {
+            connection_timeout: config.connection_timeout.map(|ms| ms as f64),
             session: Session::new(config),
             host,
             api_version,
@@ -327,6 +348,9 @@ impl WasmClient {
             deferred: Vec::new(),
             flush_timer: None,
             ops: VecMap::default(),
+            login_waiter: None,
+            login_timer: None,
+            auth_error: None,
             open_waiter: None,
             closed_waiters: Vec::new(),
             dirty: VecMap::default(),
@@ -359,7 +383,7 @@ impl WasmClient {
                     i.flush_timer = None;
                 }
                 // A failure is reported as a status event and retried by flush itself.
-                let _ = g::settle(&flush(&rc), |_| Ok(JsValue::UNDEFINED));
+                let _ = g::settle(&flush(&rc, false), |_| Ok(JsValue::UNDEFINED));
             }
         });
         let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
@@ -387,13 +411,14 @@ impl WasmClient {
         Ok(WasmClient { inner })
     }
 
-    /// Authenticate, handshake and send the first connect. Resolves once connected.
+    /// Authenticate, handshake and send the first connect. Resolves once connected. The login is
+    /// bounded by `connectionTimeout`, and a `close()` during it settles this at once.
     pub fn open(&self) -> Promise {
         let rc = self.inner.clone();
         g::later(move || {
             {
                 let i = rc.borrow();
-                if i.open_waiter.is_some() {
+                if i.open_waiter.is_some() || i.login_waiter.is_some() {
                     return Err(js_error(
                         "ClientInvalidOperation",
                         "the client is already opening",
@@ -406,19 +431,66 @@ impl WasmClient {
                     ));
                 }
             }
-            let authenticated = authenticate(&rc);
-            Ok(g::then(&authenticated, move |_| {
-                let (promise, w) = waiter();
-                {
-                    let mut i = rc.borrow_mut();
-                    i.failed = false;
-                    i.session.open(now_ms()).map_err(|e| to_js(&e))?;
-                    i.open_waiter = Some(w);
+            let (promise, w) = waiter();
+            let deadline = {
+                let mut i = rc.borrow_mut();
+                i.login_waiter = Some(w);
+                i.connection_timeout
+            };
+            if let Some(ms) = deadline {
+                let weak = Rc::downgrade(&rc);
+                let on_deadline = Closure::once_into_js(move || {
+                    let Some(rc) = weak.upgrade() else { return };
+                    let w = {
+                        let mut i = rc.borrow_mut();
+                        i.login_timer = None;
+                        i.login_waiter.take()
+                    };
+                    if let Some(w) = w {
+                        w.reject(&js_error(
+                            "AuthenticationError",
+                            &format!(
+                                "the authenticator did not answer within connectionTimeout ({} ms)",
+                                ms as u64
+                            ),
+                        ));
+                    }
+                });
+                let id = g::set_timeout(on_deadline.unchecked_ref(), clamp_delay(ms));
+                rc.borrow_mut().login_timer = Some(id);
+            }
+            let rc2 = rc.clone();
+            let _ = g::settle(&authenticate(&rc), move |outcome| {
+                let w = {
+                    let mut i = rc2.borrow_mut();
+                    if let Some(id) = i.login_timer.take() {
+                        g::clear_timeout(&id);
+                    }
+                    i.login_waiter.take()
+                };
+                // None: close() or the deadline settled open() already; the token is not used.
+                let Some(w) = w else {
+                    return Ok(JsValue::UNDEFINED);
+                };
+                if let Err(e) = outcome {
+                    w.reject(&e);
+                    return Ok(JsValue::UNDEFINED);
                 }
-                drive(&rc);
-                Ok(promise.into())
-            })
-            .into())
+                let opened = {
+                    let mut i = rc2.borrow_mut();
+                    i.failed = false;
+                    i.session.open(now_ms())
+                };
+                match opened {
+                    Ok(()) => {
+                        rc2.borrow_mut().open_waiter = Some(w);
+                        drive(&rc2);
+                    }
+                    Err(e) => w.reject(&to_js(&e)),
+                }
+                Ok(JsValue::UNDEFINED)
+            });
+            Ok(promise.into())
         })
     }
 
@@ -470,6 +542,17 @@ impl WasmClient {
     pub fn close(&self) -> Promise {
         let rc = self.inner.clone();
         g::later(move || {
+            // A close() during open()'s login: open() rejects now, and the token is not used.
+            let login = {
+                let mut i = rc.borrow_mut();
+                if let Some(id) = i.login_timer.take() {
+                    g::clear_timeout(&id);
+                }
+                i.login_waiter.take()
+            };
+            if let Some(w) = login {
+                w.reject(&js_error("ClientInvalidOperation", "the client was closed"));
+            }
             let disconnected = {
                 let mut i = rc.borrow_mut();
                 if matches!(i.session.state(), proto::State::Idle | proto::State::Closed) {
@@ -626,7 +709,11 @@ fn read_stored_marker(
         let default = safe_integer(get(stored, "replayId")).filter(|x| (-2.0..=-1.0).contains(x));
         return (default.map(|x| x as i64), None);
     }
-    let Some(replay_id) = safe_integer(get(stored, "replayId")).map(|x| x as i64) else {
+    // A replay id Salesforce accepts: -2, -1 (a storage's start value) or a positive event id.
+    let Some(replay_id) = safe_integer(get(stored, "replayId"))
+        .filter(|x| *x >= 1.0 || *x == -1.0 || *x == -2.0)
+        .map(|x| x as i64)
+    else {
         report_corrupt(
             rc,
             channel,
@@ -813,7 +900,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
         Event::OpenFailed(err) => {
             let w = rc.borrow_mut().open_waiter.take();
             abort_inflight(rc, None);
-            let e = to_js(&err);
+            let e = failure_js(rc, &err);
             if let Some(w) = w {
                 w.reject(&e);
             }
@@ -852,7 +939,10 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                             Err(e) if is_unreachable(e) => {
                                 i.session.handle_auth_unreachable(now_ms())
                             }
-                            Err(e) => i.session.handle_auth_failed(now_ms(), &message_of(e)),
+                            Err(e) => {
+                                i.auth_error = Some(e.clone());
+                                i.session.handle_auth_failed(now_ms(), &message_of(e))
+                            }
                         }
                     }
                     drive(&rc);
@@ -919,7 +1009,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             }
         }
         Event::Failed(err) => {
-            let e = to_js(&err);
+            let e = failure_js(rc, &err);
             let (open_w, ops) = {
                 let mut i = rc.borrow_mut();
                 i.failed = true;
@@ -984,6 +1074,20 @@ fn original_reply(batch: &JsValue, se: &proto::ServerError) -> JsValue {
                 && get(m, "error").as_string().as_deref() == error
         })
         .unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The JS error for a failure of the session: the authenticator's own error when a rejected
+/// re-authentication caused it (with its `error`, `errorDescription`, `status`), else `err`'s.
+fn failure_js(rc: &Rc<RefCell<Inner>>, err: &ProtoError) -> JsValue {
+    let auth = rc.borrow_mut().auth_error.take();
+    match (err, auth) {
+        (ProtoError::Authentication(_), Some(e))
+            if get(&e, "name").as_string().as_deref() == Some("AuthenticationError") =>
+        {
+            e
+        }
+        _ => to_js(err),
+    }
 }
 
 /// Abort in-flight requests (of one kind, or all). A long-poll still waiting for its macrotask
@@ -1068,6 +1172,11 @@ fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
     }
     let signal: JsValue = controller.signal().into();
     let init = g::post_init(&req.body, &headers, Some(&signal));
+    if req.kind.repeatable() {
+        // Read by the Node transport only (fetch ignores unknown members): it may resend the
+        // request when a reused keep-alive connection turns out to be closed.
+        let _ = js_sys::Reflect::set(&init, &JsValue::from_str("repeatable"), &JsValue::TRUE);
+    }
     let json_parse: JsValue = i
         .json_parse
         .clone()
@@ -1275,7 +1384,11 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
 /// Write every dirty marker through the host's storage. A failed write keeps its marker dirty
 /// (unless a newer one arrived meanwhile), is reported as a status event and is retried. The
 /// promise rejects if a write failed.
-fn flush(rc: &Rc<RefCell<Inner>>) -> Promise {
+/// Write the dirty markers, one round. `drain` (close): then write what became dirty meanwhile, at
+/// once. Otherwise what became dirty waits for the next coalescing tick: at most one write per
+/// channel per `FLUSH_INTERVAL_MS` however fast the storage answers (Workers KV allows one write
+/// per second per key).
+fn flush(rc: &Rc<RefCell<Inner>>, drain: bool) -> Promise {
     let mut i = rc.borrow_mut();
     if i.writing {
         // A round is writing older markers: wait for it, then write what is dirty by then (so
@@ -1283,7 +1396,7 @@ fn flush(rc: &Rc<RefCell<Inner>>) -> Promise {
         let round = i.round.clone();
         drop(i);
         let rc = rc.clone();
-        return g::settle(&round, move |_| Ok(flush(&rc).into()));
+        return g::settle(&round, move |_| Ok(flush(&rc, drain).into()));
     }
     if i.dirty.is_empty() {
         return Promise::resolve(&JsValue::UNDEFINED);
@@ -1296,6 +1409,7 @@ fn flush(rc: &Rc<RefCell<Inner>>) -> Promise {
         store: i.store.clone(),
         namespace: i.namespace.clone(),
         failure: None,
+        drain,
     };
     drop(i);
     let round = writes.next();
@@ -1309,7 +1423,7 @@ fn flush(rc: &Rc<RefCell<Inner>>) -> Promise {
 /// `flush`, retried until it succeeds or `attempts` have failed; rejects with the last failure.
 fn flush_retrying(rc: &Rc<RefCell<Inner>>, attempts: u32) -> Promise {
     let again = rc.clone();
-    g::settle(&flush(rc), move |r| match r {
+    g::settle(&flush(rc, true), move |r| match r {
         Err(e) if attempts <= 1 => Err(e),
         Err(_) => Ok(flush_retrying(&again, attempts - 1).into()),
         ok => ok,
@@ -1325,6 +1439,8 @@ struct Flush {
     namespace: String,
     /// The last failed write's error.
     failure: Option<JsValue>,
+    /// See [`flush`].
+    drain: bool,
 }
 
 impl Flush {
@@ -1335,14 +1451,19 @@ impl Flush {
         };
         let m: JsValue = Object::new().into();
         set(&m, "replayId", &JsValue::from_f64(marker.replay_id as f64));
-        let date = if marker.date_ms.is_finite() {
+        // Unknown (0) or outside what a Date can hold (toISOString would throw): null.
+        let date = if marker.date_ms > 0.0 && marker.date_ms <= MAX_DATE_MS {
             let d = js_sys::Date::new(&JsValue::from_f64(marker.date_ms));
             JsValue::from(d.to_iso_string())
         } else {
             JsValue::NULL
         };
         set(&m, "date", &date);
-        let written = self.store.set(&self.namespace, &channel, &m);
+        let written = g::sf_within(
+            &self.store.set(&self.namespace, &channel, &m).into(),
+            STORE_WRITE_TIMEOUT_MS,
+            "the replay storage did not answer a write within 10 s",
+        );
         g::settle(&written, move |r| {
             if let Err(e) = r {
                 let s = status("storageError");
@@ -1363,8 +1484,17 @@ impl Flush {
         let mut i = self.rc.borrow_mut();
         i.writing = false;
         let Some(e) = self.failure else {
-            drop(i);
-            return flush(&self.rc);
+            if self.drain {
+                drop(i);
+                return flush(&self.rc, true);
+            }
+            if !i.dirty.is_empty() && i.flush_timer.is_none() {
+                if let Some(cb) = &i.flush_cb {
+                    let id = g::set_timeout(cb.as_ref().unchecked_ref(), FLUSH_INTERVAL_MS);
+                    i.flush_timer = Some(id);
+                }
+            }
+            return Promise::resolve(&JsValue::UNDEFINED);
         };
         // Retried in the background while the client is open; after close() the marker stays
         // dirty for the next open()/close() rather than keep a timer (and a process) alive.

@@ -25,6 +25,10 @@ extern "C" {
 
     #[wasm_bindgen(js_namespace = Date, js_name = now)]
     pub fn date_now() -> f64;
+
+    /// `AbortSignal.timeout(ms)` (throws where the runtime lacks it).
+    #[wasm_bindgen(js_namespace = AbortSignal, js_name = timeout, catch)]
+    pub fn abort_signal_timeout(ms: f64) -> Result<JsValue, JsValue>;
 }
 
 thread_local! {
@@ -85,6 +89,10 @@ extern "C" {
 
     #[wasm_bindgen(js_name = sfDefer)]
     pub fn sf_defer(f: &JsValue);
+
+    /// `p`, or a rejection with an `Error(message)` if it has not settled within `ms`.
+    #[wasm_bindgen(js_name = sfWithin)]
+    pub fn sf_within(p: &JsValue, ms: f64, message: &str) -> Promise;
 
     #[wasm_bindgen(js_name = sfRequest)]
     #[allow(clippy::too_many_arguments)]

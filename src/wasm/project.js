@@ -28,6 +28,9 @@ function idString(v) {
   return undefined;
 }
 
+/** The latest time a Date holds: a later "date" from a server is no date. */
+const MAX_DATE_MS = 8.64e15;
+
 function dateOf(data) {
   const ev = data.event;
   if (ev !== null && typeof ev === "object" && typeof ev.createdDate === "string") {
@@ -37,9 +40,22 @@ function dateOf(data) {
   if (p !== null && typeof p === "object") {
     const h = p.ChangeEventHeader;
     if (h !== null && typeof h === "object" && typeof h.commitTimestamp === "number") {
-      return h.commitTimestamp;
+      const t = h.commitTimestamp;
+      return t > 0 && t <= MAX_DATE_MS ? t : NaN;
     }
     if (typeof p.CreatedDate === "string") return Date.parse(p.CreatedDate);
+  }
+  return NaN;
+}
+
+/** A replay id as a number: a safe integer, or a BigInt one (from a BigInt-preserving jsonParse). */
+function replayIdOf(v) {
+  if (Number.isSafeInteger(v)) return v;
+  if (typeof v === "bigint" && v >= -9007199254740991n && v <= 9007199254740991n) return Number(v);
+  if (v !== null && typeof v === "object" && typeof v.valueOf === "function") {
+    // lossless-json's LosslessNumber and the like: a number kept as its text.
+    const n = Number(v.valueOf());
+    if (Number.isSafeInteger(n)) return n;
   }
   return NaN;
 }
@@ -133,7 +149,7 @@ export function sfProject(body, table) {
     ev[o] = idx;
     if (data !== null && typeof data === "object") {
       const e = data.event;
-      if (e !== null && typeof e === "object" && Number.isSafeInteger(e.replayId)) ev[o + 1] = e.replayId;
+      if (e !== null && typeof e === "object") ev[o + 1] = replayIdOf(e.replayId);
       ev[o + 2] = dateOf(data);
     }
   }
@@ -160,6 +176,18 @@ export function sfSetCookies(headers) {
 export function sfDefer(fn) {
   if (typeof setImmediate === "function") setImmediate(fn);
   else setTimeout(fn, 0);
+}
+
+/**
+ * `p`, or a rejection with `new Error(message)` if it has not settled within `ms` (a storage call
+ * that never answers must not stop every later write, nor `close()`).
+ */
+export function sfWithin(p, ms, message) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([Promise.resolve(p), late]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -213,10 +241,12 @@ function declaredTooLarge(headers) {
  */
 export function sfRequest(fetchFn, url, init, controller, timeoutMs, jsonParse, id, done) {
   const state = { timedOut: false };
+  // Clamped: a delay above 2^31-1 ms fires after 1 ms (a huge advised timeout would abort every
+  // long-poll at once).
   const timer = setTimeout(() => {
     state.timedOut = true;
     controller.abort();
-  }, timeoutMs);
+  }, Math.min(Math.max(timeoutMs, 0), 2147483647));
   const report = (r) => {
     clearTimeout(timer);
     done(id, r[0], r[1], r[2], r[3]);

@@ -536,3 +536,70 @@ describe("close() in the loop body, right after a delivery", () => {
     assert.equal(srv.seen.connects, 2, `requests: ${kinds.join(", ")}`);
   });
 });
+
+describe("a reused keep-alive connection reset after the server processed the request", () => {
+  // Node's transport sends a request again when its reused connection turns out to be closed, the
+  // pattern for a server that closed an idle connection. A publish or a long-poll the server has
+  // processed must not be sent again: the publish would happen twice, and the long-poll's events
+  // would be lost on the same session instead of replayed by a new one.
+  test("a publish is made once and fails with a TransportError", { timeout: 20000 }, async () => {
+    const published = [];
+    const srv = await hostile((kind, m, req, res, seen) => {
+      if (kind === "handshake") return json(res, handshakeOk(m));
+      if (kind === "connect") {
+        if (seen.connects === 1) return json(res, [connectOk(m, { reconnect: "retry", interval: 0, timeout: 3000 })]);
+        return; // held until the test ends
+      }
+      if (kind === "disconnect") return json(res, [{ channel: "/meta/disconnect", id: m[0].id, successful: true }]);
+      if (m?.[0]?.channel === "/u/Once") {
+        published.push(m[0].data.n);
+        if (m[0].data.n === 2) return req.socket.destroy(); // processed, then the connection dies
+        return json(res, [{ channel: "/u/Once", id: m[0].id, successful: true }]);
+      }
+      res.writeHead(400).end();
+    });
+    const { c } = client(srv.url, { connectionTimeout: 5000 });
+    await c.open();
+    await c.publish("/u/Once", { n: 1 });
+    const err = await c.publish("/u/Once", { n: 2 }).then(() => null, (e) => e);
+    assert.ok(err instanceof SfstreamError && /Transport/.test(err.name), `publish 2: ${err}`);
+    await c.publish("/u/Once", { n: 3 });
+    assert.deepEqual(published, [1, 2, 3], "publish 2 reached the server once");
+    await c.close();
+  });
+
+  test("a long-poll whose reply is lost this way starts a new session, which gets the event replayed", { timeout: 20000 }, async () => {
+    const ev = (replayId) => ({ channel: "/topic/Reset", data: { event: { replayId, createdDate: new Date().toISOString() }, sobject: { Id: `r${replayId}` } } });
+    const subscribes = [];
+    const srv = await hostile((kind, m, req, res, seen) => {
+      const cid = `hostile${seen.handshakes}`;
+      if (kind === "handshake") return json(res, [{ ...handshakeOk(m)[0], clientId: cid }]);
+      if (kind === "subscribe") {
+        subscribes.push(m[0].ext?.replay?.["/topic/Reset"]);
+        json(res, subscribeOk(m));
+        return;
+      }
+      if (kind === "connect") {
+        const immediate = m[0].advice?.timeout === 0;
+        if (immediate) return json(res, [connectOk(m, { reconnect: "retry", interval: 0, timeout: 3000 })]);
+        if (seen.handshakes === 1 && subscribes.length === 1) {
+          // The server takes event 5 off the session's queue; the connection dies before the reply.
+          subscribes.push("lost");
+          return setTimeout(() => req.socket.destroy(), 200);
+        }
+        if (seen.handshakes === 2 && subscribes.at(-1) === 4) return json(res, [ev(5), connectOk(m)]); // replayed after 4
+        return; // held
+      }
+      if (kind === "disconnect") return json(res, [{ channel: "/meta/disconnect", id: m[0].id, successful: true }]);
+      res.writeHead(400).end();
+    });
+    const { c, statuses } = client(srv.url, { connectionTimeout: 5000, replay: new Map([["/topic/Reset", JSON.stringify({ replayId: 4, date: null })]]) });
+    await c.open();
+    await c.subscribe("/topic/Reset");
+    const m = await c.receive({ signal: AbortSignal.timeout(10000) });
+    assert.equal(m.data.event.replayId, 5);
+    assert.equal(srv.seen.handshakes, 2, "a new session");
+    assert.ok(statuses.some((s) => s.type === "rehandshake" && s.reason === "networkError"), statuses.map((s) => s.type).join(","));
+    await c.close();
+  });
+});

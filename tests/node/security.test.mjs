@@ -213,6 +213,36 @@ describe("plain http only to loopback unless allowInsecureHttp", () => {
     }
   });
 
+  test("a token endpoint answering with a redirect gets no credentials sent on, under the global fetch too", { timeout: 20000 }, async () => {
+    // Node's own transport never follows redirects; Deno, Workers and browsers use their global
+    // fetch, which follows a 307/308 with the body (the credentials) by default. Run the token
+    // request through Node's global fetch to be in their place.
+    const { setFetch } = await import("../node_modules/sfstream/dist/wasm/sfstream.js");
+    const { nodeFetch } = await import("../node_modules/sfstream/dist/node-transport.js");
+    const ep = await tokenEndpoint(); // reached as http://0.0.0.0: not an allowed loginUrl
+    const redirector = createServer((req, res) => {
+      req.resume().on("end", () => res.writeHead(307, { location: `http://0.0.0.0:${ep.port}/steal` }).end());
+    });
+    await new Promise((r) => redirector.listen(0, "127.0.0.1", r));
+    setFetch(null);
+    try {
+      for (const status of [307, 308]) {
+        redirector.removeAllListeners("request");
+        redirector.on("request", (req, res) => req.resume().on("end", () => res.writeHead(status, { location: `http://0.0.0.0:${ep.port}/steal` }).end()));
+        const a = new PasswordAuthenticator({ ...creds(), loginUrl: `http://127.0.0.1:${redirector.address().port}` });
+        const err = await a.authenticate().then(() => null, (e) => e);
+        assert.ok(err instanceof AuthenticationError, `${status}: ${err}`);
+        assert.match(err.message, /redirect/);
+        assertClean("redirect refusal", dumpError(err), SECRETS);
+      }
+      assert.equal(ep.hits.length, 0, "the redirect target received nothing");
+    } finally {
+      setFetch(nodeFetch);
+      redirector.close();
+      ep.server.close();
+    }
+  });
+
   test("https and loopback http are accepted without the flag", () => {
     for (const loginUrl of ["https://login.salesforce.com", "http://127.0.0.1:1", "http://localhost:2", "http://[::1]:3"]) {
       new PasswordAuthenticator({ ...creds(), loginUrl });

@@ -1,0 +1,299 @@
+// Edges found by the 2026-11-28 reviews (RELIABILITY.md §6, bugs 28 and later): logins that hang
+// or are interrupted, re-authentication failures, dates and stored values a Date or Salesforce
+// cannot take, a storage that never answers or answers very fast, the iterator's return() while a
+// next() waits, a failed open() with a receive() waiting, and the JSON hooks. Against sfemu as its
+// own process, or a loopback server scripting what sfemu does not do.
+import { test, describe, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import {
+  Client,
+  SalesforceStreamingClient,
+  AccessTokenAuthenticator,
+  PasswordAuthenticator,
+  AuthenticationError,
+  ClientInvalidOperation,
+  ReplayMarkerStorage,
+  ReplayOption,
+} from "sfstream";
+import { CREDENTIALS, until } from "../helpers/sfemu.mjs";
+import { sfemuForFile } from "../helpers/fixture.mjs";
+
+const emu = sfemuForFile(["--hold-timeout", "1500"]);
+const login = (extra = {}) => ({ ...CREDENTIALS, loginUrl: emu.url, ...extra });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const token = async () => {
+  const t = await emu.control("token", {});
+  return { accessToken: t.access_token, instanceUrl: t.instance_url };
+};
+const clients = async () => (await emu.control("stats")).clients;
+
+/** A loopback server playing Salesforce: `token(n)` answers the n-th token request, `cometd(m, res, seen)` each CometD POST. */
+const servers = [];
+after(() => {
+  for (const s of servers) {
+    s.closeAllConnections?.();
+    s.close();
+  }
+});
+async function scripted({ token: onToken, cometd }) {
+  const seen = { tokens: 0, handshakes: 0, connects: 0 };
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c)).on("end", () => {
+      const reply = (v, status = 200, type = "application/json") => {
+        res.writeHead(status, { "content-type": type });
+        res.end(typeof v === "string" ? v : JSON.stringify(v));
+      };
+      if (req.url.startsWith("/services/oauth2/token")) return onToken(++seen.tokens, reply, url);
+      const m = JSON.parse(body);
+      const ch = m[0].channel;
+      if (ch === "/meta/handshake") seen.handshakes++;
+      if (ch === "/meta/connect") seen.connects++;
+      cometd(m, reply, seen);
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  servers.push(server);
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return { url, seen };
+}
+const ok = (m, extra = {}) => ({ channel: m[0].channel, id: m[0].id, clientId: m[0].clientId ?? "c1", successful: true, ...extra });
+/** Handshake, subscribe and immediate connects succeed; a held connect answers after 1 s, or with `events()` once. */
+function bayeux(events = () => []) {
+  return (m, reply, seen) => {
+    const ch = m[0].channel;
+    if (ch === "/meta/handshake") return reply([ok(m, { clientId: `c${seen.handshakes}`, version: "1.0", supportedConnectionTypes: ["long-polling"] })]);
+    if (ch === "/meta/connect") {
+      if (m[0].advice?.timeout === 0) return reply([ok(m, { advice: { reconnect: "retry", interval: 0, timeout: 1000 } })]);
+      const evs = events(m, seen);
+      if (evs.length > 0) return reply([...evs, ok(m)]);
+      return setTimeout(() => reply([ok(m)]), 1000).unref();
+    }
+    if (ch === "/meta/subscribe") return reply([ok(m, { subscription: m[0].subscription })]);
+    reply([ok(m)]);
+  };
+}
+const tokenOk = (n, reply, url) => reply({ access_token: `TOKEN-${n}`, instance_url: url, id: `${url}/id/00D/005`, token_type: "Bearer", issued_at: String(Date.now()), signature: "c2ln" });
+
+describe("logins that hang or are interrupted", () => {
+  test("close() during open()'s login: open() rejects at once and no session is made", async () => {
+    const c = new Client(new AccessTokenAuthenticator(async () => {
+      await sleep(300);
+      return token();
+    }));
+    const opening = c.open().then(() => null, (e) => e);
+    await sleep(50);
+    await c.close();
+    const err = await opening;
+    assert.ok(err instanceof ClientInvalidOperation, `open(): ${err}`);
+    await sleep(600);
+    assert.equal(c.closed, true);
+    assert.equal(await clients(), 0, "no Streaming session was opened");
+  });
+
+  test("a first login that never answers is bounded by connectionTimeout", async () => {
+    const c = new Client(new AccessTokenAuthenticator(() => new Promise(() => {})), { connectionTimeout: 500 });
+    const t0 = Date.now();
+    const err = await c.open().then(() => null, (e) => e);
+    assert.ok(err instanceof AuthenticationError, `open(): ${err}`);
+    assert.match(err.message, /did not answer within connectionTimeout/);
+    assert.ok(Date.now() - t0 < 3000);
+  });
+
+  test("a re-login that never answers fails the client within connectionTimeout", async () => {
+    let calls = 0;
+    const c = new Client(new AccessTokenAuthenticator(() => (++calls === 1 ? token() : new Promise(() => {}))), { connectionTimeout: 800 });
+    const statuses = [];
+    c.onStatus((s) => statuses.push(s.type + (s.reason ? `:${s.reason}` : "")));
+    await c.open();
+    await c.subscribe("/topic/EdgeReauthHang");
+    await emu.control("revoke-tokens", {});
+    await assert.rejects(c.receive({ signal: AbortSignal.timeout(8000) }), (e) => e.name === "TransportTimeoutError");
+    assert.ok(statuses.includes("reconnecting:authenticationInvalid"), statuses.join(","));
+    assert.equal(c.closed, true);
+  });
+});
+
+describe("re-authentication failures", () => {
+  test("a 503 page from the token endpoint during a re-login is retried, not fatal", { timeout: 20000 }, async () => {
+    const srv = await scripted({
+      token: (n, reply, url) => (n === 2 ? reply("<html>maintenance</html>", 503, "text/html") : tokenOk(n, reply, url)),
+      cometd: (m, reply, seen) => {
+        if (m[0].channel === "/meta/connect" && seen.connects === 2) return reply([{ ...ok(m), successful: false, error: "401::Authentication invalid", advice: { reconnect: "none" } }]);
+        bayeux()(m, reply, seen);
+      },
+    });
+    const statuses = [];
+    const c = new Client(new PasswordAuthenticator({ consumerKey: "k", consumerSecret: "s", username: "u", password: "p", loginUrl: srv.url }), { onStatus: (s) => statuses.push(s.type) });
+    await c.open();
+    await until(() => statuses.includes("reauthenticated"), { what: "a re-login after the 503 page" });
+    assert.equal(c.closed, false);
+    assert.equal(srv.seen.tokens, 3);
+    await c.close();
+  });
+
+  test("a rejected re-login fails the client with the token endpoint's error fields", { timeout: 20000 }, async () => {
+    const srv = await scripted({
+      token: (n, reply, url) => (n === 2 ? reply({ error: "invalid_grant", error_description: "expired access/refresh token" }, 400) : tokenOk(n, reply, url)),
+      cometd: (m, reply, seen) => {
+        if (m[0].channel === "/meta/connect" && seen.connects === 2) return reply([{ ...ok(m), successful: false, error: "401::Authentication invalid", advice: { reconnect: "none" } }]);
+        bayeux()(m, reply, seen);
+      },
+    });
+    const c = new Client(new PasswordAuthenticator({ consumerKey: "k", consumerSecret: "s", username: "u", password: "p", loginUrl: srv.url }));
+    await c.open();
+    const err = await c.receive({ signal: AbortSignal.timeout(8000) }).then(() => null, (e) => e);
+    assert.ok(err instanceof AuthenticationError, `${err}`);
+    assert.equal(err.error, "invalid_grant");
+    assert.equal(err.errorDescription, "expired access/refresh token");
+    assert.equal(err.status, 400);
+  });
+});
+
+/** A storage that records writes; `write` decides what each returns. */
+class RecordingStorage extends ReplayMarkerStorage {
+  constructor(write = () => undefined, initial = new Map()) {
+    super();
+    this.map = initial;
+    this.writes = 0;
+    this.write = write;
+  }
+  async getReplayMarker(channel) {
+    return this.map.get(channel) ?? null;
+  }
+  setReplayMarker(channel, marker) {
+    this.writes++;
+    const r = this.write(this.writes);
+    if (r instanceof Promise) return r.then(() => void this.map.set(channel, marker));
+    this.map.set(channel, marker);
+    return Promise.resolve();
+  }
+}
+
+describe("dates and stored values", () => {
+  test("an event date beyond what a Date holds is stored as an unknown date, and nothing breaks", { timeout: 20000 }, async () => {
+    const ev = (replayId) => ({ channel: "/data/AccountChangeEvent", data: { schema: "s", payload: { ChangeEventHeader: { commitTimestamp: 1e16 } }, event: { replayId } } });
+    let sent = false;
+    const srv = await scripted({ token: tokenOk, cometd: bayeux(() => (sent ? [] : ((sent = true), [ev(5), ev(6)]))) });
+    const storage = new RecordingStorage();
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "T", instanceUrl: srv.url }), { replay: storage });
+    await c.open();
+    await c.subscribe("/data/AccountChangeEvent");
+    await c.receive({ signal: AbortSignal.timeout(5000) });
+    await c.receive({ signal: AbortSignal.timeout(5000) });
+    await sleep(400); // the coalescing tick writes the first marker
+    await c.close();
+    const m = storage.map.get("/data/AccountChangeEvent");
+    assert.equal(m?.replayId, 6, JSON.stringify(m));
+    assert.equal(m.date, null);
+  });
+
+  for (const bad of [0, -7]) {
+    test(`a stored replay id Salesforce would refuse (${bad}) is reported and the storage's default used`, async () => {
+      const storage = new RecordingStorage(undefined, new Map([["/topic/EdgeBadId", { replayId: bad, date: null }]]));
+      const statuses = [];
+      const c = new SalesforceStreamingClient(login({ replay: storage, onStatus: (s) => statuses.push(s) }));
+      await c.open();
+      await c.subscribe("/topic/EdgeBadId"); // refused with 400 if the stored id were sent
+      assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === "/topic/EdgeBadId"), statuses.map((s) => s.type).join(","));
+      await c.close();
+    });
+  }
+
+  test("a storage write that never settles: reported, and close() still settles", { timeout: 40000 }, async () => {
+    const storage = new RecordingStorage((n) => (n === 1 ? new Promise(() => {}) : undefined));
+    const statuses = [];
+    const c = new SalesforceStreamingClient(login({ replay: storage, onStatus: (s) => statuses.push(s) }));
+    await c.open();
+    await c.subscribe("/topic/EdgeHang");
+    await emu.control("publish", { channel: "/topic/EdgeHang", count: 3 });
+    for (let i = 0; i < 3; i++) await c.receive({ signal: AbortSignal.timeout(5000) });
+    await sleep(300); // the first write starts, and hangs
+    const t0 = Date.now();
+    await c.close();
+    assert.ok(Date.now() - t0 < 25000, `close() took ${Date.now() - t0} ms`);
+    assert.ok(statuses.some((s) => s.type === "storageError" && /did not answer/.test(s.message)), statuses.map((s) => s.type).join(","));
+    assert.ok(storage.writes >= 2, "the marker was written again after the hung write");
+  });
+
+  test("marker writes are coalesced to one per channel per 200 ms however fast the storage is", { timeout: 20000 }, async () => {
+    const storage = new RecordingStorage();
+    const c = new SalesforceStreamingClient(login({ replay: storage }));
+    await c.open();
+    await c.subscribe("/topic/EdgeTrickle");
+    const t0 = Date.now();
+    let n = 0;
+    while (Date.now() - t0 < 2000) {
+      await emu.control("publish", { channel: "/topic/EdgeTrickle", count: 1 });
+      await c.receive({ signal: AbortSignal.timeout(5000) });
+      n++;
+    }
+    const writes = storage.writes;
+    await c.close();
+    assert.ok(n > 50, `a steady trickle (${n} events)`);
+    assert.ok(writes <= 12, `${writes} writes in 2 s`);
+  });
+});
+
+describe("the message path", () => {
+  test("return() while the iterator's next() waits: the next message is not swallowed", async () => {
+    const c = new SalesforceStreamingClient(login({ replay: ReplayOption.NEW_EVENTS }));
+    await c.open();
+    await c.subscribe("/topic/EdgeReturn");
+    const it = c[Symbol.asyncIterator]();
+    const raced = await Promise.race([it.next(), sleep(200).then(() => "idle")]);
+    assert.equal(raced, "idle");
+    assert.deepEqual(await it.return(), { value: undefined, done: true });
+    await emu.control("publish", { channel: "/topic/EdgeReturn", count: 3 });
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push((await c.receive({ signal: AbortSignal.timeout(5000) })).data.event.replayId);
+    assert.equal(got.length, 3);
+    await c.close();
+  });
+
+  test("a receive() waiting while open() fails rejects with open()'s error", { timeout: 20000 }, async () => {
+    const srv = await scripted({ token: tokenOk, cometd: (_m, reply) => reply("busy", 503, "text/plain") });
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "T", instanceUrl: srv.url }), { connectionTimeout: 800 });
+    const opening = c.open().then(() => null, (e) => e);
+    await sleep(100);
+    const waiting = c.receive().then(() => null, (e) => e);
+    const err = await opening;
+    assert.ok(err, "open() failed");
+    const r = await Promise.race([waiting, sleep(3000).then(() => "pending")]);
+    assert.notEqual(r, "pending", "receive() still waiting");
+    assert.equal(r.name, err.name);
+  });
+
+  test("jsonStringify must return the JSON text of one value", async () => {
+    const c = new SalesforceStreamingClient(login({ jsonStringify: () => '1},{"channel":"/meta/unsubscribe","subscription":"/u/X"' }));
+    await c.open();
+    await assert.rejects(c.publish("/u/EdgeJson", { a: 1 }), (e) => e instanceof TypeError && /one value/.test(e.message));
+    await c.close();
+  });
+
+  test("a BigInt-preserving jsonParse keeps durable replay working", async () => {
+    const jsonParse = (text) => JSON.parse(text, (k, v) => (k === "replayId" && typeof v === "number" ? BigInt(v) : v));
+    const storage = new RecordingStorage();
+    const c = new SalesforceStreamingClient(login({ jsonParse, replay: storage }));
+    await c.open();
+    await c.subscribe("/topic/EdgeBig");
+    await emu.control("publish", { channel: "/topic/EdgeBig", count: 2 });
+    const a = await c.receive({ signal: AbortSignal.timeout(5000) });
+    const b = await c.receive({ signal: AbortSignal.timeout(5000) });
+    assert.equal(typeof b.data.event.replayId, "bigint");
+    await c.close();
+    assert.equal(storage.map.get("/topic/EdgeBig")?.replayId, Number(b.data.event.replayId), `after ${a.data.event.replayId}`);
+  });
+
+  test("a networkAllowance beyond a timer's range does not abort every long-poll", async () => {
+    const c = new SalesforceStreamingClient(login({ networkAllowance: 3e9 }));
+    await c.open();
+    await c.subscribe("/topic/EdgeAllowance");
+    await sleep(2500);
+    assert.equal(c.stats.handshakes, 1, JSON.stringify(c.stats));
+    await emu.control("publish", { channel: "/topic/EdgeAllowance", count: 1 });
+    await c.receive({ signal: AbortSignal.timeout(5000) });
+    await c.close();
+  });
+});
