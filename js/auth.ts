@@ -62,11 +62,8 @@ function checkBoolean(name: string, v: unknown): void {
 
 /** Validate a URL option in the Rust core's terms (re-thrown as a TypeError of this realm). */
 function validateUrl(url: string, option: string, allowInsecureHttp: boolean): void {
-  try {
-    checkUrl(url, option, allowInsecureHttp);
-  } catch (e) {
-    throw new TypeError(e instanceof Error ? e.message : `${option} is not a valid URL`);
-  }
+  const problem = urlProblem(url, option, allowInsecureHttp);
+  if (problem !== null) throw new TypeError(problem);
 }
 
 const OAUTH_KEYS = ["loginUrl", "sandbox", "apiVersion", "allowInsecureHttp"] as const;
@@ -74,6 +71,64 @@ const OAUTH_KEYS = ["loginUrl", "sandbox", "apiVersion", "allowInsecureHttp"] as
 function requireString(name: string, v: unknown): string {
   if (typeof v !== "string" || v.length === 0) throw new TypeError(`${name} must be a non-empty string`);
   return v;
+}
+
+/**
+ * Why `token` cannot be sent as the credentials of an `Authorization` header, or null when it can.
+ * An access token is printable ASCII without spaces (Salesforce's `00D…!…` tokens and RFC 6750's
+ * `b64token` are); anything else makes `fetch` refuse the header, so no request would leave the
+ * process at all. The reason never quotes the token.
+ */
+function headerTokenProblem(token: string): string | null {
+  if (token.length === 0) return "is empty";
+  if (/^[\x21-\x7e]+$/.test(token)) return null;
+  const tail = "an access token is printable ASCII without spaces (it goes into the Authorization header)";
+  if (/\s/.test(token)) return `contains whitespace: ${tail}`;
+  if (/[\x00-\x1f\x7f]/.test(token)) return `contains a control character: ${tail}`;
+  return `contains a non-ASCII character: ${tail}`;
+}
+
+/** Why `tokenType` cannot be an HTTP authentication scheme (RFC 9110 `token`), or null. */
+function tokenTypeProblem(tokenType: string): string | null {
+  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(tokenType) ? null : "is not an HTTP authentication scheme such as Bearer";
+}
+
+/** Why `url` is not a usable URL option (the Rust core's rules), or null. */
+function urlProblem(url: string, option: string, allowInsecureHttp: boolean): string | null {
+  try {
+    checkUrl(url, option, allowInsecureHttp);
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : `${option} is not a valid URL`;
+  }
+}
+
+interface CheckedTokenInfo {
+  accessToken: string;
+  instanceUrl: string;
+  tokenType: string;
+}
+
+/**
+ * Check what an {@link AccessTokenAuthenticator}'s source gave: each field must be usable in the
+ * request it goes into. Surrounding whitespace is removed first (a token read from a file usually
+ * ends with a newline), as the core does for URLs; a trailing `/` of the instance URL too. Returns
+ * the cleaned fields, or `[field, reason]` naming the first unusable one (never quoting a token).
+ */
+function checkTokenInfo(info: TokenInfo, allowInsecureHttp: boolean): CheckedTokenInfo | [string, string] {
+  if (typeof info.accessToken !== "string" || info.accessToken.trim() === "") return ["accessToken", "must be a non-empty string"];
+  const accessToken = info.accessToken.trim();
+  const tokenProblem = headerTokenProblem(accessToken);
+  if (tokenProblem !== null) return ["accessToken", tokenProblem];
+  if (typeof info.instanceUrl !== "string" || info.instanceUrl.trim() === "") return ["instanceUrl", "must be a non-empty string"];
+  const instanceUrl = info.instanceUrl.trim().replace(/\/+$/, "");
+  const bad = urlProblem(instanceUrl, "instanceUrl", allowInsecureHttp);
+  if (bad !== null) return ["instanceUrl", bad.replace(/^instanceUrl /, "")];
+  if (info.tokenType !== undefined && typeof info.tokenType !== "string") return ["tokenType", "must be a string"];
+  const tokenType = info.tokenType === undefined || info.tokenType.trim() === "" ? "Bearer" : info.tokenType.trim();
+  const typeProblem = tokenTypeProblem(tokenType);
+  if (typeProblem !== null) return ["tokenType", typeProblem];
+  return { accessToken, instanceUrl, tokenType };
 }
 
 function checkApiVersion(v: unknown): string {
@@ -324,12 +379,19 @@ export type AccessTokenSource = TokenInfo | (() => Promise<TokenInfo> | TokenInf
  * A token you already have (for example from a session, or from your own OAuth code), or an
  * async function that returns a fresh one; the function is called again when Salesforce
  * invalidates the token.
+ *
+ * The token must be printable ASCII without spaces (it goes into the `Authorization` header);
+ * whitespace around it, such as the newline a file read with `readFileSync` ends with, is removed.
+ * A fixed token that is still unusable is a `TypeError` when constructed; one a function returns
+ * makes `authenticate()` (and so `Client.open()`) reject with an {@link AuthenticationError}. The
+ * same holds for `instanceUrl` (an http(s) URL; plain http only to loopback hosts unless
+ * `allowInsecureHttp`) and `tokenType` (an HTTP scheme, default `Bearer`). No error quotes the token.
  */
 export class AccessTokenAuthenticator implements Authenticator {
   readonly apiVersion: string;
   instanceUrl: string | null = null;
   tokenType: string | null = null;
-  readonly #source: AccessTokenSource;
+  readonly #source: (() => Promise<TokenInfo> | TokenInfo) | CheckedTokenInfo;
   #accessToken: string | null = null;
   /** Allow a plain-http instance URL on a non-loopback host. */
   readonly allowInsecureHttp: boolean;
@@ -338,31 +400,45 @@ export class AccessTokenAuthenticator implements Authenticator {
     checkKeys(options, ["apiVersion", "allowInsecureHttp"], "AccessTokenAuthenticator");
     checkBoolean("allowInsecureHttp", options.allowInsecureHttp);
     this.allowInsecureHttp = options.allowInsecureHttp === true;
-    if (typeof source !== "function") {
+    if (typeof source === "function") {
+      this.#source = source;
+    } else {
       if (source === null || typeof source !== "object") throw new TypeError("source must be { accessToken, instanceUrl } or a function returning it");
-      requireString("accessToken", source.accessToken);
-      validateUrl(requireString("instanceUrl", source.instanceUrl), "instanceUrl", this.allowInsecureHttp);
+      const checked = checkTokenInfo(source, this.allowInsecureHttp);
+      if (Array.isArray(checked)) throw new TypeError(`${checked[0]} ${checked[1]}`);
+      this.#source = checked;
     }
-    this.#source = source;
     this.apiVersion = checkApiVersion(options.apiVersion);
   }
   get accessToken(): string | null {
     return this.#accessToken;
   }
   async authenticate(): Promise<TokenInfo> {
-    let info: TokenInfo;
-    try {
-      info = typeof this.#source === "function" ? await this.#source() : this.#source;
-    } catch (e) {
-      throw new AuthenticationError("the access-token function failed", {}, { cause: e });
-    }
-    if (info === null || typeof info !== "object" || typeof info.accessToken !== "string" || info.accessToken === "" || typeof info.instanceUrl !== "string") {
-      throw new AuthenticationError("the access-token source returned no accessToken/instanceUrl");
+    let info: CheckedTokenInfo;
+    if (typeof this.#source === "function") {
+      let got: TokenInfo;
+      try {
+        got = await this.#source();
+      } catch (e) {
+        throw new AuthenticationError("the access-token function failed", {}, { cause: e });
+      }
+      if (got === null || typeof got !== "object") {
+        throw new AuthenticationError("the access-token source returned no accessToken/instanceUrl");
+      }
+      const checked = checkTokenInfo(got, this.allowInsecureHttp);
+      if (Array.isArray(checked)) {
+        const [field, reason] = checked;
+        const what = field === "accessToken" ? "an invalid access token" : `an invalid ${field}`;
+        throw new AuthenticationError(`the access-token function returned ${what}: ${field} ${reason}`);
+      }
+      info = checked;
+    } else {
+      info = this.#source;
     }
     this.#accessToken = info.accessToken;
     this.instanceUrl = info.instanceUrl;
-    this.tokenType = info.tokenType ?? "Bearer";
-    return { accessToken: info.accessToken, instanceUrl: info.instanceUrl, tokenType: this.tokenType };
+    this.tokenType = info.tokenType;
+    return { accessToken: info.accessToken, instanceUrl: info.instanceUrl, tokenType: info.tokenType };
   }
   toJSON(): Record<string, unknown> {
     return { type: "AccessTokenAuthenticator", apiVersion: this.apiVersion, instanceUrl: this.instanceUrl };

@@ -1,0 +1,120 @@
+// Authenticators over real interfaces: sfemu for the CometD side, and loopback node:http servers
+// playing Salesforce's token endpoint where a test needs to see or shape what the authenticator
+// posts (the JWT's claims, a rotating refresh token).
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { inspect } from "node:util";
+import { createServer } from "node:http";
+import { Client, AccessTokenAuthenticator, AuthenticationError } from "sfstream";
+import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
+
+let emu;
+before(async () => {
+  emu = await startSfemu(["--hold-timeout", "1000"]);
+});
+after(async () => {
+  await emu?.stop();
+});
+
+/** Everything an error shows: name, message, stack, own fields, causes. */
+function dumpError(e, depth = 0) {
+  if (!(e instanceof Error) || depth > 5) return String(e);
+  return `${e.name}: ${e.message}\n${e.stack}\n${inspect(e, { depth: 6, showHidden: true })}\ncause: ${dumpError(e.cause, depth + 1)}`;
+}
+
+/** A fresh access token of sfemu's default user. */
+async function mint() {
+  const t = await emu.control("token", { username: CREDENTIALS.username });
+  return t.access_token;
+}
+
+/** Open a client with `auth`, subscribe and receive one published event. */
+async function streams(auth) {
+  const client = new Client(auth, { connectionTimeout: 3000 });
+  try {
+    await client.open();
+    const channel = `/topic/Auth${Math.random().toString(36).slice(2, 8)}`;
+    await client.subscribe(channel);
+    await emu.control("publish", { channel, count: 1 });
+    const m = await client.receive({ signal: AbortSignal.timeout(10000) });
+    assert.equal(m.channel, channel);
+  } finally {
+    await client.close();
+  }
+}
+
+describe("AccessTokenAuthenticator: a token that cannot go into an HTTP header", () => {
+  // Before: accepted, nothing was ever sent (fetch refuses the header), and open() ended after
+  // connectionTimeout in a TransportTimeoutError that did not mention the token.
+  test("a fixed token read from a file (trailing newline) is trimmed and works", { timeout: 30000 }, async () => {
+    const token = await mint();
+    const auth = new AccessTokenAuthenticator({ accessToken: `${token}\n`, instanceUrl: `${emu.url}/\n` });
+    await streams(auth);
+    assert.equal(auth.accessToken, token);
+    assert.equal(auth.instanceUrl, emu.url);
+  });
+
+  test("a token function's token with surrounding whitespace is trimmed and works", { timeout: 30000 }, async () => {
+    const token = await mint();
+    await streams(new AccessTokenAuthenticator(async () => ({ accessToken: `  ${token}\r\n`, instanceUrl: emu.url })));
+  });
+
+  const BAD = [
+    ["a newline inside", "00DSECRET!tok\nen-123"],
+    ["a space inside", "00DSECRET!tok en-123"],
+    ["a tab inside", "00DSECRET!tok\ten-123"],
+    ["a NUL", "00DSECRET!tok\0en-123"],
+    ["DEL", "00DSECRET!tok\x7fen-123"],
+    ["a non-ASCII letter", "00DSECRET!tök-123"],
+    ["a no-break space inside", "00DSECRET!tok\u00a0en-123"],
+    ["a line separator inside", "00DSECRET!tok\u2028en-123"],
+    ["an emoji", "00DSECRET!tok\u{1F511}-123"],
+    ["only whitespace", " \n\t "],
+  ];
+
+  test("a fixed token with such characters is a TypeError naming accessToken, without the token", () => {
+    for (const [what, accessToken] of BAD) {
+      assert.throws(
+        () => new AccessTokenAuthenticator({ accessToken, instanceUrl: emu.url }),
+        (e) => {
+          assert.ok(e instanceof TypeError, `${what}: TypeError, got ${e}`);
+          assert.match(e.message, /^accessToken /, what);
+          assert.ok(!dumpError(e).includes("SECRET"), `${what}: the error shows the token: ${e.message}`);
+          return true;
+        },
+        what,
+      );
+    }
+  });
+
+  test("a token function returning such a token: open() rejects at once with an AuthenticationError", { timeout: 60000 }, async () => {
+    for (const [what, accessToken] of BAD) {
+      const client = new Client(new AccessTokenAuthenticator(async () => ({ accessToken, instanceUrl: emu.url })), { connectionTimeout: 8000 });
+      const started = Date.now();
+      const err = await client.open().then(() => null, (e) => e);
+      await client.close();
+      assert.ok(err instanceof AuthenticationError, `${what}: AuthenticationError, got ${err}`);
+      assert.match(err.message, /returned an invalid access token/, what);
+      assert.ok(Date.now() - started < 4000, `${what}: rejected at once, not after connectionTimeout`);
+      assert.ok(!dumpError(err).includes("SECRET"), `${what}: the error shows the token: ${err.message}`);
+    }
+  });
+
+  test("tokenType and instanceUrl are held to the same rule", async () => {
+    const token = "00DSECRET!token-123";
+    assert.throws(() => new AccessTokenAuthenticator({ accessToken: token, instanceUrl: emu.url, tokenType: "Bear er" }), (e) => e instanceof TypeError && /^tokenType /.test(e.message));
+    assert.throws(() => new AccessTokenAuthenticator({ accessToken: token, instanceUrl: `${emu.url}/a b` }), (e) => e instanceof TypeError && /^instanceUrl /.test(e.message));
+    for (const [field, info] of [
+      ["tokenType", { accessToken: token, instanceUrl: emu.url, tokenType: "Bearer\n1" }],
+      ["instanceUrl", { accessToken: token, instanceUrl: `${emu.url}/x\ny` }],
+      ["instanceUrl", { accessToken: token, instanceUrl: "ftp://example.com" }],
+    ]) {
+      const auth = new AccessTokenAuthenticator(() => info);
+      const err = await auth.authenticate().then(() => null, (e) => e);
+      assert.ok(err instanceof AuthenticationError, `${field}: AuthenticationError, got ${err}`);
+      assert.match(err.message, new RegExp(`returned an invalid ${field}: ${field} `));
+      assert.ok(!dumpError(err).includes("SECRET"));
+      assert.equal(auth.accessToken, null, "nothing of a rejected answer is kept");
+    }
+  });
+});
