@@ -201,6 +201,10 @@ export abstract class AuthenticatorBase implements Authenticator {
     } catch (e) {
       throw fromWasmError(e);
     }
+    // The core refuses control characters and spaces; a non-ASCII character or another kind of
+    // whitespace would make fetch refuse the header just as surely.
+    const problem = headerTokenProblem(r.accessToken);
+    if (problem !== null) throw new AuthenticationError(`token response field 'access_token' is invalid: ${problem}`);
     this.#accessToken = r.accessToken;
     this.instanceUrl = r.instanceUrl;
     this.tokenType = r.tokenType;

@@ -5,7 +5,7 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { createServer } from "node:http";
-import { Client, AccessTokenAuthenticator, AuthenticationError } from "sfstream";
+import { Client, AccessTokenAuthenticator, PasswordAuthenticator, AuthenticationError } from "sfstream";
 import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
 
 let emu;
@@ -115,6 +115,49 @@ describe("AccessTokenAuthenticator: a token that cannot go into an HTTP header",
       assert.match(err.message, new RegExp(`returned an invalid ${field}: ${field} `));
       assert.ok(!dumpError(err).includes("SECRET"));
       assert.equal(auth.accessToken, null, "nothing of a rejected answer is kept");
+    }
+  });
+});
+
+/**
+ * A loopback server playing Salesforce's token endpoint: `answer(params, req)` returns
+ * `[status, body]` for each POST to /…/services/oauth2/token; `seen` keeps every request.
+ */
+async function tokenEndpoint(answer) {
+  const seen = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8").on("data", (c) => (body += c)).on("end", () => {
+      const params = Object.fromEntries(new URLSearchParams(body));
+      seen.push({ url: req.url, host: req.headers.host, params });
+      if (!req.url.endsWith("/services/oauth2/token")) return res.writeHead(404).end();
+      const [status, json] = answer(params, req);
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(json));
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const port = server.address().port;
+  return { seen, port, url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+const granted = (accessToken, extra = {}) => [200, { access_token: accessToken, instance_url: "https://acme.my.salesforce.com", id: "https://login.salesforce.com/id/00D000000000001AAA/005000000000001AAA", token_type: "Bearer", issued_at: String(Date.now()), signature: "c2ln", ...extra }];
+
+describe("OAuth authenticators: a token endpoint's token that cannot go into a header", () => {
+  // Before: the core refused control characters and spaces only; these were accepted and then
+  // either refused by fetch (nothing sent, a TransportTimeoutError) or sent garbled.
+  test("is an AuthenticationError naming access_token, without the token", { timeout: 20000 }, async () => {
+    for (const bad of ["00DSECRET!tök-123", "00DSECRET!tok\u00a0en", "00DSECRET!tok\u2028en", "00DSECRET!\u{1F511}"]) {
+      const ep = await tokenEndpoint(() => granted(bad));
+      try {
+        const auth = new PasswordAuthenticator({ ...CREDENTIALS, loginUrl: ep.url });
+        const err = await auth.authenticate().then(() => null, (e) => e);
+        assert.ok(err instanceof AuthenticationError, `AuthenticationError, got ${err}`);
+        assert.match(err.message, /access_token/);
+        assert.ok(!dumpError(err).includes("SECRET"), `the error shows the token: ${err.message}`);
+        assert.equal(auth.accessToken, null);
+      } finally {
+        await ep.close();
+      }
     }
   });
 });
