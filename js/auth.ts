@@ -313,7 +313,13 @@ export interface JwtBearerAuthenticatorOptions extends OAuthOptions {
   username: string;
   /** The RSA private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
   privateKey: string;
-  /** `aud` claim. Default: the login URL's origin (login.salesforce.com / test.salesforce.com / your site). */
+  /**
+   * `aud` claim: an http(s) URL (a trailing `/` is dropped). Default: what Salesforce expects for
+   * the login URL (`https://login.salesforce.com` for production and its My Domains,
+   * `https://test.salesforce.com` for sandboxes, the site URL for an Experience Cloud site: see
+   * {@link JwtBearerAuthenticator}). Set it where that guess is wrong, e.g. a login host that is
+   * not `*.salesforce.com` but is no Experience Cloud site either.
+   */
   audience?: string;
   /** Lifetime of the assertion in seconds. Default 180. */
   assertionLifetime?: number;
@@ -336,7 +342,44 @@ function pemToDer(pem: string): Uint8Array {
   return out;
 }
 
-/** OAuth 2.0 JWT bearer flow: an RS256 assertion signed with WebCrypto. */
+/** The `aud` claim Salesforce expects for `loginUrl` (see {@link JwtBearerAuthenticator}). */
+function jwtAudience(loginUrl: string): string {
+  let u: URL;
+  try {
+    u = new URL(loginUrl.trim());
+  } catch {
+    throw new TypeError("loginUrl is not a valid URL");
+  }
+  const host = u.hostname.toLowerCase();
+  if (
+    host === "test.salesforce.com" ||
+    /\.(sandbox|scratch)\.my\.salesforce\.com$/.test(host) ||
+    /^[^.]+--[^.]+\.(cs\d+\.)?my\.salesforce\.com$/.test(host) ||
+    /^cs\d+\.salesforce\.com$/.test(host)
+  ) {
+    return SANDBOX_LOGIN_URL;
+  }
+  if (host === "salesforce.com" || host.endsWith(".salesforce.com")) return LOGIN_URL;
+  return u.origin + u.pathname.replace(/\/+$/, "");
+}
+
+/**
+ * OAuth 2.0 JWT bearer flow: an RS256 assertion signed with WebCrypto.
+ *
+ * The assertion's `aud` (the `audience` property; the `audience` option overrides it) is
+ * what Salesforce expects for the login URL, which is not always the login URL:
+ *
+ * - `https://test.salesforce.com` for a sandbox: `test.salesforce.com`, a My Domain
+ *   `*.sandbox.my.salesforce.com` or `*.scratch.my.salesforce.com`, a legacy sandbox My Domain
+ *   `name--sandbox.my.salesforce.com` (or `name--sandbox.csNN.my.salesforce.com`), `csNN.salesforce.com`;
+ * - `https://login.salesforce.com` for any other `*.salesforce.com` host: `login.salesforce.com`
+ *   and production My Domains (`*.my.salesforce.com`, `*.develop.my.salesforce.com`, ...);
+ * - otherwise the login URL itself, path included, without a trailing `/`: an Experience Cloud site
+ *   (`https://acme.my.site.com/portal`) or a local emulator (`http://127.0.0.1:8090`).
+ *
+ * Salesforce refuses any other audience (`invalid_grant`: audience is invalid), a My Domain URL
+ * included.
+ */
 export class JwtBearerAuthenticator extends AuthenticatorBase {
   readonly clientId: string;
   readonly username: string;
@@ -349,7 +392,14 @@ export class JwtBearerAuthenticator extends AuthenticatorBase {
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.username = requireString("username", options.username);
     this.#der = pemToDer(requireString("privateKey", options.privateKey));
-    this.audience = options.audience !== undefined ? requireString("audience", options.audience) : new URL(this.loginUrl).origin;
+    if (options.audience !== undefined) {
+      const audience = requireString("audience", options.audience).trim().replace(/\/+$/, "");
+      // Not a destination (nothing is sent to it), so plain http is fine anywhere.
+      validateUrl(audience, "audience", true);
+      this.audience = audience;
+    } else {
+      this.audience = jwtAudience(this.loginUrl);
+    }
     const life = options.assertionLifetime ?? 180;
     if (typeof life !== "number" || !Number.isInteger(life) || life <= 0 || life > 3600) {
       throw new TypeError("assertionLifetime must be an integer number of seconds between 1 and 3600");

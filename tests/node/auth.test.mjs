@@ -5,7 +5,9 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { createServer } from "node:http";
-import { Client, AccessTokenAuthenticator, PasswordAuthenticator, AuthenticationError } from "sfstream";
+import dns from "node:dns";
+import { generateKeyPairSync, verify } from "node:crypto";
+import { Client, AccessTokenAuthenticator, PasswordAuthenticator, JwtBearerAuthenticator, AuthenticationError } from "sfstream";
 import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
 
 let emu;
@@ -159,5 +161,100 @@ describe("OAuth authenticators: a token endpoint's token that cannot go into a h
         await ep.close();
       }
     }
+  });
+});
+
+describe("JwtBearerAuthenticator: the aud claim Salesforce expects", () => {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+    publicKeyEncoding: { type: "spki", format: "pem" },
+  });
+  const b64json = (part) => JSON.parse(Buffer.from(part, "base64url").toString("utf8"));
+  const claims = [];
+  let ep;
+  const realLookup = dns.lookup;
+  before(async () => {
+    // The token endpoint checks the RS256 signature and records the claims, as Salesforce would.
+    ep = await tokenEndpoint((p) => {
+      const [h, c, sig] = p.assertion.split(".");
+      if (b64json(h).alg !== "RS256" || !verify("RSA-SHA256", Buffer.from(`${h}.${c}`), publicKey, Buffer.from(sig, "base64url"))) {
+        return [400, { error: "invalid_grant", error_description: "invalid assertion" }];
+      }
+      claims.push(b64json(c));
+      return granted("00Dxx!JWT-granted");
+    });
+    // Salesforce's host names resolve to the loopback endpoint (plain http, allowInsecureHttp), so
+    // that the authenticator derives aud from the real names and posts through its real transport.
+    dns.lookup = (host, opts, cb) => {
+      if (typeof opts === "function") [cb, opts] = [opts, {}];
+      if (/(^|\.)(salesforce|site)\.com$/i.test(host)) return opts?.all ? cb(null, [{ address: "127.0.0.1", family: 4 }]) : cb(null, "127.0.0.1", 4);
+      return realLookup(host, opts, cb);
+    };
+  });
+  after(async () => {
+    dns.lookup = realLookup;
+    await ep?.close();
+  });
+
+  /** Log in through `loginUrl`; returns the claims the endpoint received and the request path. */
+  async function assertionFor(loginUrl, extra = {}) {
+    const auth = new JwtBearerAuthenticator({ consumerKey: "jwt-key", username: "jwt.user@example.com", privateKey, loginUrl, allowInsecureHttp: true, ...extra });
+    const before = ep.seen.length;
+    const t = await auth.authenticate();
+    assert.equal(t.accessToken, "00Dxx!JWT-granted");
+    assert.equal(ep.seen.length, before + 1);
+    const c = claims.at(-1);
+    assert.equal(c.iss, "jwt-key");
+    assert.equal(c.sub, "jwt.user@example.com");
+    assert.ok(c.exp > Date.now() / 1000 && c.exp <= Date.now() / 1000 + 181);
+    assert.equal(auth.audience, c.aud);
+    return { aud: c.aud, path: ep.seen.at(-1).url, host: ep.seen.at(-1).host };
+  }
+
+  // Before: aud was the login URL's origin, which Salesforce refuses for a My Domain login URL
+  // (http://acme.my.salesforce.com:PORT here) and for a site with a path.
+  test("production, My Domain, sandbox and Experience Cloud login URLs", { timeout: 30000 }, async () => {
+    const p = ep.port;
+    for (const [loginUrl, want] of [
+      [`http://login.salesforce.com:${p}`, "https://login.salesforce.com"],
+      [`http://acme.my.salesforce.com:${p}`, "https://login.salesforce.com"],
+      [`http://ACME.my.salesforce.com:${p}/`, "https://login.salesforce.com"],
+      [`http://acme-dev-ed.develop.my.salesforce.com:${p}`, "https://login.salesforce.com"],
+      [`http://test.salesforce.com:${p}`, "https://test.salesforce.com"],
+      [`http://acme--uat.sandbox.my.salesforce.com:${p}`, "https://test.salesforce.com"],
+      [`http://acme--uat.my.salesforce.com:${p}`, "https://test.salesforce.com"],
+      [`http://acme--uat.cs42.my.salesforce.com:${p}`, "https://test.salesforce.com"],
+      [`http://power-fun-1234.scratch.my.salesforce.com:${p}`, "https://test.salesforce.com"],
+      [`http://acme.my.site.com:${p}/portal/`, `http://acme.my.site.com:${p}/portal`],
+    ]) {
+      const got = await assertionFor(loginUrl);
+      assert.equal(got.aud, want, loginUrl);
+      assert.equal(got.host, new URL(loginUrl).host.toLowerCase(), "the request went to the login host");
+    }
+    // The site's token endpoint is under its path.
+    assert.equal((await assertionFor(`http://acme.my.site.com:${p}/portal`)).path, "/portal/services/oauth2/token");
+  });
+
+  test("a loopback login URL (an emulator) keeps its own URL as aud", { timeout: 10000 }, async () => {
+    assert.equal((await assertionFor(ep.url)).aud, ep.url);
+    assert.equal((await assertionFor(`${ep.url}/`)).aud, ep.url);
+  });
+
+  test("the audience option overrides the default, and is checked", { timeout: 10000 }, async () => {
+    const got = await assertionFor(`http://acme.my.salesforce.com:${ep.port}`, { audience: " https://acme.my.site.com/partners/ " });
+    assert.equal(got.aud, "https://acme.my.site.com/partners");
+    for (const audience of ["", "login.salesforce.com", "https://login.salesforce.com/a b", "https://login.salesforce.com?x=1", 5]) {
+      assert.throws(() => new JwtBearerAuthenticator({ consumerKey: "k", username: "u", privateKey, audience }), (e) => e instanceof TypeError && /^audience /.test(e.message), String(audience));
+    }
+  });
+
+  test("defaults without a request: login.salesforce.com, sandbox, https My Domains", () => {
+    const make = (o) => new JwtBearerAuthenticator({ consumerKey: "k", username: "u", privateKey, ...o });
+    assert.equal(make({}).audience, "https://login.salesforce.com");
+    assert.equal(make({ sandbox: true }).audience, "https://test.salesforce.com");
+    assert.equal(make({ loginUrl: "https://acme.my.salesforce.com" }).audience, "https://login.salesforce.com");
+    assert.equal(make({ loginUrl: "https://acme--qa.sandbox.my.salesforce.com/" }).audience, "https://test.salesforce.com");
+    assert.equal(make({ loginUrl: "https://acme.my.site.com/s" }).audience, "https://acme.my.site.com/s");
   });
 });
