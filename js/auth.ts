@@ -191,8 +191,8 @@ export abstract class AuthenticatorBase implements Authenticator {
   /** The grant parameters sent to the token endpoint. @internal */
   protected abstract grant(): Promise<Record<string, string>>;
 
-  /** Called with the refresh token when Salesforce returns one. @internal */
-  protected onRefreshToken(_token: string): void {}
+  /** Called (and awaited) with the refresh token when Salesforce returns one; must not throw. @internal */
+  protected refreshTokenReceived(_token: string): void | Promise<void> {}
 
   async authenticate(): Promise<TokenInfo> {
     let r: TokenResult;
@@ -212,7 +212,7 @@ export abstract class AuthenticatorBase implements Authenticator {
     this.issuedAt = r.issuedAt;
     this.signature = r.signature;
     this.scope = r.scope;
-    if (r.refreshToken) this.onRefreshToken(r.refreshToken);
+    if (r.refreshToken) await this.refreshTokenReceived(r.refreshToken);
     return { accessToken: r.accessToken, instanceUrl: r.instanceUrl, tokenType: r.tokenType, id: r.id, issuedAt: r.issuedAt, signature: r.signature, scope: r.scope };
   }
 
@@ -260,20 +260,51 @@ export interface RefreshTokenAuthenticatorOptions extends OAuthOptions {
   /** Required unless the connected app waives the secret for refresh. */
   consumerSecret?: string;
   refreshToken: string;
+  /**
+   * Called with the new refresh token when the token endpoint returns one other than the token in
+   * use (refresh-token rotation). Save it where `refreshToken` came from: after a rotation the old
+   * token is invalid, and a process started with it again fails with `invalid_grant`. Awaited
+   * before `authenticate()` resolves, so before `Client.open()` resolves or a re-authentication
+   * completes. If it throws or rejects, the login still succeeds with the new token in memory (the
+   * `refreshToken` property; it is offered again at the next rotation) and a one-line warning, with
+   * no token in it, goes to `console.warn`; catch inside the callback to handle failures your way.
+   */
+  onRefreshToken?: (refreshToken: string) => void | Promise<void>;
 }
 
-/** OAuth 2.0 refresh-token flow. A rotated refresh token returned by Salesforce replaces the old one. */
+/** What a callback threw, for a message: its name and message, secrets replaced, one line. */
+function describeThrown(e: unknown, secrets: readonly (string | null)[]): string {
+  let text: string;
+  try {
+    text = e instanceof Error ? `${e.name}: ${e.message}` : typeof e === "string" ? e : `a thrown ${e === null ? "null" : typeof e}`;
+  } catch {
+    text = "an unreadable error";
+  }
+  for (const s of secrets) if (s) text = text.split(s).join("<redacted>");
+  text = text.replace(/\s+/g, " ").trim();
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+/**
+ * OAuth 2.0 refresh-token flow. When the token endpoint returns a new refresh token (rotation),
+ * it replaces the old one in memory and is handed to `onRefreshToken` to be saved.
+ */
 export class RefreshTokenAuthenticator extends AuthenticatorBase {
   readonly clientId: string;
   readonly #secret: string | null;
   #refreshToken: string;
+  readonly #onRefreshToken: ((refreshToken: string) => void | Promise<void>) | null;
   constructor(options: RefreshTokenAuthenticatorOptions) {
-    super(options, ["consumerKey", "consumerSecret", "refreshToken"]);
+    super(options, ["consumerKey", "consumerSecret", "refreshToken", "onRefreshToken"]);
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.#secret = options.consumerSecret === undefined ? null : requireString("consumerSecret", options.consumerSecret);
     this.#refreshToken = requireString("refreshToken", options.refreshToken);
+    if (options.onRefreshToken !== undefined && typeof options.onRefreshToken !== "function") {
+      throw new TypeError("onRefreshToken must be a function");
+    }
+    this.#onRefreshToken = options.onRefreshToken ?? null;
   }
-  /** The refresh token in use. */
+  /** The refresh token in use (the latest one the token endpoint returned). */
   get refreshToken(): string {
     return this.#refreshToken;
   }
@@ -282,8 +313,24 @@ export class RefreshTokenAuthenticator extends AuthenticatorBase {
     if (this.#secret !== null) g.clientSecret = this.#secret;
     return g;
   }
-  protected override onRefreshToken(token: string): void {
+  /** @internal */
+  protected override async refreshTokenReceived(token: string): Promise<void> {
+    if (token === this.#refreshToken) return;
+    const old = this.#refreshToken;
     this.#refreshToken = token;
+    const save = this.#onRefreshToken;
+    if (save === null) return;
+    try {
+      await save(token);
+    } catch (e) {
+      // The login itself succeeded: failing it would stop a running stream over a bookkeeping error.
+      if (typeof console !== "undefined") {
+        console.warn(
+          `sfstream: RefreshTokenAuthenticator: onRefreshToken failed (${describeThrown(e, [token, old, this.#secret])}); ` +
+            "the login goes on with the new refresh token in memory, but the refresh token saved before was rotated out and is no longer valid",
+        );
+      }
+    }
   }
 }
 

@@ -7,7 +7,8 @@ import { inspect } from "node:util";
 import { createServer } from "node:http";
 import dns from "node:dns";
 import { generateKeyPairSync, verify } from "node:crypto";
-import { Client, AccessTokenAuthenticator, PasswordAuthenticator, JwtBearerAuthenticator, AuthenticationError } from "sfstream";
+import { setTimeout as delay } from "node:timers/promises";
+import { Client, AccessTokenAuthenticator, PasswordAuthenticator, RefreshTokenAuthenticator, JwtBearerAuthenticator, AuthenticationError } from "sfstream";
 import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
 
 let emu;
@@ -133,8 +134,9 @@ async function tokenEndpoint(answer) {
       const params = Object.fromEntries(new URLSearchParams(body));
       seen.push({ url: req.url, host: req.headers.host, params });
       if (!req.url.endsWith("/services/oauth2/token")) return res.writeHead(404).end();
-      const [status, json] = answer(params, req);
-      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(json));
+      Promise.resolve(answer(params, req)).then(([status, json]) => {
+        res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(json));
+      });
     });
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -256,5 +258,135 @@ describe("JwtBearerAuthenticator: the aud claim Salesforce expects", () => {
     assert.equal(make({ loginUrl: "https://acme.my.salesforce.com" }).audience, "https://login.salesforce.com");
     assert.equal(make({ loginUrl: "https://acme--qa.sandbox.my.salesforce.com/" }).audience, "https://test.salesforce.com");
     assert.equal(make({ loginUrl: "https://acme.my.site.com/s" }).audience, "https://acme.my.site.com/s");
+  });
+});
+
+describe("RefreshTokenAuthenticator: refresh-token rotation survives a restart", () => {
+  /** A token endpoint that rotates: each refresh token works once and is replaced by a new one. */
+  async function rotating({ instanceUrl = "https://acme.my.salesforce.com", accessToken = async () => "00Dxx!AT-rotated" } = {}) {
+    const live = new Set(["RT-SECRET-1"]);
+    let n = 1;
+    const ep = await tokenEndpoint(async (p) => {
+      if (p.grant_type !== "refresh_token" || p.client_id !== "rt-key") return [400, { error: "invalid_client_id", error_description: "client identifier invalid" }];
+      if (!live.delete(p.refresh_token)) return [400, { error: "invalid_grant", error_description: "expired access/refresh token" }];
+      const next = `RT-SECRET-${++n}`;
+      live.add(next);
+      return granted(await accessToken(), { refresh_token: next, instance_url: instanceUrl, scope: "api refresh_token" });
+    });
+    return ep;
+  }
+  /** console.warn lines while `fn` runs. */
+  async function warnings(fn) {
+    const lines = [];
+    const real = console.warn;
+    console.warn = (...a) => lines.push(a.map(String).join(" "));
+    try {
+      await fn();
+    } finally {
+      console.warn = real;
+    }
+    return lines;
+  }
+
+  // Before: there was no way to learn the new token (the option was refused as unknown), so a
+  // restarted process reused the refresh token the rotation had invalidated.
+  test("the new token is handed to onRefreshToken before authenticate() resolves; a restart logs in with it", { timeout: 20000 }, async () => {
+    const ep = await rotating();
+    try {
+      const saved = { token: "RT-SECRET-1", calls: 0 };
+      const make = () =>
+        new RefreshTokenAuthenticator({
+          consumerKey: "rt-key",
+          refreshToken: saved.token,
+          loginUrl: ep.url,
+          onRefreshToken: async (t) => {
+            await delay(50);
+            saved.token = t;
+            saved.calls++;
+          },
+        });
+      const first = make();
+      await first.authenticate();
+      assert.equal(saved.token, "RT-SECRET-2", "saved (and awaited) before authenticate() resolved");
+      assert.equal(first.refreshToken, "RT-SECRET-2");
+      // The old token is dead: a process that kept it cannot log in.
+      const stale = new RefreshTokenAuthenticator({ consumerKey: "rt-key", refreshToken: "RT-SECRET-1", loginUrl: ep.url });
+      const err = await stale.authenticate().then(() => null, (e) => e);
+      assert.ok(err instanceof AuthenticationError && err.error === "invalid_grant");
+      // A restarted process reads the saved token and logs in.
+      const restarted = make();
+      await restarted.authenticate();
+      assert.equal(saved.token, "RT-SECRET-3");
+      assert.equal(saved.calls, 2);
+    } finally {
+      await ep.close();
+    }
+  });
+
+  test("through a Client: open() resolves after the rotated token is saved, and streams", { timeout: 30000 }, async () => {
+    const ep = await rotating({ instanceUrl: emu.url, accessToken: mint });
+    try {
+      let saved = null;
+      const auth = new RefreshTokenAuthenticator({ consumerKey: "rt-key", consumerSecret: "rt-secret", refreshToken: "RT-SECRET-1", loginUrl: ep.url, onRefreshToken: (t) => delay(30).then(() => (saved = t)) });
+      const client = new Client(auth, { connectionTimeout: 3000 });
+      try {
+        await client.open();
+        assert.equal(saved, "RT-SECRET-2");
+        const channel = "/topic/RotatedAuth";
+        await client.subscribe(channel);
+        await emu.control("publish", { channel, count: 1 });
+        assert.equal((await client.receive({ signal: AbortSignal.timeout(10000) })).channel, channel);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await ep.close();
+    }
+  });
+
+  test("a failing onRefreshToken does not fail the login: one warning, without any token", { timeout: 20000 }, async () => {
+    for (const [what, onRefreshToken] of [
+      ["throws", (t) => {
+        throw new Error(`EACCES: cannot write ${t} to /etc/token`);
+      }],
+      ["rejects", async (t) => Promise.reject(new TypeError(`vault refused ${t}\nsecond line`))],
+      ["throws a string", (t) => {
+        throw `no room for ${t}`;
+      }],
+    ]) {
+      const ep = await rotating();
+      try {
+        const auth = new RefreshTokenAuthenticator({ consumerKey: "rt-key", consumerSecret: "CSECRET-rt", refreshToken: "RT-SECRET-1", loginUrl: ep.url, onRefreshToken });
+        let info = null;
+        const lines = await warnings(async () => {
+          info = await auth.authenticate();
+        });
+        assert.equal(info.accessToken, "00Dxx!AT-rotated", `${what}: the login succeeded`);
+        assert.equal(auth.refreshToken, "RT-SECRET-2", `${what}: the new token is kept in memory`);
+        assert.equal(lines.length, 1, `${what}: one warning`);
+        assert.match(lines[0], /onRefreshToken failed/);
+        assert.match(lines[0], /EACCES|vault refused|no room/);
+        assert.ok(!lines[0].includes("RT-SECRET") && !lines[0].includes("CSECRET"), `${what}: the warning shows a secret: ${lines[0]}`);
+        assert.ok(!lines[0].includes("\n"), "one line");
+      } finally {
+        await ep.close();
+      }
+    }
+  });
+
+  test("not called when the token endpoint returns no new refresh token; checked at construction", { timeout: 20000 }, async () => {
+    for (const extra of [{}, { refresh_token: "RT-SECRET-same" }]) {
+      const ep = await tokenEndpoint(() => granted("00Dxx!AT-plain", extra));
+      try {
+        let calls = 0;
+        const auth = new RefreshTokenAuthenticator({ consumerKey: "rt-key", refreshToken: "RT-SECRET-same", loginUrl: ep.url, onRefreshToken: () => void calls++ });
+        await auth.authenticate();
+        assert.equal(calls, 0);
+        assert.equal(auth.refreshToken, "RT-SECRET-same");
+      } finally {
+        await ep.close();
+      }
+    }
+    assert.throws(() => new RefreshTokenAuthenticator({ consumerKey: "k", refreshToken: "RT-SECRET-x", onRefreshToken: "save" }), (e) => e instanceof TypeError && /^onRefreshToken /.test(e.message) && !e.message.includes("SECRET"));
   });
 });
