@@ -266,8 +266,9 @@ export interface RefreshTokenAuthenticatorOptions extends OAuthOptions {
    * token is invalid, and a process started with it again fails with `invalid_grant`. Awaited
    * before `authenticate()` resolves, so before `Client.open()` resolves or a re-authentication
    * completes. If it throws or rejects, the login still succeeds with the new token in memory (the
-   * `refreshToken` property; it is offered again at the next rotation) and a one-line warning, with
-   * no token in it, goes to `console.warn`; catch inside the callback to handle failures your way.
+   * `refreshToken` property; the next rotation calls it again, with the newer token) and a one-line
+   * warning, with no token in it, goes to `console.warn`; catch inside the callback to handle
+   * failures your way.
    */
   onRefreshToken?: (refreshToken: string) => void | Promise<void>;
 }
