@@ -62,11 +62,8 @@ function checkBoolean(name: string, v: unknown): void {
 
 /** Validate a URL option in the Rust core's terms (re-thrown as a TypeError of this realm). */
 function validateUrl(url: string, option: string, allowInsecureHttp: boolean): void {
-  try {
-    checkUrl(url, option, allowInsecureHttp);
-  } catch (e) {
-    throw new TypeError(e instanceof Error ? e.message : `${option} is not a valid URL`);
-  }
+  const problem = urlProblem(url, option, allowInsecureHttp);
+  if (problem !== null) throw new TypeError(problem);
 }
 
 const OAUTH_KEYS = ["loginUrl", "sandbox", "apiVersion", "allowInsecureHttp"] as const;
@@ -74,6 +71,64 @@ const OAUTH_KEYS = ["loginUrl", "sandbox", "apiVersion", "allowInsecureHttp"] as
 function requireString(name: string, v: unknown): string {
   if (typeof v !== "string" || v.length === 0) throw new TypeError(`${name} must be a non-empty string`);
   return v;
+}
+
+/**
+ * Why `token` cannot be sent as the credentials of an `Authorization` header, or null when it can.
+ * An access token is printable ASCII without spaces (Salesforce's `00D…!…` tokens and RFC 6750's
+ * `b64token` are); anything else makes `fetch` refuse the header, so no request would leave the
+ * process at all. The reason never quotes the token.
+ */
+function headerTokenProblem(token: string): string | null {
+  if (token.length === 0) return "is empty";
+  if (/^[\x21-\x7e]+$/.test(token)) return null;
+  const tail = "an access token is printable ASCII without spaces (it goes into the Authorization header)";
+  if (/\s/.test(token)) return `contains whitespace: ${tail}`;
+  if (/[\x00-\x1f\x7f]/.test(token)) return `contains a control character: ${tail}`;
+  return `contains a non-ASCII character: ${tail}`;
+}
+
+/** Why `tokenType` cannot be an HTTP authentication scheme (RFC 9110 `token`), or null. */
+function tokenTypeProblem(tokenType: string): string | null {
+  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(tokenType) ? null : "is not an HTTP authentication scheme such as Bearer";
+}
+
+/** Why `url` is not a usable URL option (the Rust core's rules), or null. */
+function urlProblem(url: string, option: string, allowInsecureHttp: boolean): string | null {
+  try {
+    checkUrl(url, option, allowInsecureHttp);
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : `${option} is not a valid URL`;
+  }
+}
+
+interface CheckedTokenInfo {
+  accessToken: string;
+  instanceUrl: string;
+  tokenType: string;
+}
+
+/**
+ * Check what an {@link AccessTokenAuthenticator}'s source gave: each field must be usable in the
+ * request it goes into. Surrounding whitespace is removed first (a token read from a file usually
+ * ends with a newline), as the core does for URLs; a trailing `/` of the instance URL too. Returns
+ * the cleaned fields, or `[field, reason]` naming the first unusable one (never quoting a token).
+ */
+function checkTokenInfo(info: TokenInfo, allowInsecureHttp: boolean): CheckedTokenInfo | [string, string] {
+  if (typeof info.accessToken !== "string" || info.accessToken.trim() === "") return ["accessToken", "must be a non-empty string"];
+  const accessToken = info.accessToken.trim();
+  const tokenProblem = headerTokenProblem(accessToken);
+  if (tokenProblem !== null) return ["accessToken", tokenProblem];
+  if (typeof info.instanceUrl !== "string" || info.instanceUrl.trim() === "") return ["instanceUrl", "must be a non-empty string"];
+  const instanceUrl = info.instanceUrl.trim().replace(/\/+$/, "");
+  const bad = urlProblem(instanceUrl, "instanceUrl", allowInsecureHttp);
+  if (bad !== null) return ["instanceUrl", bad.replace(/^instanceUrl /, "")];
+  if (info.tokenType !== undefined && typeof info.tokenType !== "string") return ["tokenType", "must be a string"];
+  const tokenType = info.tokenType === undefined || info.tokenType.trim() === "" ? "Bearer" : info.tokenType.trim();
+  const typeProblem = tokenTypeProblem(tokenType);
+  if (typeProblem !== null) return ["tokenType", typeProblem];
+  return { accessToken, instanceUrl, tokenType };
 }
 
 function checkApiVersion(v: unknown): string {
@@ -136,8 +191,8 @@ export abstract class AuthenticatorBase implements Authenticator {
   /** The grant parameters sent to the token endpoint. @internal */
   protected abstract grant(): Promise<Record<string, string>>;
 
-  /** Called with the refresh token when Salesforce returns one. @internal */
-  protected onRefreshToken(_token: string): void {}
+  /** Called (and awaited) with the refresh token when Salesforce returns one; must not throw. @internal */
+  protected refreshTokenReceived(_token: string): void | Promise<void> {}
 
   async authenticate(): Promise<TokenInfo> {
     let r: TokenResult;
@@ -146,6 +201,10 @@ export abstract class AuthenticatorBase implements Authenticator {
     } catch (e) {
       throw fromWasmError(e);
     }
+    // The core refuses control characters and spaces; a non-ASCII character or another kind of
+    // whitespace would make fetch refuse the header just as surely.
+    const problem = headerTokenProblem(r.accessToken);
+    if (problem !== null) throw new AuthenticationError(`token response field 'access_token' is invalid: ${problem}`);
     this.#accessToken = r.accessToken;
     this.instanceUrl = r.instanceUrl;
     this.tokenType = r.tokenType;
@@ -153,7 +212,7 @@ export abstract class AuthenticatorBase implements Authenticator {
     this.issuedAt = r.issuedAt;
     this.signature = r.signature;
     this.scope = r.scope;
-    if (r.refreshToken) this.onRefreshToken(r.refreshToken);
+    if (r.refreshToken) await this.refreshTokenReceived(r.refreshToken);
     return { accessToken: r.accessToken, instanceUrl: r.instanceUrl, tokenType: r.tokenType, id: r.id, issuedAt: r.issuedAt, signature: r.signature, scope: r.scope };
   }
 
@@ -201,20 +260,52 @@ export interface RefreshTokenAuthenticatorOptions extends OAuthOptions {
   /** Required unless the connected app waives the secret for refresh. */
   consumerSecret?: string;
   refreshToken: string;
+  /**
+   * Called with the new refresh token when the token endpoint returns one other than the token in
+   * use (refresh-token rotation). Save it where `refreshToken` came from: after a rotation the old
+   * token is invalid, and a process started with it again fails with `invalid_grant`. Awaited
+   * before `authenticate()` resolves, so before `Client.open()` resolves or a re-authentication
+   * completes. If it throws or rejects, the login still succeeds with the new token in memory (the
+   * `refreshToken` property; the next rotation calls it again, with the newer token) and a one-line
+   * warning, with no token in it, goes to `console.warn`; catch inside the callback to handle
+   * failures your way.
+   */
+  onRefreshToken?: (refreshToken: string) => void | Promise<void>;
 }
 
-/** OAuth 2.0 refresh-token flow. A rotated refresh token returned by Salesforce replaces the old one. */
+/** What a callback threw, for a message: its name and message, secrets replaced, one line. */
+function describeThrown(e: unknown, secrets: readonly (string | null)[]): string {
+  let text: string;
+  try {
+    text = e instanceof Error ? `${e.name}: ${e.message}` : typeof e === "string" ? e : `a thrown ${e === null ? "null" : typeof e}`;
+  } catch {
+    text = "an unreadable error";
+  }
+  for (const s of secrets) if (s) text = text.split(s).join("<redacted>");
+  text = text.replace(/\s+/g, " ").trim();
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+/**
+ * OAuth 2.0 refresh-token flow. When the token endpoint returns a new refresh token (rotation),
+ * it replaces the old one in memory and is handed to `onRefreshToken` to be saved.
+ */
 export class RefreshTokenAuthenticator extends AuthenticatorBase {
   readonly clientId: string;
   readonly #secret: string | null;
   #refreshToken: string;
+  readonly #onRefreshToken: ((refreshToken: string) => void | Promise<void>) | null;
   constructor(options: RefreshTokenAuthenticatorOptions) {
-    super(options, ["consumerKey", "consumerSecret", "refreshToken"]);
+    super(options, ["consumerKey", "consumerSecret", "refreshToken", "onRefreshToken"]);
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.#secret = options.consumerSecret === undefined ? null : requireString("consumerSecret", options.consumerSecret);
     this.#refreshToken = requireString("refreshToken", options.refreshToken);
+    if (options.onRefreshToken !== undefined && typeof options.onRefreshToken !== "function") {
+      throw new TypeError("onRefreshToken must be a function");
+    }
+    this.#onRefreshToken = options.onRefreshToken ?? null;
   }
-  /** The refresh token in use. */
+  /** The refresh token in use (the latest one the token endpoint returned). */
   get refreshToken(): string {
     return this.#refreshToken;
   }
@@ -223,8 +314,24 @@ export class RefreshTokenAuthenticator extends AuthenticatorBase {
     if (this.#secret !== null) g.clientSecret = this.#secret;
     return g;
   }
-  protected override onRefreshToken(token: string): void {
+  /** @internal */
+  protected override async refreshTokenReceived(token: string): Promise<void> {
+    if (token === this.#refreshToken) return;
+    const old = this.#refreshToken;
     this.#refreshToken = token;
+    const save = this.#onRefreshToken;
+    if (save === null) return;
+    try {
+      await save(token);
+    } catch (e) {
+      // The login itself succeeded: failing it would stop a running stream over a bookkeeping error.
+      if (typeof console !== "undefined") {
+        console.warn(
+          `sfstream: RefreshTokenAuthenticator: onRefreshToken failed (${describeThrown(e, [token, old, this.#secret])}); ` +
+            "the login goes on with the new refresh token in memory, but the refresh token saved before was rotated out and is no longer valid",
+        );
+      }
+    }
   }
 }
 
@@ -254,7 +361,13 @@ export interface JwtBearerAuthenticatorOptions extends OAuthOptions {
   username: string;
   /** The RSA private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
   privateKey: string;
-  /** `aud` claim. Default: the login URL's origin (login.salesforce.com / test.salesforce.com / your site). */
+  /**
+   * `aud` claim: an http(s) URL (a trailing `/` is dropped). Default: what Salesforce expects for
+   * the login URL (`https://login.salesforce.com` for production and its My Domains,
+   * `https://test.salesforce.com` for sandboxes, the site URL for an Experience Cloud site: see
+   * {@link JwtBearerAuthenticator}). Set it where that guess is wrong, e.g. a login host that is
+   * not `*.salesforce.com` but is no Experience Cloud site either.
+   */
   audience?: string;
   /** Lifetime of the assertion in seconds. Default 180. */
   assertionLifetime?: number;
@@ -277,7 +390,44 @@ function pemToDer(pem: string): Uint8Array {
   return out;
 }
 
-/** OAuth 2.0 JWT bearer flow: an RS256 assertion signed with WebCrypto. */
+/** The `aud` claim Salesforce expects for `loginUrl` (see {@link JwtBearerAuthenticator}). */
+function jwtAudience(loginUrl: string): string {
+  let u: URL;
+  try {
+    u = new URL(loginUrl.trim());
+  } catch {
+    throw new TypeError("loginUrl is not a valid URL");
+  }
+  const host = u.hostname.toLowerCase();
+  if (
+    host === "test.salesforce.com" ||
+    /\.(sandbox|scratch)\.my\.salesforce\.com$/.test(host) ||
+    /^[^.]+--[^.]+\.(cs\d+\.)?my\.salesforce\.com$/.test(host) ||
+    /^cs\d+\.salesforce\.com$/.test(host)
+  ) {
+    return SANDBOX_LOGIN_URL;
+  }
+  if (host === "salesforce.com" || host.endsWith(".salesforce.com")) return LOGIN_URL;
+  return u.origin + u.pathname.replace(/\/+$/, "");
+}
+
+/**
+ * OAuth 2.0 JWT bearer flow: an RS256 assertion signed with WebCrypto.
+ *
+ * The assertion's `aud` (the `audience` property; the `audience` option overrides it) is
+ * what Salesforce expects for the login URL, which is not always the login URL:
+ *
+ * - `https://test.salesforce.com` for a sandbox: `test.salesforce.com`, a My Domain
+ *   `*.sandbox.my.salesforce.com` or `*.scratch.my.salesforce.com`, a legacy sandbox My Domain
+ *   `name--sandbox.my.salesforce.com` (or `name--sandbox.csNN.my.salesforce.com`), `csNN.salesforce.com`;
+ * - `https://login.salesforce.com` for any other `*.salesforce.com` host: `login.salesforce.com`
+ *   and production My Domains (`*.my.salesforce.com`, `*.develop.my.salesforce.com`, ...);
+ * - otherwise the login URL itself, path included, without a trailing `/`: an Experience Cloud site
+ *   (`https://acme.my.site.com/portal`) or a local emulator (`http://127.0.0.1:8090`).
+ *
+ * Salesforce refuses any other audience (`invalid_grant`: audience is invalid), a My Domain URL
+ * included.
+ */
 export class JwtBearerAuthenticator extends AuthenticatorBase {
   readonly clientId: string;
   readonly username: string;
@@ -290,7 +440,14 @@ export class JwtBearerAuthenticator extends AuthenticatorBase {
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.username = requireString("username", options.username);
     this.#der = pemToDer(requireString("privateKey", options.privateKey));
-    this.audience = options.audience !== undefined ? requireString("audience", options.audience) : new URL(this.loginUrl).origin;
+    if (options.audience !== undefined) {
+      const audience = requireString("audience", options.audience).trim().replace(/\/+$/, "");
+      // Not a destination (nothing is sent to it), so plain http is fine anywhere.
+      validateUrl(audience, "audience", true);
+      this.audience = audience;
+    } else {
+      this.audience = jwtAudience(this.loginUrl);
+    }
     const life = options.assertionLifetime ?? 180;
     if (typeof life !== "number" || !Number.isInteger(life) || life <= 0 || life > 3600) {
       throw new TypeError("assertionLifetime must be an integer number of seconds between 1 and 3600");
@@ -324,12 +481,19 @@ export type AccessTokenSource = TokenInfo | (() => Promise<TokenInfo> | TokenInf
  * A token you already have (for example from a session, or from your own OAuth code), or an
  * async function that returns a fresh one; the function is called again when Salesforce
  * invalidates the token.
+ *
+ * The token must be printable ASCII without spaces (it goes into the `Authorization` header);
+ * whitespace around it, such as the newline a file read with `readFileSync` ends with, is removed.
+ * A fixed token that is still unusable is a `TypeError` when constructed; one a function returns
+ * makes `authenticate()` (and so `Client.open()`) reject with an {@link AuthenticationError}. The
+ * same holds for `instanceUrl` (an http(s) URL; plain http only to loopback hosts unless
+ * `allowInsecureHttp`) and `tokenType` (an HTTP scheme, default `Bearer`). No error quotes the token.
  */
 export class AccessTokenAuthenticator implements Authenticator {
   readonly apiVersion: string;
   instanceUrl: string | null = null;
   tokenType: string | null = null;
-  readonly #source: AccessTokenSource;
+  readonly #source: (() => Promise<TokenInfo> | TokenInfo) | CheckedTokenInfo;
   #accessToken: string | null = null;
   /** Allow a plain-http instance URL on a non-loopback host. */
   readonly allowInsecureHttp: boolean;
@@ -338,31 +502,45 @@ export class AccessTokenAuthenticator implements Authenticator {
     checkKeys(options, ["apiVersion", "allowInsecureHttp"], "AccessTokenAuthenticator");
     checkBoolean("allowInsecureHttp", options.allowInsecureHttp);
     this.allowInsecureHttp = options.allowInsecureHttp === true;
-    if (typeof source !== "function") {
+    if (typeof source === "function") {
+      this.#source = source;
+    } else {
       if (source === null || typeof source !== "object") throw new TypeError("source must be { accessToken, instanceUrl } or a function returning it");
-      requireString("accessToken", source.accessToken);
-      validateUrl(requireString("instanceUrl", source.instanceUrl), "instanceUrl", this.allowInsecureHttp);
+      const checked = checkTokenInfo(source, this.allowInsecureHttp);
+      if (Array.isArray(checked)) throw new TypeError(`${checked[0]} ${checked[1]}`);
+      this.#source = checked;
     }
-    this.#source = source;
     this.apiVersion = checkApiVersion(options.apiVersion);
   }
   get accessToken(): string | null {
     return this.#accessToken;
   }
   async authenticate(): Promise<TokenInfo> {
-    let info: TokenInfo;
-    try {
-      info = typeof this.#source === "function" ? await this.#source() : this.#source;
-    } catch (e) {
-      throw new AuthenticationError("the access-token function failed", {}, { cause: e });
-    }
-    if (info === null || typeof info !== "object" || typeof info.accessToken !== "string" || info.accessToken === "" || typeof info.instanceUrl !== "string") {
-      throw new AuthenticationError("the access-token source returned no accessToken/instanceUrl");
+    let info: CheckedTokenInfo;
+    if (typeof this.#source === "function") {
+      let got: TokenInfo;
+      try {
+        got = await this.#source();
+      } catch (e) {
+        throw new AuthenticationError("the access-token function failed", {}, { cause: e });
+      }
+      if (got === null || typeof got !== "object") {
+        throw new AuthenticationError("the access-token source returned no accessToken/instanceUrl");
+      }
+      const checked = checkTokenInfo(got, this.allowInsecureHttp);
+      if (Array.isArray(checked)) {
+        const [field, reason] = checked;
+        const what = field === "accessToken" ? "an invalid access token" : `an invalid ${field}`;
+        throw new AuthenticationError(`the access-token function returned ${what}: ${field} ${reason}`);
+      }
+      info = checked;
+    } else {
+      info = this.#source;
     }
     this.#accessToken = info.accessToken;
     this.instanceUrl = info.instanceUrl;
-    this.tokenType = info.tokenType ?? "Bearer";
-    return { accessToken: info.accessToken, instanceUrl: info.instanceUrl, tokenType: this.tokenType };
+    this.tokenType = info.tokenType;
+    return { accessToken: info.accessToken, instanceUrl: info.instanceUrl, tokenType: info.tokenType };
   }
   toJSON(): Record<string, unknown> {
     return { type: "AccessTokenAuthenticator", apiVersion: this.apiVersion, instanceUrl: this.instanceUrl };
