@@ -779,6 +779,16 @@ fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
             "the authenticator returned no instanceUrl",
         ));
     };
+    // Visible ASCII only: anything else cannot go into the Authorization header, and fetch would
+    // refuse every request (a slow, misleading timeout instead of this error).
+    let header_safe = |v: &str| v.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if !header_safe(&token) || !header_safe(&token_type) {
+        return Err(js_error(
+            "AuthenticationError",
+            "the authenticator returned an access token or token type that cannot go into an \
+             HTTP header (whitespace, control or non-ASCII characters)",
+        ));
+    }
     let (version, allow_insecure) = {
         let i = rc.borrow();
         (i.api_version.clone(), i.allow_insecure_http)

@@ -115,6 +115,17 @@ describe("logins that hang or are interrupted", () => {
   });
 });
 
+test("a custom authenticator's token that cannot go into a header is refused at once", async () => {
+  const t = await token();
+  const c = new Client({ authenticate: async () => ({ ...t, accessToken: `${t.accessToken}\n` }) }, { connectionTimeout: 5000 });
+  const t0 = Date.now();
+  const err = await c.open().then(() => null, (e) => e);
+  assert.ok(err instanceof AuthenticationError, `${err}`);
+  assert.match(err.message, /HTTP header/);
+  assert.ok(!err.message.includes(t.accessToken));
+  assert.ok(Date.now() - t0 < 2000, "not after connectionTimeout");
+});
+
 describe("re-authentication failures", () => {
   test("a 503 page from the token endpoint during a re-login is retried, not fatal", { timeout: 20000 }, async () => {
     const srv = await scripted({
