@@ -289,6 +289,12 @@ export class Client implements AsyncIterable<Message> {
    * another one since (automatic policy). It is not consumed yet, so the periodic report leaves it out.
    */
   #inHand = false;
+  /**
+   * The `for await` loop ended (`break`, `return`, an exception in its body) with a message in
+   * hand and did not ask for another: `close()` does not count that message as consumed, so a
+   * message whose processing threw comes again after a restart (at-least-once).
+   */
+  #abandoned = false;
   #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
 
@@ -369,7 +375,7 @@ export class Client implements AsyncIterable<Message> {
       clearTimeout(this.#reportTimer);
       this.#reportTimer = null;
     }
-    this.#reportTaken();
+    this.#reportTaken(this.#abandoned && this.#inHand ? 1 : 0);
     try {
       await this.#wasm.close();
     } catch (e) {
@@ -442,6 +448,7 @@ export class Client implements AsyncIterable<Message> {
     const bad = receiveOptionsError(options);
     if (bad) return Promise.reject(bad);
     this.#inHand = false; // asking for the next message consumes the previous one
+    this.#abandoned = false;
     if (this.#head < this.#buffer.length) {
       // Consumption is reported in batches while messages are buffered (one wasm call per
       // REPORT_EVERY messages instead of one per message); always before waiting.
@@ -475,6 +482,7 @@ export class Client implements AsyncIterable<Message> {
       next: (): Promise<IteratorResult<Message, undefined>> => {
         if (done) return Promise.resolve({ value: undefined, done: true });
         this.#inHand = false; // asking for the next message consumes the previous one
+        this.#abandoned = false;
         if (this.#head < this.#buffer.length) {
           if (this.#taken >= REPORT_EVERY) this.#reportTaken();
           return Promise.resolve({ value: this.#take(), done: false });
@@ -495,6 +503,7 @@ export class Client implements AsyncIterable<Message> {
         );
       },
       return: (): Promise<IteratorResult<Message, undefined>> => {
+        if (this.#inHand) this.#abandoned = true;
         const r = end();
         const w = waiting?.waiter ?? null;
         waiting = null;

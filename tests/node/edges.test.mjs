@@ -15,6 +15,7 @@ import {
   ClientInvalidOperation,
   ReplayMarkerStorage,
   ReplayOption,
+  DefaultMappingStorage,
 } from "sfstream";
 import { CREDENTIALS, until } from "../helpers/sfemu.mjs";
 import { sfemuForFile } from "../helpers/fixture.mjs";
@@ -261,6 +262,37 @@ describe("the message path", () => {
     for (let i = 0; i < 3; i++) got.push((await c.receive({ signal: AbortSignal.timeout(5000) })).data.event.replayId);
     assert.equal(got.length, 3);
     await c.close();
+  });
+
+  test("a message whose processing threw in for await is not marked by close(), so it comes again", async () => {
+    const map = new Map();
+    const opts = login({ replay: new DefaultMappingStorage(map, ReplayOption.ALL_EVENTS) });
+    await emu.control("publish", { channel: "/u/EdgeThrow", count: 5 });
+    const done = [];
+    let failed = false;
+    async function run() {
+      const c = new SalesforceStreamingClient(opts);
+      try {
+        await c.open();
+        await c.subscribe("/u/EdgeThrow");
+        for await (const m of c) {
+          const id = m.data.event.replayId;
+          if (done.length === 2 && !failed) {
+            failed = true;
+            throw new Error(`processing failed on ${id}`);
+          }
+          done.push(id);
+          if (done.length === 5) break;
+        }
+      } finally {
+        await c.close(); // what `await using` does
+      }
+    }
+    await assert.rejects(run(), /processing failed/);
+    assert.equal(done.length, 2);
+    await run();
+    assert.equal(done.length, 5);
+    assert.equal(new Set(done).size, 5, `every event processed once: ${done}`);
   });
 
   test("a receive() waiting while open() fails rejects with open()'s error", { timeout: 20000 }, async () => {

@@ -249,7 +249,9 @@ describe("at-least-once: the automatic policy", () => {
     await new Promise((r) => setTimeout(r, 700));
     assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[2], "the fourth, where the loop broke, is not marked");
     await client.close();
-    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[3], "close() counts what was taken as consumed");
+    // The loop was left with the fourth in hand: it may not have been processed (a break and an
+    // exception look the same to the iterator), so close() does not count it and it comes again.
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[2], "close() leaves the message the loop was left with");
   });
 });
 
