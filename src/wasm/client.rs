@@ -757,6 +757,15 @@ fn authenticate(rc: &Rc<RefCell<Inner>>) -> Promise {
     })
 }
 
+/// `scheme://host[:port]` of an absolute URL (the whole text if it has no path).
+fn origin_of(url: &str) -> &str {
+    let rest = url.find("://").map_or(0, |i| i + 3);
+    match url[rest..].find('/') {
+        Some(j) => &url[..rest + j],
+        None => url,
+    }
+}
+
 /// Take the authenticator's `result` (`{ accessToken, instanceUrl, tokenType, id }`) into use.
 fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
     let token = get(result, "accessToken")
@@ -804,6 +813,11 @@ fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
     let identity = get(result, "id").as_string();
     let (namespace, host) = {
         let mut i = rc.borrow_mut();
+        // Cookies belong to the server that set them: a token for another instance (a new login
+        // after a 401, say) starts with an empty jar.
+        if i.endpoint.as_deref().map(origin_of) != Some(origin_of(&endpoint)) {
+            i.jar.clear();
+        }
         i.endpoint = Some(endpoint);
         i.auth_header = Some(format!("{token_type} {token}"));
         i.namespace = i

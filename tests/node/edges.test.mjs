@@ -127,6 +127,47 @@ test("a custom authenticator's token that cannot go into a header is refused at 
   assert.ok(Date.now() - t0 < 2000, "not after connectionTimeout");
 });
 
+test("cookies of one instance are not sent to another after a re-login", { timeout: 20000 }, async () => {
+  const cookies = [];
+  const mk = (name, on401) =>
+    new Promise((resolve) => {
+      let connects = 0;
+      const server = createServer((req, res) => {
+        let body = "";
+        req.on("data", (c) => (body += c)).on("end", () => {
+          const m = JSON.parse(body);
+          const ch = m[0].channel;
+          const reply = (v, extra = {}) => {
+            res.writeHead(200, { "content-type": "application/json", ...extra });
+            res.end(JSON.stringify(v));
+          };
+          if (ch === "/meta/handshake") {
+            cookies.push([name, req.headers.cookie ?? null]);
+            return reply([ok(m, { clientId: name, version: "1.0", supportedConnectionTypes: ["long-polling"] })], { "set-cookie": `BAYEUX_BROWSER=${name}-browser; Path=/` });
+          }
+          if (ch === "/meta/connect") {
+            connects++;
+            if (on401 && connects === 2) return reply([{ ...ok(m), successful: false, error: "401::Authentication invalid", advice: { reconnect: "none" } }]);
+            if (m[0].advice?.timeout === 0) return reply([ok(m, { advice: { reconnect: "retry", interval: 0, timeout: 1000 } })]);
+            return setTimeout(() => reply([ok(m)]), 1000).unref();
+          }
+          reply([ok(m)]);
+        });
+      });
+      servers.push(server);
+      server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${server.address().port}`));
+    });
+  const a = await mk("A", true);
+  const b = await mk("B", false);
+  let calls = 0;
+  const statuses = [];
+  const c = new Client(new AccessTokenAuthenticator(async () => ({ accessToken: "T", instanceUrl: ++calls === 1 ? a : b })), { onStatus: (s) => statuses.push(s.type) });
+  await c.open();
+  await until(() => cookies.some(([n]) => n === "B"), { what: "the handshake with the second instance" });
+  assert.deepEqual(cookies.find(([n]) => n === "B"), ["B", null], "B got none of A's cookies");
+  await c.close();
+});
+
 describe("re-authentication failures", () => {
   test("a 503 page from the token endpoint during a re-login is retried, not fatal", { timeout: 20000 }, async () => {
     const srv = await scripted({
