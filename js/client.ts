@@ -178,6 +178,10 @@ export function waitForMessage(waiters: Waiter[], signal: AbortSignal | undefine
   });
 }
 
+/** `Client.#inHand`: a message is being processed; ... and its `for await` loop has ended. */
+const IN_HAND = 1;
+const ABANDONED = 2;
+
 /** While messages are buffered, consumption is reported to the core every this many messages. */
 const REPORT_EVERY = 256;
 /** ... and at least this often (ms). */
@@ -285,16 +289,14 @@ export class Client implements AsyncIterable<Message> {
   /** Messages handed to the application and not yet reported as consumed. */
   #taken = 0;
   /**
-   * The last message handed out is still being processed: the application has not asked for
-   * another one since (automatic policy). It is not consumed yet, so the periodic report leaves it out.
+   * The last message handed out (automatic policy): 0 none in hand; IN_HAND still being processed,
+   * the application has not asked for another one since, so it is not consumed yet and the
+   * periodic report leaves it out; ABANDONED in hand when the `for await` loop ended (`break`,
+   * `return`, an exception in its body): `close()` does not count it either, so a message whose
+   * processing threw comes again after a restart (at-least-once). One field: its reset is one
+   * store on the per-message path.
    */
-  #inHand = false;
-  /**
-   * The `for await` loop ended (`break`, `return`, an exception in its body) with a message in
-   * hand and did not ask for another: `close()` does not count that message as consumed, so a
-   * message whose processing threw comes again after a restart (at-least-once).
-   */
-  #abandoned = false;
+  #inHand: 0 | typeof IN_HAND | typeof ABANDONED = 0;
   #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
 
@@ -375,7 +377,7 @@ export class Client implements AsyncIterable<Message> {
       clearTimeout(this.#reportTimer);
       this.#reportTimer = null;
     }
-    this.#reportTaken(this.#abandoned && this.#inHand ? 1 : 0);
+    this.#reportTaken(this.#inHand === ABANDONED ? 1 : 0);
     try {
       await this.#wasm.close();
     } catch (e) {
@@ -447,8 +449,7 @@ export class Client implements AsyncIterable<Message> {
   #receive(options: ReceiveOptions, slot: { waiter: Waiter | null } | undefined): Promise<Message> {
     const bad = receiveOptionsError(options);
     if (bad) return Promise.reject(bad);
-    this.#inHand = false; // asking for the next message consumes the previous one
-    this.#abandoned = false;
+    this.#inHand = 0; // asking for the next message consumes the previous one
     if (this.#head < this.#buffer.length) {
       // Consumption is reported in batches while messages are buffered (one wasm call per
       // REPORT_EVERY messages instead of one per message); always before waiting.
@@ -481,8 +482,7 @@ export class Client implements AsyncIterable<Message> {
     const it: AsyncIterableIterator<Message> = {
       next: (): Promise<IteratorResult<Message, undefined>> => {
         if (done) return Promise.resolve({ value: undefined, done: true });
-        this.#inHand = false; // asking for the next message consumes the previous one
-        this.#abandoned = false;
+        this.#inHand = 0; // asking for the next message consumes the previous one
         if (this.#head < this.#buffer.length) {
           if (this.#taken >= REPORT_EVERY) this.#reportTaken();
           return Promise.resolve({ value: this.#take(), done: false });
@@ -503,7 +503,7 @@ export class Client implements AsyncIterable<Message> {
         );
       },
       return: (): Promise<IteratorResult<Message, undefined>> => {
-        if (this.#inHand) this.#abandoned = true;
+        if (this.#inHand === IN_HAND) this.#inHand = ABANDONED;
         const r = end();
         const w = waiting?.waiter ?? null;
         waiting = null;
@@ -580,7 +580,7 @@ export class Client implements AsyncIterable<Message> {
     if (this.#manual) this.#unacked.push(m);
     else {
       this.#taken++;
-      this.#inHand = true;
+      this.#inHand = IN_HAND;
     }
     return m;
   }
@@ -594,7 +594,7 @@ export class Client implements AsyncIterable<Message> {
     if (this.#reportTimer !== null || this.#manual) return;
     const t: unknown = setTimeout(() => {
       this.#reportTimer = null;
-      this.#reportTaken(this.#inHand ? 1 : 0);
+      this.#reportTaken(this.#inHand !== 0 ? 1 : 0);
       if (this.#head < this.#buffer.length || this.#taken > 0) this.#armReport();
     }, REPORT_INTERVAL_MS);
     (t as { unref?: () => void }).unref?.();
