@@ -105,6 +105,32 @@ impl Driver {
         assert!(ev.contains(&Event::Opened), "{ev:?}");
     }
 
+    /// Answer the long-poll `c` with `403::Unknown client` (advice: handshake): the session is lost.
+    fn lose_session(&mut self, c: &Request) {
+        self.reply(
+            c,
+            200,
+            batch(vec![connect_err(
+                c,
+                "403::Unknown client",
+                Reconnect::Handshake,
+            )]),
+        );
+    }
+
+    /// Answer the long-poll `c` with `401::Authentication invalid`: the token is no longer valid.
+    fn reject_token(&mut self, c: &Request) {
+        self.reply(
+            c,
+            200,
+            batch(vec![connect_err(
+                c,
+                "401::Authentication invalid",
+                Reconnect::None,
+            )]),
+        );
+    }
+
     /// Take the pending handshake and answer it successfully (Salesforce's reply: no advice).
     fn accept_handshake(&mut self) -> Request {
         let hs = self.take(RequestKind::Handshake);
@@ -406,15 +432,7 @@ fn unknown_client_rehandshakes_and_resubscribes_from_markers() {
         })
     );
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     assert_eq!(
         d.take_events(),
         vec![Event::Rehandshake {
@@ -539,15 +557,7 @@ fn auth_invalid_on_connect_needs_auth_then_handshakes_and_resubscribes() {
         events_batch("/topic/X", &[10], WALL, connect_ok(&c)),
     );
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "401::Authentication invalid",
-            Reconnect::None,
-        )]),
-    );
+    d.reject_token(&c);
     assert_eq!(d.take_events(), need_auth(1));
     assert_eq!(d.s.state(), State::Reconnecting);
     d.nothing_sent();
@@ -575,15 +585,7 @@ fn handshake_denied_with_401_reason_needs_auth_bounded_with_backoff() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.take_events();
     let mut hs = d.take(RequestKind::Handshake);
     let mut delays = Vec::new();
@@ -629,15 +631,7 @@ fn auth_failed_is_fatal() {
     d.open();
     let c = d.take(RequestKind::Connect);
     let op = d.s.publish(d.now, "/u/x", "1").unwrap();
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "401::Authentication invalid",
-            Reconnect::None,
-        )]),
-    );
+    d.reject_token(&c);
     assert_eq!(d.take_events(), need_auth(1));
     d.s.handle_auth_failed(d.now, "invalid_grant: expired access/refresh token");
     d.pump();
@@ -787,15 +781,7 @@ fn advice_is_reset_after_successful_handshake_no_loop() {
     let mut d = Driver::new(Driver::cfg());
     d.open();
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     let hs = d.take(RequestKind::Handshake);
     // Salesforce's handshake reply carries no advice at all
     d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
@@ -817,15 +803,7 @@ fn repeated_unknown_client_after_rehandshake_backs_off() {
     let mut c = d.take(RequestKind::Connect);
     let mut waits = Vec::new();
     for _ in 0..4 {
-        d.reply(
-            &c,
-            200,
-            batch(vec![connect_err(
-                &c,
-                "403::Unknown client",
-                Reconnect::Handshake,
-            )]),
-        );
+        d.lose_session(&c);
         let wait = if d.sent.is_empty() { d.fire() } else { 0 };
         waits.push(wait);
         let hs = d.take(RequestKind::Handshake);
@@ -856,15 +834,7 @@ fn unknown_client_on_resubscribe_after_a_good_first_connect_backs_off() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     let mut waits = Vec::new();
     for _ in 0..4 {
         let wait = if d.sent.is_empty() { d.fire() } else { 0 };
@@ -896,15 +866,7 @@ fn unknown_client_on_resubscribe_after_a_good_first_connect_backs_off() {
     let c = d.take(RequestKind::Connect);
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.take(RequestKind::Handshake); // at once again
 }
 
@@ -955,15 +917,7 @@ fn server_busy_on_subscribe_is_retried_with_backoff_not_fatal() {
         events_batch("/topic/X", &[5], WALL, connect_ok(&c)),
     );
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.accept_handshake();
     let first = take_kind(&mut d, RequestKind::Connect);
     d.reply(&first, 200, batch(vec![connect_ok_advice(&first)]));
@@ -1053,15 +1007,7 @@ fn a_refused_subscribe_to_a_subscribed_channel_keeps_the_subscription_the_server
         "{ev:?}"
     );
     assert!(d.s.subscriptions().any(|c| c == "/topic/X"));
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.accept_handshake();
     let s = take_kind(&mut d, RequestKind::Subscribe);
     assert_eq!(replay_of(&s, "/topic/X"), Some(5.0), "{}", s.body);
@@ -1133,15 +1079,7 @@ fn an_authenticator_that_never_answers_is_bounded_by_the_connection_timeout() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.now += 60_000;
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "401::Authentication invalid",
-            Reconnect::None,
-        )]),
-    );
+    d.reject_token(&c);
     assert_eq!(d.take_events(), need_auth(1));
     // The authenticator is never heard of again.
     assert_eq!(d.fire(), 5_000);
@@ -1429,15 +1367,7 @@ fn replay_rejected_without_fallback_surfaces() {
         events_batch("/topic/Y", &[3], WALL, connect_ok(&c)),
     );
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
@@ -1525,15 +1455,7 @@ fn replay_fallback_used_on_auto_resubscribe_without_marker_or_value() {
         body(&r).get("ext").is_none(),
         "explicit subscribe sends what the caller gave"
     );
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
@@ -2093,15 +2015,7 @@ fn unsubscribe_removes_channel_from_resubscribe_set() {
             result: Ok(None)
         }]
     );
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.accept_handshake();
     let _c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
@@ -2555,15 +2469,7 @@ fn transcript_session_story() {
     d.consume(2);
     d.record(&mut t);
     let c = d.next_req(&mut t);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.record(&mut t);
     let hs = d.next_req(&mut t);
     d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
@@ -2573,15 +2479,7 @@ fn transcript_session_story() {
     d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
     d.record(&mut t);
     let c = d.next_req(&mut t);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "401::Authentication invalid",
-            Reconnect::None,
-        )]),
-    );
+    d.reject_token(&c);
     d.record(&mut t);
     d.s.handle_authenticated(d.now);
     d.pump();
@@ -2668,15 +2566,7 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/event/Gap__e", Some(-1));
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     d.accept_handshake();
     let c = d.take(RequestKind::Connect);
     let s = d.take(RequestKind::Subscribe);
@@ -2694,15 +2584,7 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
     assert_eq!(d.delivered, vec![2, 3], "positions of replay ids 3 and 4");
     // once a marker exists, later resubscribes resume from it
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "403::Unknown client",
-            Reconnect::Handshake,
-        )]),
-    );
+    d.lose_session(&c);
     // No long-poll of the new session has come back yet: the re-handshake backs off.
     d.nothing_sent();
     d.fire();
@@ -2774,15 +2656,7 @@ fn an_unreachable_token_endpoint_is_retried_with_backoff_then_times_out() {
     let mut d = Driver::new(cfg);
     d.open();
     let c = d.take(RequestKind::Connect);
-    d.reply(
-        &c,
-        200,
-        batch(vec![connect_err(
-            &c,
-            "401::Authentication invalid",
-            Reconnect::None,
-        )]),
-    );
+    d.reject_token(&c);
     assert!(d.take_events().contains(&Event::NeedAuth));
     d.s.handle_auth_unreachable(d.now);
     d.pump();
