@@ -54,6 +54,8 @@ function openAt(name, version) {
         db.close();
         dbs.delete(name);
       };
+      // Closed by the browser (site data cleared, a disk error): the next call opens it again.
+      db.onclose = () => dbs.delete(name);
       resolve(db);
     };
     req.onerror = () => reject(req.error ?? new Error("indexedDB open failed"));
@@ -65,7 +67,12 @@ export async function idbGet(name, key) {
   const db = await openDb(name);
   return new Promise((resolve, reject) => {
     const req = db.transaction(IDB_STORE, "readonly").objectStore(IDB_STORE).get(key);
-    req.onsuccess = () => resolve(typeof req.result === "string" ? req.result : undefined);
+    // Our values are JSON text. Anything else under the key (written by other code) is handed on
+    // as text that is no marker, so that the client reports it as corrupt (not as "no marker").
+    req.onsuccess = () => {
+      const v = req.result;
+      resolve(v === undefined ? undefined : typeof v === "string" ? v : "(a stored value that is not text)");
+    };
     req.onerror = () => reject(req.error ?? new Error("indexedDB read failed"));
   });
 }

@@ -88,6 +88,11 @@ async function chromiumPart() {
       await check(`chromium ${kind}: corrupt stored data is reported (storageError) and treated as no marker`, async () => {
         await run("corrupt", CREDENTIALS, kind, `/event/Chromium${kind}Corrupt__e`);
       });
+      if (kind === "indexedDB") {
+        await check("chromium indexedDB: a stored value that is not text (written by other code) is reported as corrupt, not taken as no marker", async () => {
+          await run("corrupt", CREDENTIALS, kind, "/event/ChromiumIdbObject__e", {}, { replayId: 5, date: null });
+        });
+      }
       await check(`chromium ${kind}: a page reloaded mid-stream resumes with no lost event`, () => reloadMidStream(emu, page, load, kind), 180000);
     }
     await check("chromium: a custom prefix and database name are honoured", async () => {

@@ -141,7 +141,7 @@ export async function twoUsers(users, kind, ch, options = {}) {
 }
 
 /** Corrupt data under the key: a storageError status, and the subscription starts without it. */
-export async function corrupt(creds, kind, ch, options = {}) {
+export async function corrupt(creds, kind, ch, options = {}, garbage = "{not json") {
   // Learn the key with a first, valid run.
   const first = new SalesforceStreamingClient({ ...creds, loginUrl: location.origin, replay: makeStorage(kind, options) });
   await first.open();
@@ -151,7 +151,6 @@ export async function corrupt(creds, kind, ch, options = {}) {
   await first.close();
   const [key] = Object.keys(await dump(kind, options)).filter((k) => k.endsWith(`/${ch}`));
   check(key, "a key was written");
-  const garbage = "{not json";
   if (kind === "localStorage") localStorage.setItem(key, garbage);
   else {
     const db = await new Promise((resolve, reject) => {
