@@ -467,20 +467,43 @@ export class Client implements AsyncIterable<Message> {
    * when the connection is lost for good.
    */
   messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
-    return iterateMessages((o) => this.receive(o), options);
+    const bad = receiveOptionsError(options);
+    if (bad) return iterateMessages(() => Promise.reject(bad), {});
+    return this.#iterator(options.signal);
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
-    // Hand-written rather than an async generator: a buffered message costs one resolved promise.
+    return this.#iterator(undefined);
+  }
+
+  /**
+   * The iterator of `for await` and `messages()`. Hand-written rather than an async generator: a
+   * buffered message costs one resolved promise, and `return()` can withdraw a waiting `next()`
+   * (an async generator would run it to the next message, which would then be lost).
+   */
+  #iterator(signal: AbortSignal | undefined): AsyncGenerator<Message, void, undefined> {
     let done = false;
     /** The wait of a `next()` not yet settled: `return()` withdraws it, so no message goes to it. */
     let waiting: { waiter: Waiter | null } | null = null;
-    const end = (): IteratorResult<Message, undefined> => {
+    const end = (): IteratorResult<Message, void> => {
       done = true;
       return { value: undefined, done: true };
     };
-    const it: AsyncIterableIterator<Message> = {
-      next: (): Promise<IteratorResult<Message, undefined>> => {
+    const options: ReceiveOptions = signal === undefined ? {} : { signal };
+    const ret = (): Promise<IteratorResult<Message, void>> => {
+      if (this.#inHand === IN_HAND) this.#inHand = ABANDONED;
+      const r = end();
+      const w = waiting?.waiter ?? null;
+      waiting = null;
+      const i = w === null ? -1 : this.#waiters.indexOf(w);
+      if (w !== null && i >= 0) {
+        this.#waiters.splice(i, 1);
+        w.reject(new ClientInvalidOperation("the iteration has ended"));
+      }
+      return Promise.resolve(r);
+    };
+    const it: AsyncGenerator<Message, void, undefined> = {
+      next: (): Promise<IteratorResult<Message, void>> => {
         if (done) return Promise.resolve({ value: undefined, done: true });
         this.#inHand = 0; // asking for the next message consumes the previous one
         if (this.#head < this.#buffer.length) {
@@ -489,32 +512,29 @@ export class Client implements AsyncIterable<Message> {
         }
         const slot: { waiter: Waiter | null } = { waiter: null };
         waiting = slot;
-        return this.#receive({}, slot).then(
-          (value) => {
+        return this.#receive(options, slot).then(
+          (value): IteratorResult<Message, void> => {
             if (waiting === slot) waiting = null;
             return { value, done: false };
           },
           (e: unknown) => {
             if (waiting === slot) waiting = null;
-            if (e instanceof ClientInvalidOperation) return end();
+            // Closed and drained, or `signal` aborted: the iteration ends quietly.
+            if (e instanceof ClientInvalidOperation || (signal?.aborted === true && e === signal.reason)) return end();
             done = true;
             throw e;
           },
         );
       },
-      return: (): Promise<IteratorResult<Message, undefined>> => {
-        if (this.#inHand === IN_HAND) this.#inHand = ABANDONED;
-        const r = end();
-        const w = waiting?.waiter ?? null;
-        waiting = null;
-        const i = w === null ? -1 : this.#waiters.indexOf(w);
-        if (w !== null && i >= 0) {
-          this.#waiters.splice(i, 1);
-          w.reject(new ClientInvalidOperation("the iteration has ended"));
-        }
-        return Promise.resolve(r);
+      return: ret,
+      throw: (e: unknown): Promise<IteratorResult<Message, void>> => {
+        void ret();
+        return Promise.reject(e);
       },
       [Symbol.asyncIterator]: () => it,
+      [Symbol.asyncDispose]: async (): Promise<void> => {
+        await ret();
+      },
     };
     return it;
   }

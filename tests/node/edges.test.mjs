@@ -290,20 +290,28 @@ describe("dates and stored values", () => {
 });
 
 describe("the message path", () => {
-  test("return() while the iterator's next() waits: the next message is not swallowed", async () => {
-    const c = new SalesforceStreamingClient(login({ replay: ReplayOption.NEW_EVENTS }));
-    await c.open();
-    await c.subscribe("/topic/EdgeReturn");
-    const it = c[Symbol.asyncIterator]();
-    const raced = await Promise.race([it.next(), sleep(200).then(() => "idle")]);
-    assert.equal(raced, "idle");
-    assert.deepEqual(await it.return(), { value: undefined, done: true });
-    await emu.control("publish", { channel: "/topic/EdgeReturn", count: 3 });
-    const got = [];
-    for (let i = 0; i < 3; i++) got.push((await c.receive({ signal: AbortSignal.timeout(5000) })).data.event.replayId);
-    assert.equal(got.length, 3);
-    await c.close();
-  });
+  for (const [name, iterate] of [
+    ["for await's iterator", (c) => c[Symbol.asyncIterator]()],
+    ["messages()", (c) => c.messages()],
+  ]) {
+    test(`return() while ${name} waits in next(): the next message is not swallowed`, async () => {
+      const c = new SalesforceStreamingClient(login({ replay: ReplayOption.NEW_EVENTS }));
+      await c.open();
+      const ch = `/topic/EdgeReturn${name.length}`;
+      await c.subscribe(ch);
+      const it = iterate(c);
+      const pending = it.next();
+      const raced = await Promise.race([pending, sleep(200).then(() => "idle")]);
+      assert.equal(raced, "idle");
+      assert.deepEqual(await it.return(), { value: undefined, done: true });
+      assert.deepEqual(await pending, { value: undefined, done: true }, "the abandoned next() ends");
+      await emu.control("publish", { channel: ch, count: 3 });
+      const got = [];
+      for (let i = 0; i < 3; i++) got.push((await c.receive({ signal: AbortSignal.timeout(5000) })).data.event.replayId);
+      assert.equal(got.length, 3);
+      await c.close();
+    });
+  }
 
   test("a message whose processing threw in for await is not marked by close(), so it comes again", async () => {
     const map = new Map();
