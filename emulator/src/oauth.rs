@@ -128,6 +128,9 @@ pub struct TokenGrant {
 struct AccessRecord {
     username: String,
     issued_ms: u64,
+    /// When it was last accepted: Salesforce keeps extending the session of a client that keeps
+    /// using it (a streaming client never sees its token expire while connected).
+    last_used_ms: u64,
     revoked: bool,
     /// The refresh token it was obtained with or alongside, if any.
     refresh: Option<String>,
@@ -238,26 +241,31 @@ impl OAuth {
 
     /// For the CometD and REST endpoints: the value after `Bearer ` / `OAuth ` (or a raw token).
     /// A full `Authorization` header value is accepted too.
+    /// A token expires `token_lifetime_ms` after it was last accepted, not after it was issued.
     pub fn check_token(&self, token: &str) -> TokenStatus {
         let token = strip_scheme(token);
         let now = self.now();
-        let tokens = self.tokens();
-        match tokens.access.get(token) {
+        let mut tokens = self.tokens();
+        match tokens.access.get_mut(token) {
             None => TokenStatus::Unknown,
             Some(rec) if rec.revoked => TokenStatus::Revoked,
             Some(rec)
                 if now
                     >= rec
-                        .issued_ms
+                        .last_used_ms
                         .saturating_add(self.inner.config.token_lifetime_ms) =>
             {
                 TokenStatus::Expired
             }
-            Some(rec) => TokenStatus::Valid {
-                username: rec.username.clone(),
-                user_id: self.user_id(&rec.username),
-                org_id: ORG_ID.to_string(),
-            },
+            Some(rec) => {
+                rec.last_used_ms = rec.last_used_ms.max(now);
+                let username = rec.username.clone();
+                TokenStatus::Valid {
+                    user_id: self.user_id(&username),
+                    username,
+                    org_id: ORG_ID.to_string(),
+                }
+            }
         }
     }
 
@@ -352,6 +360,7 @@ impl OAuth {
                 AccessRecord {
                     username: username.to_string(),
                     issued_ms: now,
+                    last_used_ms: now,
                     revoked: false,
                     refresh: linked_refresh,
                 },

@@ -174,10 +174,8 @@ impl Channel {
             -1 => Some(self.end_seq()),
             -2 => Some(self.base_seq),
             n => {
-                if n == self.last_replay_id && n > 0 {
-                    // Caught up (even if that event has since aged out, the position is known).
-                    return Some(self.end_seq());
-                }
+                // Only a retained event is a valid position: an id that has aged out is refused,
+                // the channel's last one too (a quiet channel after a long outage).
                 let idx = self.events.binary_search_by(|e| e.replay_id.cmp(&n)).ok()?;
                 Some(self.base_seq + idx as u64 + 1)
             }
