@@ -46,6 +46,9 @@ const client = new SalesforceStreamingClient({
   loginUrl: values["login-url"],
   // Markers under ["sfstream", orgId, userId, channel]; channels without one start from --replay.
   replay: new DenoKvReplayStorage(kv, { defaultReplay: values.replay === "all" ? ReplayOption.ALL_EVENTS : ReplayOption.NEW_EVENTS }),
+  // An event counts as consumed once it is printed (acknowledge below), whether the loop then
+  // goes on, stops at --max, or fails: a restart resumes right after the last event printed.
+  ackPolicy: "manual",
 });
 
 const stop = new AbortController();
@@ -60,13 +63,14 @@ try {
   for await (const message of client.messages({ signal: stop.signal })) {
     const data = message.data as { event?: { replayId?: number } };
     await Deno.stdout.write(out.encode(`${JSON.stringify({ channel: message.channel, replayId: data.event?.replayId ?? null, data })}\n`));
+    client.acknowledge(message);
     if (++count >= max) break;
   }
 } catch (e) {
   console.error(`[sfstream] ${e instanceof Error ? `${e.name}: ${e.message}` : e}`);
   Deno.exitCode = 1;
 } finally {
-  await client.close(); // writes the marker of every event printed
+  await client.close(); // writes the marker of every event printed (acknowledged)
   kv.close();
 }
 Deno.exit(Deno.exitCode);

@@ -64,6 +64,9 @@ const client = new SalesforceStreamingClient({
   password: env("SF_PASSWORD"),
   loginUrl: values["login-url"],
   replay: values.storage ? new DefaultMappingStorage(fileStorage(values.storage), defaultReplay) : defaultReplay,
+  // An event counts as consumed once it is printed (acknowledge below), whether the loop then
+  // goes on, stops at --max, or fails: a restart resumes right after the last event printed.
+  ackPolicy: "manual",
   onStatus: (s) => {
     if (s.type === "reconnecting" || s.type === "rehandshake" || s.type === "failed") console.error(`[sfstream] ${s.type}${"reason" in s ? ` (${s.reason})` : ""}`);
   },
@@ -79,11 +82,12 @@ try {
   console.error(`[sfstream] tailing ${positionals.join(", ")}`);
   for await (const message of client.messages({ signal: stop.signal })) {
     process.stdout.write(`${JSON.stringify({ channel: message.channel, replayId: message.data?.event?.replayId ?? null, data: message.data })}\n`);
+    client.acknowledge(message);
     if (++count >= max) break;
   }
 } catch (e) {
   console.error(`[sfstream] ${e.name}: ${e.message}`);
   process.exitCode = 1;
 } finally {
-  await client.close(); // stores the replay marker of every event printed
+  await client.close(); // stores the replay marker of every event printed (acknowledged)
 }

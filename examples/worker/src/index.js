@@ -42,6 +42,9 @@ export async function drain(env) {
 
   const client = new Client(authenticator(env), {
     replay: new DefaultMappingStorage(kvMarkers(env.EVENTS), ReplayOption.ALL_EVENTS),
+    // An event counts as consumed once it is in KV (acknowledge below): if storing it fails, the
+    // next run gets it again.
+    ackPolicy: "manual",
   });
   const stored = {};
   let count = 0;
@@ -63,11 +66,12 @@ export async function drain(env) {
       }
       const replayId = message.data.event.replayId;
       await env.EVENTS.put(`event:${message.channel}:${String(replayId).padStart(12, "0")}`, JSON.stringify(message.data));
+      client.acknowledge(message);
       stored[message.channel] = (stored[message.channel] ?? 0) + 1;
       count++;
     }
   } finally {
-    // Closing stores the replay marker of every message taken (into KV, through kvMarkers).
+    // Closing stores the replay marker of every message acknowledged (into KV, through kvMarkers).
     await client.close();
   }
   return { count, stored, reason };
