@@ -304,6 +304,15 @@ pub fn jwt_assertion(signing_input: &str, signature: &[u8]) -> String {
     out
 }
 
+/// `scheme://host[:port]` of an absolute URL, as written (the whole text if it has no path).
+pub fn origin(url: &str) -> &str {
+    let rest = url.find("://").map_or(0, |i| i + 3);
+    match url[rest..].find('/') {
+        Some(j) => &url[..rest + j],
+        None => url,
+    }
+}
+
 struct ParsedUrl<'a> {
     https: bool,
     host: &'a str,
@@ -598,6 +607,26 @@ pub fn identity_namespace(id_url: Option<&str>, instance_url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin("https://na1.salesforce.com/cometd/62.0"),
+            "https://na1.salesforce.com"
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8090/cometd/62.0"),
+            "http://127.0.0.1:8090"
+        );
+        assert_eq!(
+            origin("https://x.my.salesforce.com"),
+            "https://x.my.salesforce.com"
+        );
+        assert_ne!(
+            origin("http://127.0.0.1:1/cometd/62.0"),
+            origin("http://127.0.0.1:2/cometd/62.0")
+        );
+    }
 
     fn b64d(s: &str) -> Vec<u8> {
         let a = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -757,15 +757,6 @@ fn authenticate(rc: &Rc<RefCell<Inner>>) -> Promise {
     })
 }
 
-/// `scheme://host[:port]` of an absolute URL (the whole text if it has no path).
-fn origin_of(url: &str) -> &str {
-    let rest = url.find("://").map_or(0, |i| i + 3);
-    match url[rest..].find('/') {
-        Some(j) => &url[..rest + j],
-        None => url,
-    }
-}
-
 /// Take the authenticator's `result` (`{ accessToken, instanceUrl, tokenType, id }`) into use.
 fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
     let token = get(result, "accessToken")
@@ -815,7 +806,7 @@ fn use_token(rc: &Rc<RefCell<Inner>>, result: &JsValue) -> Result<(), JsValue> {
         let mut i = rc.borrow_mut();
         // Cookies belong to the server that set them: a token for another instance (a new login
         // after a 401, say) starts with an empty jar.
-        if i.endpoint.as_deref().map(origin_of) != Some(origin_of(&endpoint)) {
+        if i.endpoint.as_deref().map(crate::auth::origin) != Some(crate::auth::origin(&endpoint)) {
             i.jar.clear();
         }
         i.endpoint = Some(endpoint);
@@ -881,7 +872,7 @@ fn arm_timer(i: &mut Inner, deadline: Option<Millis>, now: Millis) {
     if let (Some(d), Some(cb)) = (deadline, &i.timer_cb) {
         // setTimeout fires at once for delays above 2^31-1 ms: clamp, and re-arm on the early wake
         // (handle_timeout before the deadline is a no-op).
-        let delay = (d.saturating_sub(now) as f64 + 1.0).min(MAX_TIMER_MS);
+        let delay = clamp_delay(d.saturating_sub(now) as f64 + 1.0);
         let id = g::set_timeout(cb.as_ref().unchecked_ref(), delay);
         i.timer = Some((d, id));
     }
@@ -1211,7 +1202,7 @@ fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
         &url,
         &init,
         &controller,
-        req.timeout as f64,
+        clamp_delay(req.timeout as f64),
         &json_parse,
         req.id.0 as f64,
         &done,

@@ -241,12 +241,11 @@ function declaredTooLarge(headers) {
  */
 export function sfRequest(fetchFn, url, init, controller, timeoutMs, jsonParse, id, done) {
   const state = { timedOut: false };
-  // Clamped: a delay above 2^31-1 ms fires after 1 ms (a huge advised timeout would abort every
-  // long-poll at once).
+  // `timeoutMs` comes clamped to what setTimeout takes (the shell's clamp_delay).
   const timer = setTimeout(() => {
     state.timedOut = true;
     controller.abort();
-  }, Math.min(Math.max(timeoutMs, 0), 2147483647));
+  }, timeoutMs);
   const report = (r) => {
     clearTimeout(timer);
     done(id, r[0], r[1], r[2], r[3]);
