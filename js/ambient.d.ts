@@ -8,6 +8,7 @@ declare module "node:http" {
   export interface IncomingMessage {
     statusCode?: number;
     rawHeaders: string[];
+    headers: Record<string, string | string[] | undefined>;
     on(event: "data", listener: (chunk: import("node:buffer").Buffer) => void): this;
     on(event: "end", listener: () => void): this;
     on(event: "error", listener: (err: Error) => void): this;
@@ -41,6 +42,8 @@ declare module "node:buffer" {
   export class Buffer extends Uint8Array {
     static byteLength(s: string): number;
     static concat(list: Buffer[], totalLength?: number): Buffer;
+    static allocUnsafe(size: number): Buffer;
+    subarray(start?: number, end?: number): Buffer;
     toString(encoding?: "utf8"): string;
   }
 }

@@ -10,6 +10,8 @@ import { setImmediate } from "node:timers";
 
 /** The largest response body accepted (Salesforce's batches are about 10 MB at most). */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Bodies declared larger than this are read into one buffer of the declared length. */
+const PREALLOCATE_ABOVE = 64 * 1024;
 
 // No cap on sockets per host (Node's default): every client in the process holds a long-poll on
 // its own socket for up to 110 s, and a cap would queue the next client's handshake behind them.
@@ -136,7 +138,23 @@ function attempt(input: string, init: NodeFetchInit, mayRetry: boolean): Promise
     const onResponse = (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       let received = 0;
+      // A large body of declared length is copied, as it arrives, into one buffer of that length:
+      // joining the chunks once all had come took ~8 ms for an 8 MB batch (fresh memory is
+      // faulted in while the process waits for the network instead), and the chunks and their
+      // copy were alive together.
+      const declared = Number(res.headers["content-length"]);
+      let whole = Number.isSafeInteger(declared) && declared > PREALLOCATE_ABOVE && declared <= MAX_BODY_BYTES ? Buffer.allocUnsafe(declared) : null;
       res.on("data", (c) => {
+        if (whole !== null) {
+          if (received + c.length <= whole.length) {
+            whole.set(c, received);
+            received += c.length;
+            return;
+          }
+          // More than declared (Node's parser does not let this happen): back to a chunk list.
+          chunks.push(whole.subarray(0, received));
+          whole = null;
+        }
         received += c.length;
         if (received > MAX_BODY_BYTES) {
           req.destroy(new TypeError("the response is larger than 64 MiB"));
@@ -148,7 +166,7 @@ function attempt(input: string, init: NodeFetchInit, mayRetry: boolean): Promise
       res.on("end", () => {
         settled = true;
         const status = res.statusCode ?? 0;
-        const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
+        const all = whole !== null ? whole.subarray(0, received) : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
         resolve(new NodeResponse(status, new NodeResponseHeaders(res.rawHeaders), all));
         // Node's EventTarget takes several microseconds to remove a listener: not before the
         // application has seen the response.

@@ -278,6 +278,47 @@ describe("hostile long-poll replies after a good handshake", () => {
     await c.close();
   });
 
+  test("a large reply sent in odd-sized pieces, characters split between them: every event intact, with or without Content-Length", { timeout: 30000 }, async () => {
+    // The Node transport reads a body of declared length into one buffer as it arrives, and a
+    // chunked one as a list of chunks: both must give back the exact text.
+    const N = 3000;
+    const text = "ünïcødé ✓ 中文 😀 ";
+    const events = Array.from({ length: N }, (_, i) => {
+      const e = event(i + 1);
+      e.data.sobject.Name = `${text}${i}`;
+      return e;
+    });
+    for (const declared of [true, false]) {
+      const srv = await afterHandshake((m, n, res) => {
+        if (n === 1) return json(res, [connectOk(m, { interval: 0, timeout: 3000, reconnect: "retry" })]);
+        if (n === 2) {
+          const body = Buffer.from(JSON.stringify([...events, connectOk(m)]), "utf8");
+          res.writeHead(200, { "content-type": "application/json", ...(declared ? { "content-length": String(body.length) } : {}) });
+          // 997-byte pieces: a prime, so the pieces cut multi-byte characters all over.
+          let at = 0;
+          const more = () => {
+            if (at >= body.length) return res.end();
+            res.write(body.subarray(at, at + 997));
+            at += 997;
+            setImmediate(more);
+          };
+          return more();
+        }
+        setTimeout(() => json(res, [connectOk(m)]), 3000);
+      });
+      const { c } = client(srv.url, { connectionTimeout: 10000, networkAllowance: 10000 });
+      await c.open();
+      await c.subscribe("/topic/H");
+      const signal = AbortSignal.timeout(20000);
+      for (let i = 0; i < N; i++) {
+        const e = await c.receive({ signal });
+        assert.equal(e.data.event.replayId, i + 1, `declared=${declared}: in order`);
+        assert.equal(e.data.sobject.Name, `${text}${i}`, `declared=${declared}: event ${i + 1} intact`);
+      }
+      await c.close();
+    }
+  });
+
   test("a new channel name in every event: the client's channel table stays bounded (4,096 names)", { timeout: 60000 }, async () => {
     const srv = await afterHandshake((m, n, res) => {
       if (n === 1) return json(res, [connectOk(m, { interval: 0, timeout: 300, reconnect: "retry" })]);
