@@ -6,7 +6,7 @@
  */
 
 export { Client, SalesforceStreamingClient } from "./client.js";
-export type { ClientOptions, ClientStats, Logger, Message, ReceiveOptions, ReconnectReason, SalesforceStreamingClientOptions, StatusEvent } from "./client.js";
+export type { BatchOptions, ClientOptions, ClientStats, Logger, Message, ReceiveOptions, ReconnectReason, SalesforceStreamingClientOptions, StatusEvent } from "./client.js";
 export {
   AccessTokenAuthenticator,
   AuthenticatorBase,

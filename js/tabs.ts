@@ -45,7 +45,7 @@
  */
 
 import type { Authenticator } from "./auth.js";
-import { Client, iterateMessages, receiveOptionsError, waitForMessage, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
+import { batchOptionsError, Client, iterateMessages, receiveOptionsError, waitForMessage, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
 import {
   AuthenticationError,
   ClientError,
@@ -584,6 +584,25 @@ export class SharedTabClient implements AsyncIterable<Message> {
   /** Iterate over this tab's messages; ends when closed or `signal` aborts. */
   messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
     return iterateMessages((o) => this.receive(o), options);
+  }
+
+  /**
+   * Iterate over this tab's messages in batches: each step yields every message buffered (at most
+   * `maxSize`), waiting for one when none is. Ends as {@link SharedTabClient.messages} does.
+   */
+  batches(options: BatchOptions = {}): AsyncGenerator<Message[], void, undefined> {
+    const bad = batchOptionsError(options);
+    if (bad) return iterateMessages<Message[]>(() => Promise.reject(bad), {});
+    const max = options.maxSize ?? Infinity;
+    return iterateMessages(
+      (o) =>
+        this.receive(o).then((first) => {
+          const out = [first];
+          while (out.length < max && this.#buffer.length > 0) out.push(this.#buffer.shift() as Message);
+          return out;
+        }),
+      options,
+    );
   }
 
   [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {

@@ -12,8 +12,13 @@ import { startCometd } from "./shared.mjs";
 
 const API_VERSION = "62.0";
 
-export const adapters = {
-  sfstream: {
+/**
+ * sfstream: `Client` + `AccessTokenAuthenticator`. `batches: false` consumes with `for await` over
+ * the client (one message per step); `true` with `for await` over `client.batches()` (every
+ * buffered message per step, handled in a plain loop).
+ */
+function sfstreamAdapter(batches) {
+  return {
     pull: true,
     async load({ pkgEntry }) {
       const mod = await import(pkgEntry);
@@ -28,15 +33,27 @@ export const adapters = {
           });
           await client.open();
           await client.subscribe(channel);
-          const loop = (async () => {
-            for await (const m of client) {
-              const r = onMessage(m);
-              if (r !== undefined) await r;
-            }
-          })();
+          let inBatch = 0; // taken in the current batch, not yet handled
+          const loop = batches
+            ? (async () => {
+                for await (const batch of client.batches()) {
+                  inBatch = batch.length;
+                  for (const m of batch) {
+                    inBatch--;
+                    const r = onMessage(m);
+                    if (r !== undefined) await r;
+                  }
+                }
+              })()
+            : (async () => {
+                for await (const m of client) {
+                  const r = onMessage(m);
+                  if (r !== undefined) await r;
+                }
+              })();
           loop.catch((e) => console.error("sfstream loop:", e));
           return {
-            pending: () => client.pendingCount,
+            pending: () => client.pendingCount + inBatch,
             async close() {
               await client.close();
             },
@@ -44,7 +61,12 @@ export const adapters = {
         },
       };
     },
-  },
+  };
+}
+
+export const adapters = {
+  sfstream: sfstreamAdapter(false),
+  "sfstream-batches": sfstreamAdapter(true),
 
   cometd: {
     async load() {

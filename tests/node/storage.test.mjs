@@ -255,6 +255,91 @@ describe("at-least-once: the automatic policy", () => {
   });
 });
 
+describe("batches()", () => {
+  test("every event once, in order, in batches of at most maxSize; a batch is consumed when the next is asked for", async () => {
+    const ch = channel("topic", "Batches");
+    const store = new Map();
+    const p = await publish(ch, 300);
+    const client = new SalesforceStreamingClient({ ...login(), replay: new DefaultMappingStorage(store, ReplayOption.ALL_EVENTS), maxPendingCount: 0 });
+    await client.open();
+    await client.subscribe(ch);
+    await until(() => client.pendingCount === 300, { timeout: 10000, what: "the backlog buffered" });
+    const got = [];
+    const sizes = [];
+    const signal = AbortSignal.timeout(15000);
+    for await (const batch of client.batches({ maxSize: 64, signal })) {
+      assert.ok(Array.isArray(batch) && batch.length >= 1 && batch.length <= 64, `batch of ${batch.length}`);
+      sizes.push(batch.length);
+      got.push(...batch.map(replayIdOf));
+      if (got.length === 300) {
+        // The last batch is in hand: after more than a report interval and a flush tick it is
+        // not marked, only the batch before it.
+        await new Promise((r) => setTimeout(r, 700));
+        assert.equal(ReplayMarker.from(store.get(ch))?.replayId, got[300 - batch.length - 1], "the batch in hand is not marked");
+        break;
+      }
+    }
+    assert.deepEqual(got, p, "every event once, in order");
+    assert.deepEqual(sizes, [64, 64, 64, 64, 44], "full batches from a full buffer");
+    await client.close();
+    // Left by break: the last batch may not have been processed, so close() does not count it.
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[255]);
+    const again = new SalesforceStreamingClient({ ...login(), replay: new DefaultMappingStorage(store, ReplayOption.ALL_EVENTS) });
+    await again.open();
+    await again.subscribe(ch);
+    assert.deepEqual((await take(again, 44)).map(replayIdOf), p.slice(256), "the abandoned batch comes again, nothing else");
+    await assertQuiet(again);
+    await again.close();
+  });
+
+  test("a waiting batch takes everything one reply brought; return() while waiting loses nothing", async () => {
+    const ch = channel("u", "BatchWait");
+    const client = new SalesforceStreamingClient({ ...login(), replay: new Map() });
+    await client.open();
+    await client.subscribe(ch);
+    const it = client.batches();
+    const waiting = it.next();
+    await emu.control("publish", { channel: ch, count: 5 });
+    const first = await waiting;
+    assert.equal(first.done, false);
+    assert.equal(first.value.length, 5, "the five events of one reply in one batch");
+    // A next() that waits, withdrawn by return(): the event published after goes to receive().
+    const pending = it.next();
+    await it.return();
+    assert.deepEqual(await pending, { value: undefined, done: true });
+    await emu.control("publish", { channel: ch, count: 1 });
+    const m = await client.receive({ signal: AbortSignal.timeout(5000) });
+    assert.ok(replayIdOf(m) > replayIdOf(first.value[4]));
+    assert.deepEqual(await it.next(), { value: undefined, done: true }, "the iteration stays ended");
+    await client.close();
+  });
+
+  test("manual policy: acknowledging a batch's last message acknowledges the batch", async () => {
+    const ch = channel("event", "BatchAck");
+    const store = new Map();
+    const p = await publish(ch, 6);
+    const opts = { ...login(), replay: new DefaultMappingStorage(store, ReplayOption.ALL_EVENTS), ackPolicy: "manual" };
+    const client = new SalesforceStreamingClient(opts);
+    await client.open();
+    await client.subscribe(ch);
+    await until(() => client.pendingCount === 6, { timeout: 10000, what: "6 buffered" });
+    const it = client.batches({ maxSize: 4 });
+    const { value: batch } = await it.next();
+    assert.deepEqual(batch.map(replayIdOf), p.slice(0, 4));
+    client.acknowledge(batch[3]);
+    await client.close();
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[3]);
+  });
+
+  test("a bad maxSize is a RangeError from the first step, a bad signal a TypeError", async () => {
+    const client = new SalesforceStreamingClient({ ...login(), replay: new Map() });
+    for (const maxSize of [0, -1, 1.5, "10", Number.NaN, Infinity]) {
+      await assert.rejects(client.batches({ maxSize }).next(), (e) => e instanceof RangeError && /maxSize/.test(e.message), String(maxSize));
+    }
+    await assert.rejects(client.batches({ signal: "soon" }).next(), (e) => e instanceof TypeError && /signal/.test(e.message));
+  });
+});
+
 describe("at-least-once: taking the buffer after close()", () => {
   test("messages taken after close() began are marked too, so none comes again", async () => {
     const ch = channel("topic", "CloseDrain");

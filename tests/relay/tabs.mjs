@@ -103,10 +103,10 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
     });
 
     const published = [];
-    await check("tabs: three tabs, one leader, ONE streaming client in sfemu; every tab receives", async () => {
+    await check("tabs: three tabs, one leader, ONE streaming client in sfemu; every tab receives (the third with batches() of at most 2)", async () => {
       const o1 = await t1.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, [CHANNEL, QUIET]]);
       const o2 = await t2.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, [CHANNEL, QUIET]]);
-      const o3 = await t3.evaluate(([u, s, c]) => window.tabTest.open(u, s, c), [relayUrl, session, [CHANNEL, QUIET]]);
+      const o3 = await t3.evaluate(([u, s, c]) => window.tabTest.open(u, s, c, {}, { batchSize: 2 }), [relayUrl, session, [CHANNEL, QUIET]]);
       assert(o1.role === "leader" && o2.role === "follower" && o3.role === "follower", `roles ${JSON.stringify([o1, o2, o3])}`);
       assert(o1.key === o2.key && o2.key === o3.key, "one election key");
       await new Promise((r) => setTimeout(r, 500));

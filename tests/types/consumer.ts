@@ -32,6 +32,7 @@ import {
 } from "sfstream";
 import type {
   Authenticator,
+  BatchOptions,
   ClientOptions,
   ClientStats,
   Logger,
@@ -125,6 +126,11 @@ export async function main(signal: AbortSignal): Promise<number> {
     if (n > 10) break;
   }
   for await (const m of client.messages({ signal })) console.log(m.data);
+  const batching: BatchOptions = { maxSize: 500, signal };
+  for await (const batch of client.batches(batching)) {
+    const last: Message | undefined = batch[batch.length - 1];
+    if (last) console.log(batch.length, last.channel);
+  }
   const stop: () => void = client.onStatus((s) => console.log(s.type, s.at));
   stop();
   const stats: ClientStats = client.stats;
@@ -165,6 +171,8 @@ export async function main(signal: AbortSignal): Promise<number> {
   console.log(storages.length, marker?.replayId, json);
 
   // Negative checks: each of these must be a type error.
+  // @ts-expect-error maxSize is a number
+  client.batches({ maxSize: "500" });
   // @ts-expect-error subscribe takes a channel name, not a number
   await client.subscribe(42);
   // @ts-expect-error consumerKey must be a string

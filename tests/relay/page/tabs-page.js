@@ -39,7 +39,8 @@ export const tabTest = {
   exported,
   /**
    * Open this tab's client and subscribe. `hooks.closeOnRole`: close the client from the status
-   * listener as soon as this tab gets that role.
+   * listener as soon as this tab gets that role; `hooks.batchSize`: consume with
+   * `batches({ maxSize })` instead of `for await` over the client.
    */
   async open(relayUrl, sessionToken, channel, options = {}, hooks = {}) {
     token = sessionToken;
@@ -60,7 +61,14 @@ export const tabTest = {
     for (const ch of Array.isArray(channel) ? channel : [channel]) await client.subscribe(ch);
     void (async () => {
       try {
-        for await (const m of client) got.push({ channel: m.channel, replayId: m.data.event.replayId });
+        if (hooks.batchSize) {
+          for await (const batch of client.batches({ maxSize: hooks.batchSize })) {
+            if (batch.length < 1 || batch.length > hooks.batchSize) throw new Error(`a batch of ${batch.length}`);
+            for (const m of batch) got.push({ channel: m.channel, replayId: m.data.event.replayId });
+          }
+        } else {
+          for await (const m of client) got.push({ channel: m.channel, replayId: m.data.event.replayId });
+        }
       } catch (e) {
         failure = `${e.name}: ${e.message}`;
         tabTest.failureError = describe(e);
