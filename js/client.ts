@@ -73,7 +73,10 @@ export interface ClientOptions {
   replayFallback?: ReplayOption | null;
   /** How long to try to re-establish a lost connection before `receive()` raises `TransportTimeoutError`. Default 10000 ms; null = forever. */
   connectionTimeout?: number | null;
-  /** Most messages to prefetch before polling pauses. Default 100; 0 or less = unbounded. */
+  /**
+   * Most messages to prefetch before polling pauses: those waiting in the buffer, not those taken
+   * (a `batches()` batch in hand, messages not acknowledged). Default 100; 0 or less = unbounded.
+   */
   maxPendingCount?: number;
   /** CometD API version. Default: the authenticator's, else "62.0". */
   apiVersion?: string;
@@ -302,7 +305,10 @@ export class Client implements AsyncIterable<Message> {
   readonly #buffer: Message[] = [];
   #head = 0;
   readonly #waiters: Waiter[] = [];
-  /** Messages handed to the application and not yet reported as consumed. */
+  /**
+   * Messages handed to the application and not yet reported to the core: as consumed (automatic
+   * policy) or as taken (manual policy).
+   */
   #taken = 0;
   /**
    * The last message or batch handed out (automatic policy): 0 none in hand; k > 0: k messages
@@ -511,10 +517,18 @@ export class Client implements AsyncIterable<Message> {
     return this.#iterator<Message>(undefined, 0);
   }
 
-  /** `out` with further buffered messages, up to `max` in all; they are in hand together. */
+  /**
+   * `out` with further buffered messages, up to `max` in all; they are in hand together. The core
+   * is told at once, so that the batch no longer counts against `maxPendingCount` while the
+   * application works on it (the next reply is fetched meanwhile).
+   */
   #takeBatch(out: Message[], max: number): Message[] {
     while (out.length < max && this.#head < this.#buffer.length) out.push(this.#take());
-    if (!this.#manual) this.#inHand = out.length;
+    if (this.#manual) this.#reportTaken();
+    else {
+      this.#inHand = out.length;
+      this.#wasm.taken(out.length);
+    }
     return out;
   }
 
@@ -600,6 +614,7 @@ export class Client implements AsyncIterable<Message> {
     const i = this.#unacked.indexOf(message);
     if (i < 0) throw new TypeError("message was not received from this client, or is already acknowledged");
     this.#unacked.splice(0, i + 1);
+    this.#reportTaken(); // what is consumed was taken first: the core's two counts stay in step
     this.#wasm.consumed(i + 1);
   }
 
@@ -643,11 +658,9 @@ export class Client implements AsyncIterable<Message> {
       this.#buffer.splice(0, this.#head);
       this.#head = 0;
     }
+    this.#taken++;
     if (this.#manual) this.#unacked.push(m);
-    else {
-      this.#taken++;
-      this.#inHand = 1;
-    }
+    else this.#inHand = 1;
     return m;
   }
 
@@ -668,14 +681,17 @@ export class Client implements AsyncIterable<Message> {
   }
 
   /**
-   * Tell the core that the messages handed out so far were consumed (their markers may advance),
-   * all but the last `keep` of them.
+   * Tell the core about the messages handed out since the last report. Automatic policy: they
+   * were consumed (their markers may advance), all but the last `keep` of them. Manual policy:
+   * they were taken, so they no longer count against `maxPendingCount`; `acknowledge()` consumes
+   * them.
    */
   #reportTaken(keep = 0): void {
     const n = this.#taken - keep;
     if (n > 0) {
       this.#taken = keep;
-      this.#wasm.consumed(n);
+      if (this.#manual) this.#wasm.taken(n);
+      else this.#wasm.consumed(n);
     }
   }
 

@@ -390,6 +390,10 @@ pub struct Session {
     subs: Vec<SubEntry>,
     chans: Vec<ChanState>,
     delivered: VecDeque<Option<(usize, ReplayMarker)>>,
+    /// How many of `delivered`, from the front, the application has taken out of the prefetch
+    /// buffer without consuming them yet (a batch in hand, unacknowledged messages): they no longer
+    /// count against `max_pending`, but their markers wait for `handle_consumed`.
+    taken: usize,
     deliveries: Vec<u32>,
     events: VecDeque<Event>,
     failures: u32,
@@ -430,6 +434,7 @@ impl Session {
             subs: Vec::new(),
             chans: Vec::new(),
             delivered: VecDeque::new(),
+            taken: 0,
             deliveries: Vec::new(),
             events: VecDeque::new(),
             failures: 0,
@@ -636,11 +641,22 @@ impl Session {
         }
     }
 
-    /// The application took `count` delivered events out of the buffer (in delivery order).
+    /// The application took `count` more delivered events out of the prefetch buffer (in delivery
+    /// order) without consuming them yet: a batch in hand, messages not acknowledged. They stop
+    /// counting against `max_pending` (as in the seed, where `max_pending_count` bounds the
+    /// queue), so a paused long-poll may resume; their markers wait for `handle_consumed`. A
+    /// count beyond what was delivered is capped.
+    pub fn handle_taken(&mut self, now: Millis, count: usize) {
+        self.taken = self.taken.saturating_add(count).min(self.delivered.len());
+        self.maybe_resume(now);
+    }
+
+    /// The application consumed `count` delivered events (in delivery order), taken or not.
     /// Markers of consumed events become `Event::PersistMarker`s (coalesced per channel, never
     /// backwards). May resume a paused long-poll.
     pub fn handle_consumed(&mut self, now: Millis, count: usize) {
         let n = count.min(self.delivered.len());
+        self.taken = self.taken.saturating_sub(n);
         let mut newest: Vec<(usize, ReplayMarker)> = Vec::new();
         for _ in 0..n {
             if let Some(Some((ci, m))) = self.delivered.pop_front() {
@@ -984,6 +1000,12 @@ impl Session {
     /// Delivered but not consumed events.
     pub fn pending_count(&self) -> usize {
         self.delivered.len()
+    }
+
+    /// Delivered events still in the prefetch buffer (neither taken nor consumed): what
+    /// `max_pending` bounds.
+    pub fn prefetched_count(&self) -> usize {
+        self.delivered.len().saturating_sub(self.taken)
     }
 
     /// `Some("long-polling")` while open.
@@ -1474,7 +1496,7 @@ impl Session {
     fn buffer_full(&self) -> bool {
         self.config
             .max_pending
-            .is_some_and(|n| n > 0 && self.delivered.len() >= n)
+            .is_some_and(|n| n > 0 && self.prefetched_count() >= n)
     }
 
     fn maybe_resume(&mut self, now: Millis) {

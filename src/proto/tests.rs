@@ -93,6 +93,11 @@ impl Driver {
         self.pump();
     }
 
+    fn taken(&mut self, n: usize) {
+        self.s.handle_taken(self.now, n);
+        self.pump();
+    }
+
     /// open + handshake + first connect; returns after Opened.
     fn open(&mut self) {
         self.s.open(self.now).unwrap();
@@ -1619,6 +1624,61 @@ fn prefetch_pause_and_resume() {
 }
 
 #[test]
+fn taking_without_consuming_frees_the_prefetch_buffer_but_moves_no_marker() {
+    let mut d = Driver::new(Config {
+        max_pending: Some(3),
+        ..Driver::cfg()
+    });
+    d.open();
+    let c = d.take(RequestKind::Connect);
+    d.subscribe_ok("/topic/X", Some(-1));
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[1, 2, 3, 4], WALL, connect_ok(&c)),
+    );
+    d.take_events(); // the buffer-full pause
+    d.nothing_sent();
+    // A batch of 2 in the application's hands: 2 left in the buffer, below the limit of 3.
+    d.taken(2);
+    assert_eq!(d.s.prefetched_count(), 2);
+    assert_eq!(d.s.pending_count(), 4, "taken is not consumed");
+    let c = d.take(RequestKind::Connect);
+    assert!(
+        d.take_events()
+            .iter()
+            .all(|e| !matches!(e, Event::PersistMarker { .. })),
+        "no marker moves before consumption"
+    );
+    // Consuming what was taken moves the marker to the second event.
+    d.consume(2);
+    let ev = d.take_events();
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::PersistMarker { marker, .. } if marker.replay_id == 2
+        )),
+        "{ev:?}"
+    );
+    assert_eq!(d.s.prefetched_count(), 2);
+    // The next reply fills the buffer again (2 + 2 >= 3): paused until more is taken. Taking more
+    // than was delivered is capped at what was delivered.
+    d.reply(
+        &c,
+        200,
+        events_batch("/topic/X", &[5, 6], WALL, connect_ok(&c)),
+    );
+    d.take_events();
+    d.nothing_sent();
+    d.taken(100);
+    assert_eq!(d.s.prefetched_count(), 0);
+    d.take(RequestKind::Connect);
+    d.consume(4);
+    assert_eq!(d.s.pending_count(), 0);
+    assert_eq!(d.s.prefetched_count(), 0);
+}
+
+#[test]
 fn prefetch_pause_longer_than_max_pause_rehandshakes_from_markers() {
     let mut d = Driver::new(Config {
         max_pending: Some(2),
@@ -2279,7 +2339,7 @@ fn random_inputs_keep_invariants() {
                 let paused = s
                     .config()
                     .max_pending
-                    .is_some_and(|n| s.pending_count() >= n);
+                    .is_some_and(|n| s.prefetched_count() >= n);
                 assert!(need_auth || paused, "seed {seed}: stuck in {:?}", s.state());
             }
             opened_total += u32::from(s.state() == State::Connected);
@@ -2371,7 +2431,11 @@ fn random_inputs_keep_invariants() {
                 }
                 7 => {
                     let n = rng.pick(4) as usize;
-                    s.handle_consumed(now, n);
+                    if rng.pick(2) == 0 {
+                        s.handle_consumed(now, n);
+                    } else {
+                        s.handle_taken(now, n);
+                    }
                 }
                 8 => {
                     let c = channels[rng.pick(3) as usize];

@@ -585,10 +585,20 @@ impl WasmClient {
         })
     }
 
-    /// The application took `count` delivered messages out of the buffer.
+    /// The application consumed `count` more delivered messages (their markers may advance).
     pub fn consumed(&self, count: u32) {
         if let Ok(mut i) = self.inner.try_borrow_mut() {
             i.session.handle_consumed(now_ms(), count as usize);
+        }
+        drive(&self.inner);
+    }
+
+    /// The application took `count` more delivered messages out of the buffer without consuming
+    /// them yet (a batch in hand, messages not acknowledged): they stop counting against
+    /// `maxPendingCount`.
+    pub fn taken(&self, count: u32) {
+        if let Ok(mut i) = self.inner.try_borrow_mut() {
+            i.session.handle_taken(now_ms(), count as usize);
         }
         drive(&self.inner);
     }

@@ -314,6 +314,30 @@ describe("batches()", () => {
     await client.close();
   });
 
+  test("a batch in hand no longer counts against maxPendingCount: the next reply is fetched while it is processed", async () => {
+    const ch = channel("u", "BatchPipeline");
+    const store = new Map();
+    const client = new SalesforceStreamingClient({ ...login(), replay: store, maxPendingCount: 3 });
+    await client.open();
+    await client.subscribe(ch);
+    const it = client.batches();
+    const waiting = it.next();
+    await emu.control("publish", { channel: ch, count: 3 });
+    const { value: first } = await waiting;
+    assert.equal(first.length, 3);
+    // The batch is still being "processed": what is published now is prefetched all the same.
+    await emu.control("publish", { channel: ch, count: 3 });
+    await until(() => client.pendingCount === 3, { timeout: 5000, what: "the next reply buffered while the batch is in hand" });
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(store.get(ch), undefined, "the batch in hand is not consumed");
+    const { value: second } = await it.next();
+    assert.equal(second.length, 3);
+    assert.ok(replayIdOf(second[0]) > replayIdOf(first[2]));
+    await it.return();
+    await client.close();
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, replayIdOf(first[2]), "the first batch consumed, the second left in hand");
+  });
+
   test("manual policy: acknowledging a batch's last message acknowledges the batch", async () => {
     const ch = channel("event", "BatchAck");
     const store = new Map();
@@ -396,6 +420,27 @@ describe("at-least-once: manual acknowledgement", () => {
     await third.subscribe(ch);
     assert.deepEqual((await take(third, 2)).map(replayIdOf), p.slice(4));
     await third.close();
+  });
+
+  test("unacknowledged messages do not hold up polling: only the buffer counts against maxPendingCount", async () => {
+    // An application that acknowledges every few hundred messages (after a bulk commit) must keep
+    // receiving meanwhile, whatever maxPendingCount is.
+    const ch = channel("u", "ManualFlow");
+    const store = new Map();
+    const client = new SalesforceStreamingClient({ ...login(), replay: store, ackPolicy: "manual", maxPendingCount: 3 });
+    await client.open();
+    await client.subscribe(ch);
+    const got = [];
+    for (let round = 0; round < 4; round++) {
+      await emu.control("publish", { channel: ch, count: 3 });
+      got.push(...(await take(client, 3, { timeout: 5000 })));
+    }
+    assert.equal(got.length, 12, "every round arrived with nothing acknowledged");
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(store.get(ch), undefined, "taken is not acknowledged: no marker");
+    client.acknowledge(got[11]);
+    await client.close();
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, replayIdOf(got[11]));
   });
 
   test("acknowledge() needs the manual policy", async () => {
