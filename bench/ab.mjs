@@ -4,6 +4,7 @@
 // alternating order (A B, B A, ...); medians of every figure the worker reports.
 //
 //   node bench/ab.mjs --b /tmp/dist-b [--a DIR] [--scenario catchup] [--n 20000] [--runs 6]
+//                     [--client sfstream|sfstream-batches]
 //
 // A build is a package directory (with dist/node.js) or a dist directory (with node.js); A defaults
 // to the packed package in tests/node_modules/sfstream. To build a variant of the working tree
@@ -22,6 +23,9 @@ const SCENARIOS = ["catchup", "live", "latency", "slow"];
 const scenario = opt("--scenario", "catchup");
 const n = Number(opt("--n", scenario === "latency" ? "200" : "20000"));
 const runs = Number(opt("--runs", "6"));
+/** How the builds are consumed: `for await` over the client, or over `client.batches()`. */
+const client = opt("--client", "sfstream");
+if (client !== "sfstream" && client !== "sfstream-batches") throw new Error("--client must be sfstream or sfstream-batches");
 
 function entry(dir) {
   const d = resolve(dir);
@@ -57,7 +61,7 @@ try {
       const channel = "/topic/BenchAB";
       if (scenario === "catchup" || scenario === "slow") await emu.control("publish", { channel, count: n, payloadSize: 200 });
       const token = (await emu.control("token", {})).access_token;
-      const res = await worker({ client: "sfstream", scenario, n, channel, url: emu.url, token, pkgEntry: builds[name], timeoutMs: 120000, gapMs: 10 });
+      const res = await worker({ client, scenario, n, channel, url: emu.url, token, pkgEntry: builds[name], timeoutMs: 120000, gapMs: 10 });
       if (!res.ok) throw new Error(`${name} run ${r + 1} failed: ${res.error}`);
       results[name].push(res);
     }
@@ -71,7 +75,7 @@ const median = (xs) => {
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const fields = Object.keys(results.A[0]).filter((k) => typeof results.A[0][k] === "number" && k !== "n" && !Array.isArray(results.A[0][k]));
-console.log(`${scenario} n=${n}, ${runs} runs each, alternating; medians\n`);
+console.log(`${scenario} n=${n}, ${client}, ${runs} runs each, alternating; medians\n`);
 console.log(`| figure | A | B | B / A |\n|---|---:|---:|---:|`);
 for (const f of fields) {
   const a = median(results.A.map((r) => r[f]));
