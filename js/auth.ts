@@ -24,7 +24,12 @@ export interface TokenInfo {
 
 /** Anything that can produce a token: the classes below, or your own object. */
 export interface Authenticator {
-  authenticate(): Promise<TokenInfo>;
+  /**
+   * A token. The client passes `signal`, which aborts when it no longer needs the token (it was
+   * closed during the login, or the login outlived `connectionTimeout`): a login that makes a
+   * request should stop it then. An authenticator may ignore it.
+   */
+  authenticate(signal?: AbortSignal): Promise<TokenInfo>;
   /** API version used for the CometD endpoint, e.g. "62.0". */
   readonly apiVersion?: string;
   /** Allow a plain-http instance URL on a non-loopback host (default false). */
@@ -194,10 +199,11 @@ export abstract class AuthenticatorBase implements Authenticator {
   /** Called (and awaited) with the refresh token when Salesforce returns one; must not throw. @internal */
   protected refreshTokenReceived(_token: string): void | Promise<void> {}
 
-  async authenticate(): Promise<TokenInfo> {
+  /** POST the grant to the token endpoint; `signal` aborts the request. */
+  async authenticate(signal?: AbortSignal): Promise<TokenInfo> {
     let r: TokenResult;
     try {
-      r = (await oauthToken(this.loginUrl, await this.grant(), this.allowInsecureHttp)) as TokenResult;
+      r = (await oauthToken(this.loginUrl, await this.grant(), this.allowInsecureHttp, signal)) as TokenResult;
     } catch (e) {
       throw fromWasmError(e);
     }
@@ -475,12 +481,12 @@ export class JwtBearerAuthenticator extends AuthenticatorBase {
 }
 
 /** Options of {@link AccessTokenAuthenticator}. */
-export type AccessTokenSource = TokenInfo | (() => Promise<TokenInfo> | TokenInfo);
+export type AccessTokenSource = TokenInfo | ((signal?: AbortSignal) => Promise<TokenInfo> | TokenInfo);
 
 /**
  * A token you already have (for example from a session, or from your own OAuth code), or an
  * async function that returns a fresh one; the function is called again when Salesforce
- * invalidates the token.
+ * invalidates the token, with the client's `signal` (see {@link Authenticator.authenticate}).
  *
  * The token must be printable ASCII without spaces (it goes into the `Authorization` header);
  * whitespace around it, such as the newline a file read with `readFileSync` ends with, is removed.
@@ -493,7 +499,7 @@ export class AccessTokenAuthenticator implements Authenticator {
   readonly apiVersion: string;
   instanceUrl: string | null = null;
   tokenType: string | null = null;
-  readonly #source: (() => Promise<TokenInfo> | TokenInfo) | CheckedTokenInfo;
+  readonly #source: ((signal?: AbortSignal) => Promise<TokenInfo> | TokenInfo) | CheckedTokenInfo;
   #accessToken: string | null = null;
   /** Allow a plain-http instance URL on a non-loopback host. */
   readonly allowInsecureHttp: boolean;
@@ -515,12 +521,13 @@ export class AccessTokenAuthenticator implements Authenticator {
   get accessToken(): string | null {
     return this.#accessToken;
   }
-  async authenticate(): Promise<TokenInfo> {
+  /** The token, from the function source (which gets `signal`) or the fixed one. */
+  async authenticate(signal?: AbortSignal): Promise<TokenInfo> {
     let info: CheckedTokenInfo;
     if (typeof this.#source === "function") {
       let got: TokenInfo;
       try {
-        got = await this.#source();
+        got = await this.#source(signal);
       } catch (e) {
         throw new AuthenticationError("the access-token function failed", {}, { cause: e });
       }

@@ -339,7 +339,7 @@ export class Client implements AsyncIterable<Message> {
       onEvents: (body: Message[], positions: Uint32Array) => this.#onEvents(body, positions),
       onStatus: (s: StatusEvent) => this.#emit(s),
       onFailed: (e: unknown) => this.#onFailed(e),
-      authenticate: () => authenticator.authenticate(),
+      authenticate: (signal: AbortSignal | undefined) => authenticator.authenticate(signal),
       onAuthenticated: (namespace: string) => this.#storage?.bindNamespace(namespace),
       getReplayMarker: async (channel: string) => {
         if (!this.#storage) return null;

@@ -76,7 +76,8 @@ export interface RelayOptions {
   sessionIdleTimeout?: number;
   /**
    * Longest wait for `authenticator.authenticate()` (ms). Default 10000. A login that has not
-   * answered by then is abandoned (its late result is discarded) and the requests waiting for it
+   * answered by then is abandoned (the signal passed to `authenticate()` aborts, and a late
+   * result is discarded) and the requests waiting for it
    * get HTTP 503 `503::Relay timed out authenticating to Salesforce`. After a failed or timed-out
    * login the relay waits before starting another (1 s, doubling on each further failure up to
    * 30 s); requests meanwhile get the same 503 at once.
@@ -324,15 +325,20 @@ export function createRelay(options: RelayOptions): RelayHandler {
   const seenTokens: string[] = [];
   function login(): Promise<TokenInfo> {
     let timer: ReturnType<typeof setTimeout> | undefined;
+    // Aborted when the login is given up (loginTimeout): the authenticator's request stops then.
+    const abandon = new AbortController();
     const attempt = (async () => {
-      const t = await authenticator.authenticate();
+      const t = await authenticator.authenticate(abandon.signal);
       if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
         throw new Error("the authenticator returned no accessToken/instanceUrl");
       }
       return t;
     })();
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RelayAuthTimeout(loginTimeout)), loginTimeout);
+      timer = setTimeout(() => {
+        abandon.abort(new RelayAuthTimeout(loginTimeout));
+        reject(new RelayAuthTimeout(loginTimeout));
+      }, loginTimeout);
     });
     return Promise.race([attempt, timeout]).then(
       (t) => {

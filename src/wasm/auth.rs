@@ -79,15 +79,23 @@ fn grant_from(js: &JsValue) -> Result<Grant, JsValue> {
 /// POST the grant to `{loginUrl}/services/oauth2/token` and return the validated result as
 /// `{ accessToken, instanceUrl, id, tokenType, issuedAt, signature, scope, refreshToken }`.
 /// Rejects with an `AuthenticationError` carrying Salesforce's `error` and `error_description`.
+///
+/// `signal` (an `AbortSignal`, or undefined) aborts the request: the client passes one that aborts
+/// when it is closed during a login, or the login outlives `connectionTimeout`.
 #[wasm_bindgen(js_name = oauthToken)]
-pub fn oauth_token(login_url: String, grant: JsValue, allow_insecure_http: bool) -> Promise {
+pub fn oauth_token(
+    login_url: String,
+    grant: JsValue,
+    allow_insecure_http: bool,
+    signal: JsValue,
+) -> Promise {
     g::later(move || {
         let grant = grant_from(&grant)?;
         let url =
             auth::token_url(&login_url, allow_insecure_http).map_err(|e| auth_error(&e, None))?;
         // Bounded: a token endpoint that never answers must not hold the client (or a relay)
         // for ever; the failure counts as "unreachable" and is retried with back-off.
-        let signal = g::abort_signal_timeout(TOKEN_REQUEST_TIMEOUT_MS).ok();
+        let signal = g::sf_timeout_or(TOKEN_REQUEST_TIMEOUT_MS, &signal).ok();
         let init = g::post_init(
             &grant.form_body(),
             &[

@@ -206,6 +206,9 @@ struct Inner {
     /// deadline, whichever comes first; then it becomes `open_waiter`.
     login_waiter: Option<Waiter>,
     login_timer: Option<JsValue>,
+    /// Aborts the authenticator's current login (its `signal`): on `close()`, at the first login's
+    /// deadline, and when the client fails.
+    login_abort: Option<AbortController>,
     /// The connection timeout (ms), which also bounds the first login; None: no bound.
     connection_timeout: Option<f64>,
     /// The last error the authenticator rejected with during a re-authentication: reported as is
@@ -350,6 +353,7 @@ impl WasmClient {
             ops: VecMap::default(),
             login_waiter: None,
             login_timer: None,
+            login_abort: None,
             auth_error: None,
             open_waiter: None,
             closed_waiters: Vec::new(),
@@ -446,6 +450,7 @@ impl WasmClient {
                         i.login_timer = None;
                         i.login_waiter.take()
                     };
+                    abort_login(&rc);
                     if let Some(w) = w {
                         w.reject(&js_error(
                             "AuthenticationError",
@@ -542,7 +547,8 @@ impl WasmClient {
     pub fn close(&self) -> Promise {
         let rc = self.inner.clone();
         g::later(move || {
-            // A close() during open()'s login: open() rejects now, and the token is not used.
+            // A close() during a login (open()'s or a re-authentication): the login is aborted,
+            // open() rejects now, and the token is not used.
             let login = {
                 let mut i = rc.borrow_mut();
                 if let Some(id) = i.login_timer.take() {
@@ -550,6 +556,7 @@ impl WasmClient {
                 }
                 i.login_waiter.take()
             };
+            abort_login(&rc);
             if let Some(w) = login {
                 w.reject(&js_error("ClientInvalidOperation", "the client was closed"));
             }
@@ -754,17 +761,49 @@ fn is_unreachable(e: &JsValue) -> bool {
 }
 
 /// Ask the host's authenticator for a token and derive the CometD endpoint from it. The promise
-/// resolves (to undefined) once the client uses the new token.
+/// resolves (to undefined) once the client uses the new token. The authenticator gets a signal
+/// that [`abort_login`] aborts.
 fn authenticate(rc: &Rc<RefCell<Inner>>) -> Promise {
-    let host = rc.borrow().host.clone();
-    let token = match host.authenticate() {
+    let controller = AbortController::new().ok();
+    let signal: JsValue = controller
+        .as_ref()
+        .map_or(JsValue::UNDEFINED, |c| c.signal().into());
+    let host = {
+        let mut i = rc.borrow_mut();
+        i.login_abort = controller.clone();
+        i.host.clone()
+    };
+    let token = match host.authenticate(&signal) {
         Ok(p) => p,
-        Err(e) => return Promise::reject(&e),
+        Err(e) => {
+            rc.borrow_mut().login_abort = None;
+            return Promise::reject(&e);
+        }
     };
     let rc = rc.clone();
-    g::then(&token, move |result| {
+    g::settle(&token, move |outcome| {
+        {
+            // This login is over: forget its controller, unless a newer login replaced it.
+            let mut i = rc.borrow_mut();
+            let same = match (&i.login_abort, &controller) {
+                (Some(a), Some(b)) => JsValue::from(a.clone()) == JsValue::from(b.clone()),
+                _ => false,
+            };
+            if same {
+                i.login_abort = None;
+            }
+        }
+        let result = outcome?;
         use_token(&rc, &result).map(|()| JsValue::UNDEFINED)
     })
+}
+
+/// Abort the authenticator's login in progress, if any (the client no longer needs its token).
+fn abort_login(rc: &Rc<RefCell<Inner>>) {
+    let c = rc.borrow_mut().login_abort.take();
+    if let Some(c) = c {
+        c.abort();
+    }
 }
 
 /// Take the authenticator's `result` (`{ accessToken, instanceUrl, tokenType, id }`) into use.
@@ -1067,6 +1106,7 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                 )
             };
             abort_inflight(rc, None);
+            abort_login(rc);
             let closed = js_error("ClientInvalidOperation", "the client was closed");
             // close() during open(): the pending open() settles too.
             if let Some(w) = open_w {

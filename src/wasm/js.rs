@@ -26,9 +26,6 @@ extern "C" {
     #[wasm_bindgen(js_namespace = Date, js_name = now)]
     pub fn date_now() -> f64;
 
-    /// `AbortSignal.timeout(ms)` (throws where the runtime lacks it).
-    #[wasm_bindgen(js_namespace = AbortSignal, js_name = timeout, catch)]
-    pub fn abort_signal_timeout(ms: f64) -> Result<JsValue, JsValue>;
 }
 
 thread_local! {
@@ -93,6 +90,10 @@ extern "C" {
     /// `p`, or a rejection with an `Error(message)` if it has not settled within `ms`.
     #[wasm_bindgen(js_name = sfWithin)]
     pub fn sf_within(p: &JsValue, ms: f64, message: &str) -> Promise;
+
+    /// A signal that aborts after `ms`, or when `outer` (if an AbortSignal) aborts.
+    #[wasm_bindgen(js_name = sfTimeoutOr, catch)]
+    pub fn sf_timeout_or(ms: f64, outer: &JsValue) -> Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_name = sfRequest)]
     #[allow(clippy::too_many_arguments)]
@@ -240,9 +241,10 @@ extern "C" {
     #[wasm_bindgen(method, js_name = onFailed)]
     pub fn on_failed(this: &Host, error: &JsValue);
 
-    /// Resolve to `{ accessToken, instanceUrl, tokenType }`.
+    /// Resolve to `{ accessToken, instanceUrl, tokenType }`. `signal` aborts when the client no
+    /// longer needs the token (closed, or the login outlived `connectionTimeout`).
     #[wasm_bindgen(method, catch)]
-    pub fn authenticate(this: &Host) -> Result<JsValue, JsValue>;
+    pub fn authenticate(this: &Host, signal: &JsValue) -> Result<JsValue, JsValue>;
 
     /// Called after every successful authentication with the identity namespace
     /// (`<orgId>/<userId>`), so that storages can namespace their keys.

@@ -191,6 +191,26 @@ export function sfWithin(p, ms, message) {
 }
 
 /**
+ * A signal that aborts after `ms`, or when `outer` (an AbortSignal, or anything else for none)
+ * aborts, with that signal's reason. `AbortSignal.any` where the runtime has it.
+ */
+export function sfTimeoutOr(ms, outer) {
+  const timeout = AbortSignal.timeout(ms);
+  if (outer === null || typeof outer !== "object" || typeof outer.addEventListener !== "function" || typeof outer.aborted !== "boolean") {
+    return timeout;
+  }
+  if (typeof AbortSignal.any === "function") return AbortSignal.any([timeout, outer]);
+  const c = new AbortController();
+  const abort = (s) => () => c.abort(s.reason);
+  if (outer.aborted) c.abort(outer.reason);
+  else {
+    outer.addEventListener("abort", abort(outer), { once: true });
+    timeout.addEventListener("abort", abort(timeout), { once: true });
+  }
+  return c.signal;
+}
+
+/**
  * Call `cb(true, value)` or `cb(false, reason)` once `p` settles (a value that is not a promise
  * counts as resolved). The returned promise adopts what `cb` returns, or rejects with what it throws.
  */

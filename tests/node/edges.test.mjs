@@ -114,6 +114,59 @@ describe("logins that hang or are interrupted", () => {
     assert.ok(statuses.includes("reconnecting:authenticationInvalid"), statuses.join(","));
     assert.equal(c.closed, true);
   });
+
+  /** A token endpoint that never answers; `aborted` resolves (to ms since the request) when the client drops the request. */
+  async function hangingTokenEndpoint() {
+    let requested = null;
+    let onAborted;
+    const aborted = new Promise((r) => (onAborted = r));
+    const server = createServer((req) => {
+      requested = Date.now();
+      req.resume();
+      req.socket.on("close", () => onAborted(Date.now() - requested));
+    });
+    await new Promise((r) => server.listen(0, "127.0.0.1", r));
+    servers.push(server);
+    return { url: `http://127.0.0.1:${server.address().port}`, aborted, requested: () => requested !== null };
+  }
+
+  test("close() during a password login aborts the token request (it does not run on to its 30 s timeout)", async () => {
+    const ep = await hangingTokenEndpoint();
+    const c = new SalesforceStreamingClient({ ...CREDENTIALS, loginUrl: ep.url });
+    const opening = c.open().then(() => null, (e) => e);
+    await until(ep.requested, { timeout: 5000, what: "the token request" });
+    await c.close();
+    assert.ok((await opening) instanceof ClientInvalidOperation);
+    const ms = await Promise.race([ep.aborted, sleep(3000).then(() => "still open after 3 s")]);
+    assert.equal(typeof ms, "number", String(ms));
+  });
+
+  test("a password login that outlives connectionTimeout is aborted with it", async () => {
+    const ep = await hangingTokenEndpoint();
+    const c = new SalesforceStreamingClient({ ...CREDENTIALS, loginUrl: ep.url, connectionTimeout: 500 });
+    const err = await c.open().then(() => null, (e) => e);
+    assert.ok(err instanceof AuthenticationError, `open(): ${err}`);
+    const ms = await Promise.race([ep.aborted, sleep(3000).then(() => "still open after 3 s")]);
+    assert.equal(typeof ms, "number", String(ms));
+    assert.ok(ms < 2500, `aborted after ${ms} ms`);
+  });
+
+  test("a token function gets the client's signal, which aborts on close() and not after a login that succeeded", async () => {
+    const signals = [];
+    const c = new Client(new AccessTokenAuthenticator(async (signal) => {
+      signals.push(signal);
+      return signals.length === 1 ? token() : new Promise(() => {});
+    }));
+    await c.open();
+    assert.ok(signals[0] instanceof AbortSignal, "an AbortSignal is passed");
+    await c.subscribe("/topic/EdgeSignal");
+    await emu.control("revoke-tokens", {});
+    await until(() => signals.length === 2, { timeout: 8000, what: "the re-login" });
+    assert.equal(signals[1].aborted, false);
+    await c.close();
+    assert.equal(signals[1].aborted, true, "close() aborts the re-login in progress");
+    assert.equal(signals[0].aborted, false, "a finished login's signal is left alone");
+  });
 });
 
 test("a custom authenticator's token that cannot go into a header is refused at once", async () => {

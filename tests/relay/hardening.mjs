@@ -198,15 +198,19 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       assert(chunked.status === 413 && cors({ get: (k) => chunked.headers[k] ?? null }) === want, `64 KiB chunked, never ended: ${chunked.status} ${JSON.stringify(chunked.headers)}`);
     });
 
-    await check("hardening: a login that never answers: an aborted request stops waiting, the others get 503 after loginTimeout, the next login waits out a back-off", async () => {
+    await check("hardening: a login that never answers: an aborted request stops waiting, the others get 503 after loginTimeout (the token request is aborted), the next login waits out a back-off", async () => {
       // The token endpoint: hangs while `hang`, then passes the grant on to sfemu's.
       let hang = true;
       const logins = [];
+      const dropped = [];
       const tokenServer = await listen(async (req, res) => {
         let body = "";
         for await (const c of req) body += c;
         logins.push(Date.now());
-        if (hang) return;
+        if (hang) {
+          req.socket.on("close", () => dropped.push(Date.now()));
+          return;
+        }
         const r = await fetch(`${emu.url}${req.url}`, { method: "POST", headers: { "content-type": req.headers["content-type"] }, body });
         res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" });
         res.end(await r.text());
@@ -234,6 +238,7 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       assert(r.status === 503 && r.json?.[0]?.error === "503::Relay timed out authenticating to Salesforce", `after the login timeout: ${r.status} ${r.text}`);
       assert(took >= 1900 && took < 5000, `answered after ${took} ms (loginTimeout 2000)`);
       assert(logins.length === 1, `one login for both requests (${logins.length})`);
+      await until(() => dropped.length === 1, { timeout: 2000, what: "the abandoned login's token request to be aborted" });
       // Back-off: at once the same 503, and no new login.
       const t1 = Date.now();
       const again = await post(relay.url, HANDSHAKE);

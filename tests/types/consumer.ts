@@ -63,6 +63,20 @@ const myAuth: Authenticator = {
   },
 };
 
+// An authenticator that stops its request when the client no longer needs the token.
+const cancellable: Authenticator = {
+  async authenticate(signal?: AbortSignal): Promise<TokenInfo> {
+    const r = await fetch("https://example.com/token", { signal });
+    return (await r.json()) as TokenInfo;
+  },
+};
+const fromFunction = new AccessTokenAuthenticator(async (signal?: AbortSignal) => {
+  signal?.throwIfAborted();
+  return { accessToken: "token", instanceUrl: "https://example.my.salesforce.com" };
+});
+void cancellable;
+void fromFunction;
+
 function describeStatus(s: StatusEvent): string {
   switch (s.type) {
     case "connected":
