@@ -123,6 +123,65 @@ export async function* iterateMessages<T = Message>(
   }
 }
 
+/**
+ * An async iterator whose `return()` withdraws a waiting `next()`: an async generator would run it
+ * to the next message, which its caller, gone, would never see. `step(slot, ended)` makes a step's
+ * value, putting its waiter in `slot` while it waits; `ended()` tells it the iteration has ended
+ * meanwhile (take nothing more then). `withdraw(w)` removes a waiter not yet served (true if it
+ * was). Ends quietly on ClientInvalidOperation (closed and drained) or when `signal` aborts.
+ * `SharedTabClient`'s iterators; `Client` has its own, tuned for its per-message path.
+ * @internal
+ */
+export function withdrawableIterator<T>(
+  step: (slot: { waiter: Waiter | null }, ended: () => boolean) => Promise<T>,
+  withdraw: (w: Waiter) => boolean,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<T, void, undefined> {
+  let done = false;
+  let waiting: { waiter: Waiter | null } | null = null;
+  const ended = (): boolean => done;
+  const end = (): IteratorResult<T, void> => {
+    done = true;
+    return { value: undefined, done: true };
+  };
+  const ret = (): Promise<IteratorResult<T, void>> => {
+    const r = end();
+    const w = waiting?.waiter ?? null;
+    waiting = null;
+    if (w !== null && withdraw(w)) w.reject(new ClientInvalidOperation("the iteration has ended"));
+    return Promise.resolve(r);
+  };
+  const it: AsyncGenerator<T, void, undefined> = {
+    next: (): Promise<IteratorResult<T, void>> => {
+      if (done) return Promise.resolve({ value: undefined, done: true });
+      const slot: { waiter: Waiter | null } = { waiter: null };
+      waiting = slot;
+      return step(slot, ended).then(
+        (value): IteratorResult<T, void> => {
+          if (waiting === slot) waiting = null;
+          return { value, done: false };
+        },
+        (e: unknown) => {
+          if (waiting === slot) waiting = null;
+          if (e instanceof ClientInvalidOperation || (signal?.aborted === true && e === signal.reason)) return end();
+          done = true;
+          throw e;
+        },
+      );
+    },
+    return: ret,
+    throw: (e: unknown): Promise<IteratorResult<T, void>> => {
+      void ret();
+      return Promise.reject(e);
+    },
+    [Symbol.asyncIterator]: () => it,
+    [Symbol.asyncDispose]: async (): Promise<void> => {
+      await ret();
+    },
+  };
+  return it;
+}
+
 /** Options of {@link Client.receive}. */
 export interface ReceiveOptions {
   /** Abort waiting; the promise rejects with `signal.reason` and no message is lost. */

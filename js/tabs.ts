@@ -45,7 +45,7 @@
  */
 
 import type { Authenticator } from "./auth.js";
-import { batchOptionsError, Client, iterateMessages, receiveOptionsError, waitForMessage, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
+import { batchOptionsError, Client, iterateMessages, receiveOptionsError, waitForMessage, withdrawableIterator, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
 import {
   AuthenticationError,
   ClientError,
@@ -572,18 +572,36 @@ export class SharedTabClient implements AsyncIterable<Message> {
 
   /** The next message for this tab's subscriptions. */
   receive(options: ReceiveOptions = {}): Promise<Message> {
+    return this.#receive(options, undefined);
+  }
+
+  /** `receive()`; `slot` gets the waiter if it has to wait (an iterator's `return()` withdraws it). */
+  #receive(options: ReceiveOptions, slot: { waiter: Waiter | null } | undefined): Promise<Message> {
     const bad = receiveOptionsError(options);
     if (bad) return Promise.reject(bad);
     const next = this.#buffer.shift();
     if (next !== undefined) return Promise.resolve(next);
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#open) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
-    return waitForMessage(this.#waiters, options.signal);
+    return waitForMessage(this.#waiters, options.signal, slot);
   }
 
-  /** Iterate over this tab's messages; ends when closed or `signal` aborts. */
+  /** Remove a waiter not yet served; true if it was waiting. */
+  readonly #withdraw = (w: Waiter): boolean => {
+    const i = this.#waiters.indexOf(w);
+    if (i < 0) return false;
+    this.#waiters.splice(i, 1);
+    return true;
+  };
+
+  /**
+   * Iterate over this tab's messages; ends when closed or `signal` aborts. `return()` (a `break`)
+   * while a step waits withdraws it: the next message goes to the next reader.
+   */
   messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
-    return iterateMessages((o) => this.receive(o), options);
+    const bad = receiveOptionsError(options);
+    if (bad) return iterateMessages(() => Promise.reject(bad), {});
+    return withdrawableIterator((slot) => this.#receive(options, slot), this.#withdraw, options.signal);
   }
 
   /**
@@ -594,14 +612,16 @@ export class SharedTabClient implements AsyncIterable<Message> {
     const bad = batchOptionsError(options);
     if (bad) return iterateMessages<Message[]>(() => Promise.reject(bad), {});
     const max = options.maxSize ?? Infinity;
-    return iterateMessages(
-      (o) =>
-        this.receive(o).then((first) => {
+    return withdrawableIterator(
+      (slot, ended) =>
+        this.#receive(options, slot).then((first) => {
           const out = [first];
-          while (out.length < max && this.#buffer.length > 0) out.push(this.#buffer.shift() as Message);
+          // After return(), nothing more is taken out of the buffer for a batch nobody reads.
+          while (!ended() && out.length < max && this.#buffer.length > 0) out.push(this.#buffer.shift() as Message);
           return out;
         }),
-      options,
+      this.#withdraw,
+      options.signal,
     );
   }
 

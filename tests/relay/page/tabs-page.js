@@ -59,6 +59,7 @@ export const tabTest = {
       return { role: client.role, key: client.key, error: describe(e) };
     }
     for (const ch of Array.isArray(channel) ? channel : [channel]) await client.subscribe(ch);
+    if (hooks.consume === false) return { role: client.role, key: client.key };
     void (async () => {
       try {
         if (hooks.batchSize) {
@@ -77,6 +78,27 @@ export const tabTest = {
     return { role: client.role, key: client.key };
   },
   failureError: null,
+  /**
+   * (A client opened with `hooks.consume: false`.) Start a step of `messages()` or `batches()`,
+   * end the iteration while it waits, and report what the step resolved to.
+   */
+  async returnWhileWaiting(kind) {
+    const it = kind === "batches" ? client.batches() : client.messages();
+    const step = it.next();
+    await new Promise((r) => setTimeout(r, 50));
+    // Bounded: an async generator's return() waits for the pending step, which may never come.
+    const late = (what) => new Promise((r) => setTimeout(() => r({ late: what }), 2000));
+    const ended = await Promise.race([it.return().then(() => null), late("return() did not settle within 2 s")]);
+    if (ended) return ended;
+    const r = await Promise.race([step, late("the waiting step did not settle within 2 s")]);
+    if (r.late) return r;
+    return { done: r.done, value: r.value === undefined ? null : JSON.stringify(r.value) };
+  },
+  /** The next message, as `{ channel, replayId }`, waiting at most `ms`. */
+  async receiveOne(ms) {
+    const m = await client.receive({ signal: AbortSignal.timeout(ms) });
+    return { channel: m.channel, replayId: m.data.event.replayId };
+  },
   setToken(t) {
     token = t;
   },
