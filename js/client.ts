@@ -124,6 +124,35 @@ export async function* iterateMessages<T = Message>(
 }
 
 /**
+ * An async iterator from its `next()` and its `return()` (`ret`), which `throw()` and
+ * `[Symbol.asyncDispose]()` call too.
+ * @internal
+ */
+export function iteratorOf<T>(
+  next: () => Promise<IteratorResult<T, void>>,
+  ret: () => Promise<IteratorResult<T, void>>,
+): AsyncGenerator<T, void, undefined> {
+  const it: AsyncGenerator<T, void, undefined> = {
+    next,
+    return: ret,
+    throw: (e: unknown): Promise<IteratorResult<T, void>> => {
+      void ret();
+      return Promise.reject(e);
+    },
+    [Symbol.asyncIterator]: () => it,
+    [Symbol.asyncDispose]: async (): Promise<void> => {
+      await ret();
+    },
+  };
+  return it;
+}
+
+/** Whether a waiting step's rejection ends an iteration quietly: closed and drained, or `signal` aborted. */
+function endsQuietly(e: unknown, signal: AbortSignal | undefined): boolean {
+  return e instanceof ClientInvalidOperation || (signal?.aborted === true && e === signal.reason);
+}
+
+/**
  * An async iterator whose `return()` withdraws a waiting `next()`: an async generator would run it
  * to the next message, which its caller, gone, would never see. `step(slot, ended)` makes a step's
  * value, putting its waiter in `slot` while it waits; `ended()` tells it the iteration has ended
@@ -151,35 +180,23 @@ export function withdrawableIterator<T>(
     if (w !== null && withdraw(w)) w.reject(new ClientInvalidOperation("the iteration has ended"));
     return Promise.resolve(r);
   };
-  const it: AsyncGenerator<T, void, undefined> = {
-    next: (): Promise<IteratorResult<T, void>> => {
-      if (done) return Promise.resolve({ value: undefined, done: true });
-      const slot: { waiter: Waiter | null } = { waiter: null };
-      waiting = slot;
-      return step(slot, ended).then(
-        (value): IteratorResult<T, void> => {
-          if (waiting === slot) waiting = null;
-          return { value, done: false };
-        },
-        (e: unknown) => {
-          if (waiting === slot) waiting = null;
-          if (e instanceof ClientInvalidOperation || (signal?.aborted === true && e === signal.reason)) return end();
-          done = true;
-          throw e;
-        },
-      );
-    },
-    return: ret,
-    throw: (e: unknown): Promise<IteratorResult<T, void>> => {
-      void ret();
-      return Promise.reject(e);
-    },
-    [Symbol.asyncIterator]: () => it,
-    [Symbol.asyncDispose]: async (): Promise<void> => {
-      await ret();
-    },
-  };
-  return it;
+  return iteratorOf((): Promise<IteratorResult<T, void>> => {
+    if (done) return Promise.resolve({ value: undefined, done: true });
+    const slot: { waiter: Waiter | null } = { waiter: null };
+    waiting = slot;
+    return step(slot, ended).then(
+      (value): IteratorResult<T, void> => {
+        if (waiting === slot) waiting = null;
+        return { value, done: false };
+      },
+      (e: unknown) => {
+        if (waiting === slot) waiting = null;
+        if (endsQuietly(e, signal)) return end();
+        done = true;
+        throw e;
+      },
+    );
+  }, ret);
 }
 
 /** Options of {@link Client.receive}. */
@@ -620,42 +637,29 @@ export class Client implements AsyncIterable<Message> {
       }
       return Promise.resolve(r);
     };
-    const it: AsyncGenerator<T, void, undefined> = {
-      next: (): Promise<IteratorResult<T, void>> => {
-        if (done) return Promise.resolve({ value: undefined, done: true });
-        this.#inHand = 0; // asking for the next step consumes the previous one
-        if (this.#head < this.#buffer.length) {
-          if (this.#taken >= REPORT_EVERY) this.#reportTaken();
-          return Promise.resolve({ value: (batch === 0 ? this.#take() : this.#takeBatch([], batch)) as T, done: false });
-        }
-        const slot: { waiter: Waiter | null } = { waiter: null };
-        waiting = slot;
-        return this.#receive(options, slot).then(
-          (value): IteratorResult<T, void> => {
-            if (waiting === slot) waiting = null;
-            // After `return()`, the message stays alone (and in hand, abandoned): nothing more is taken.
-            return { value: (batch === 0 ? value : done ? [value] : this.#takeBatch([value], batch)) as T, done: false };
-          },
-          (e: unknown) => {
-            if (waiting === slot) waiting = null;
-            // Closed and drained, or `signal` aborted: the iteration ends quietly.
-            if (e instanceof ClientInvalidOperation || (signal?.aborted === true && e === signal.reason)) return end();
-            done = true;
-            throw e;
-          },
-        );
-      },
-      return: ret,
-      throw: (e: unknown): Promise<IteratorResult<T, void>> => {
-        void ret();
-        return Promise.reject(e);
-      },
-      [Symbol.asyncIterator]: () => it,
-      [Symbol.asyncDispose]: async (): Promise<void> => {
-        await ret();
-      },
-    };
-    return it;
+    return iteratorOf((): Promise<IteratorResult<T, void>> => {
+      if (done) return Promise.resolve({ value: undefined, done: true });
+      this.#inHand = 0; // asking for the next step consumes the previous one
+      if (this.#head < this.#buffer.length) {
+        if (this.#taken >= REPORT_EVERY) this.#reportTaken();
+        return Promise.resolve({ value: (batch === 0 ? this.#take() : this.#takeBatch([], batch)) as T, done: false });
+      }
+      const slot: { waiter: Waiter | null } = { waiter: null };
+      waiting = slot;
+      return this.#receive(options, slot).then(
+        (value): IteratorResult<T, void> => {
+          if (waiting === slot) waiting = null;
+          // After `return()`, the message stays alone (and in hand, abandoned): nothing more is taken.
+          return { value: (batch === 0 ? value : done ? [value] : this.#takeBatch([value], batch)) as T, done: false };
+        },
+        (e: unknown) => {
+          if (waiting === slot) waiting = null;
+          if (endsQuietly(e, signal)) return end();
+          done = true;
+          throw e;
+        },
+      );
+    }, ret);
   }
 
   /** `await using client = ...` closes the client. */

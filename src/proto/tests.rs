@@ -1572,8 +1572,9 @@ fn persist_markers_on_consumption_coalesced_never_backwards() {
     assert!(d.take_events().is_empty());
 }
 
-#[test]
-fn prefetch_pause_and_resume() {
+/// Open with `max_pending: Some(3)`, subscribe /topic/X, and deliver events 1 to 4 in one reply
+/// (a batch is delivered whole even if it overshoots the limit): the long-poll is paused.
+fn buffer_full() -> Driver {
     let mut d = Driver::new(Config {
         max_pending: Some(3),
         ..Driver::cfg()
@@ -1581,12 +1582,17 @@ fn prefetch_pause_and_resume() {
     d.open();
     let c = d.take(RequestKind::Connect);
     d.subscribe_ok("/topic/X", Some(-1));
-    // a batch is delivered whole even if it overshoots the limit
     d.reply(
         &c,
         200,
         events_batch("/topic/X", &[1, 2, 3, 4], WALL, connect_ok(&c)),
     );
+    d
+}
+
+#[test]
+fn prefetch_pause_and_resume() {
+    let mut d = buffer_full();
     assert_eq!(d.delivered.len(), 4);
     assert_eq!(
         d.take_events(),
@@ -1625,18 +1631,7 @@ fn prefetch_pause_and_resume() {
 
 #[test]
 fn taking_without_consuming_frees_the_prefetch_buffer_but_moves_no_marker() {
-    let mut d = Driver::new(Config {
-        max_pending: Some(3),
-        ..Driver::cfg()
-    });
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[1, 2, 3, 4], WALL, connect_ok(&c)),
-    );
+    let mut d = buffer_full();
     d.take_events(); // the buffer-full pause
     d.nothing_sent();
     // A batch of 2 in the application's hands: 2 left in the buffer, below the limit of 3.
