@@ -167,6 +167,26 @@ describe("logins that hang or are interrupted", () => {
     assert.equal(signals[1].aborted, true, "close() aborts the re-login in progress");
     assert.equal(signals[0].aborted, false, "a finished login's signal is left alone");
   });
+
+  test("a re-login that gives up when its signal aborts: close() settles cleanly, with no failure reported", async () => {
+    let calls = 0;
+    const c = new Client(new AccessTokenAuthenticator(async (signal) => {
+      if (++calls === 1) return token();
+      // A token function that honours the signal: it rejects when the client aborts it.
+      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }));
+    }));
+    const statuses = [];
+    c.onStatus((s) => statuses.push(s.type));
+    await c.open();
+    await c.subscribe("/topic/EdgeSignalReject");
+    await emu.control("revoke-tokens", {});
+    await until(() => calls === 2, { timeout: 8000, what: "the re-login" });
+    await c.close();
+    await sleep(200);
+    assert.ok(!statuses.includes("failed"), `no failure after close(): ${statuses.join(",")}`);
+    assert.equal(statuses.at(-1), "closed", statuses.join(","));
+    await assert.rejects(c.receive(), (e) => e instanceof ClientInvalidOperation, "closed, not failed");
+  });
 });
 
 test("a custom authenticator's token that cannot go into a header is refused at once", async () => {
