@@ -6,6 +6,8 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { readdirSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   Client,
   SalesforceStreamingClient,
@@ -166,6 +168,33 @@ describe("logins that hang or are interrupted", () => {
     await c.close();
     assert.equal(signals[1].aborted, true, "close() aborts the re-login in progress");
     assert.equal(signals[0].aborted, false, "a finished login's signal is left alone");
+  });
+
+  test("without AbortSignal.any (older runtimes), the token request's signal still aborts on the client's signal or its timeout", async () => {
+    // The shell's snippet, as packed: dist/wasm/snippets/<crate-hash>/src/wasm/project.js.
+    const snippets = fileURLToPath(new URL("../node_modules/sfstream/dist/wasm/snippets/", import.meta.url));
+    const [crate] = readdirSync(snippets);
+    const { sfTimeoutOr } = await import(pathToFileURL(`${snippets}${crate}/src/wasm/project.js`).href);
+    const any = AbortSignal.any;
+    AbortSignal.any = undefined;
+    try {
+      const client = new AbortController();
+      const s = sfTimeoutOr(60000, client.signal);
+      assert.equal(s.aborted, false);
+      client.abort(new Error("closed"));
+      assert.equal(s.aborted, true);
+      assert.equal(s.reason.message, "closed");
+      const t = sfTimeoutOr(20, new AbortController().signal);
+      await sleep(150);
+      assert.equal(t.aborted, true);
+      assert.equal(t.reason.name, "TimeoutError");
+      const already = new AbortController();
+      already.abort(new Error("gone"));
+      assert.equal(sfTimeoutOr(60000, already.signal).reason.message, "gone");
+      assert.equal(sfTimeoutOr(60000, undefined).aborted, false, "no client signal: the timeout alone");
+    } finally {
+      AbortSignal.any = any;
+    }
   });
 
   test("a re-login that gives up when its signal aborts: close() settles cleanly, with no failure reported", async () => {
