@@ -700,7 +700,7 @@ export class Client implements AsyncIterable<Message> {
   get connectionType(): string | null {
     return this.#wasm.connectionType ?? null;
   }
-  /** Messages received and waiting to be consumed. */
+  /** Messages received and waiting in the buffer, not yet taken (what `maxPendingCount` bounds). */
   get pendingCount(): number {
     return this.#buffer.length - this.#head;
   }
