@@ -88,6 +88,20 @@ impl Driver {
         self.pump();
     }
 
+    /// open and subscribe `channel` from -1; returns the held long-poll.
+    fn open_subscribed(&mut self, channel: &str) -> Request {
+        self.open();
+        let c = self.take(RequestKind::Connect);
+        self.subscribe_ok(channel, Some(-1));
+        c
+    }
+
+    /// open, subscribe /topic/X from -1, and deliver events `ids` on the first connect's reply.
+    fn open_with_events(&mut self, ids: &[i64]) {
+        let c = self.open_subscribed("/topic/X");
+        self.reply(&c, 200, events_batch("/topic/X", ids, WALL, connect_ok(&c)));
+    }
+
     fn consume(&mut self, n: usize) {
         self.s.handle_consumed(self.now, n);
         self.pump();
@@ -417,9 +431,7 @@ fn user_ops_go_one_at_a_time_and_wait_for_handshake() {
 #[test]
 fn unknown_client_rehandshakes_and_resubscribes_from_markers() {
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
+    let c = d.open_subscribed("/topic/X");
     d.subscribe_ok("/event/E__e", Some(-2));
     // events arrive before the connect reply
     d.reply(
@@ -482,9 +494,7 @@ fn unknown_client_rehandshakes_and_resubscribes_from_markers() {
 #[test]
 fn unsolicited_meta_disconnect_triggers_rehandshake() {
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
+    let c = d.open_subscribed("/topic/X");
     let mut b = BatchBuf::new();
     b.push_meta(MetaBuf {
         channel: "/meta/disconnect".into(),
@@ -553,14 +563,7 @@ fn unsolicited_disconnect_in_a_control_response_aborts_the_long_poll() {
 #[test]
 fn auth_invalid_on_connect_needs_auth_then_handshakes_and_resubscribes() {
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[10], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[10]);
     let c = d.take(RequestKind::Connect);
     d.reject_token(&c);
     assert_eq!(d.take_events(), need_auth(1));
@@ -836,9 +839,7 @@ fn unknown_client_on_resubscribe_after_a_good_first_connect_backs_off() {
     // together. If the connect's success reset the back-off, a resubscribe refused with
     // `403::Unknown client` would re-handshake at once, round after round.
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
+    let c = d.open_subscribed("/topic/X");
     d.lose_session(&c);
     let mut waits = Vec::new();
     for _ in 0..4 {
@@ -913,14 +914,7 @@ fn server_busy_on_subscribe_is_retried_with_backoff_not_fatal() {
     let mut cfg = Driver::cfg();
     cfg.connection_timeout = Some(10_000);
     let mut d = Driver::new(cfg);
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[5], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[5]);
     let c = d.take(RequestKind::Connect);
     d.lose_session(&c);
     d.accept_handshake();
@@ -987,14 +981,7 @@ fn a_refused_subscribe_to_a_subscribed_channel_keeps_the_subscription_the_server
     // Subscribing again to a subscribed channel with a replay id the server refuses: the server
     // keeps the old subscription, and so must the resubscribe after the next session loss.
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[5], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[5]);
     let c = d.take(RequestKind::Connect);
     let (op, r) = d.start_subscribe("/topic/X", Some(82));
     assert_eq!(replay_of(&r, "/topic/X"), Some(82.0));
@@ -1579,14 +1566,7 @@ fn buffer_full() -> Driver {
         max_pending: Some(3),
         ..Driver::cfg()
     });
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[1, 2, 3, 4], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[1, 2, 3, 4]);
     d
 }
 
@@ -1680,14 +1660,7 @@ fn prefetch_pause_longer_than_max_pause_rehandshakes_from_markers() {
         max_pause: 25_000,
         ..Driver::cfg()
     });
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[11, 12], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[11, 12]);
     d.take_events();
     d.nothing_sent();
     d.now += 30_000;
@@ -1758,9 +1731,7 @@ fn multiple_clients_advice_interval_is_honoured() {
 #[test]
 fn close_flow() {
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
+    let c = d.open_subscribed("/topic/X");
     let (op, s) = d.start_subscribe("/topic/Y", Some(-1));
     let queued = d.s.unsubscribe(d.now, "/topic/X").unwrap();
     d.s.close(d.now);
@@ -1851,14 +1822,7 @@ fn close_disconnect_failure_still_closes_and_close_before_session_is_immediate()
 #[test]
 fn persist_markers_are_emitted_before_closed() {
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[1], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[1]);
     let _c = d.take(RequestKind::Connect);
     d.s.handle_consumed(d.now, 1);
     d.s.close(d.now);
@@ -2039,9 +2003,7 @@ fn subscribe_server_errors_and_unknown_client_on_subscribe() {
 #[test]
 fn unsubscribe_removes_channel_from_resubscribe_set() {
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
+    let c = d.open_subscribed("/topic/X");
     d.subscribe_ok("/topic/Y", Some(-1));
     let op = d.s.unsubscribe(d.now, "/topic/X").unwrap();
     d.pump();
@@ -2604,14 +2566,7 @@ fn max_pending_zero_means_unbounded() {
         max_pending: Some(0),
         ..Driver::cfg()
     });
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[1, 2], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[1, 2]);
     let _c = d.take(RequestKind::Connect);
     assert!(d.take_events().is_empty());
 }
@@ -2622,9 +2577,7 @@ fn gap_free_resubscribe_without_a_marker_drops_only_pre_subscription_events() {
     // with -1 would lose what was published during the outage, so the core resubscribes with -2 and
     // drops the retained events dated before the subscription (minus the clock-skew allowance).
     let mut d = Driver::new(Driver::cfg());
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/event/Gap__e", Some(-1));
+    let c = d.open_subscribed("/event/Gap__e");
     d.lose_session(&c);
     d.accept_handshake();
     let c = d.take(RequestKind::Connect);
@@ -2678,14 +2631,7 @@ fn resuming_after_a_buffer_full_pause_reports_connected() {
     let mut cfg = Driver::cfg();
     cfg.max_pending = Some(2);
     let mut d = Driver::new(cfg);
-    d.open();
-    let c = d.take(RequestKind::Connect);
-    d.subscribe_ok("/topic/X", Some(-1));
-    d.reply(
-        &c,
-        200,
-        events_batch("/topic/X", &[1, 2, 3], WALL, connect_ok(&c)),
-    );
+    d.open_with_events(&[1, 2, 3]);
     let ev = d.take_events();
     assert!(
         matches!(
