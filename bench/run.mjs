@@ -437,7 +437,7 @@ function targets(rep) {
   };
   const rows = [];
   const row = (what, ours, [peer, theirs], ratio, pass, detail) =>
-    rows.push(`| ${what} | ${ours} | ${peer ?? "—"}: ${theirs} | ${detail ?? f(ratio)} | ${Number.isFinite(ratio) || detail ? (pass ? "met" : "**missed**") : "—"} |`);
+    rows.push(`| ${what} | ${ours} | ${peer ?? "—"}: ${theirs} | ${detail ?? f(ratio)} | ${Number.isFinite(ratio) ? (pass ? "met" : "**missed**") : "—"} |`);
   // sfstream consumed with `for await` over the client, and (where run) with `batches()`.
   const variants = [
     ["sfstream", ""],
