@@ -215,12 +215,12 @@ export interface BatchOptions extends ReceiveOptions {
  * Why `options` are not valid {@link BatchOptions}, or null.
  * @internal
  */
-export function batchOptionsError(options: unknown): TypeError | RangeError | null {
+export function batchOptionsError(options: unknown): TypeError | null {
   const bad = receiveOptionsError(options);
   if (bad) return bad;
   const maxSize: unknown = (options as BatchOptions).maxSize;
   if (maxSize !== undefined && (typeof maxSize !== "number" || !Number.isInteger(maxSize) || maxSize < 1)) {
-    return new RangeError("maxSize must be an integer >= 1");
+    return new TypeError("maxSize must be an integer >= 1");
   }
   return null;
 }
@@ -395,6 +395,14 @@ export class Client implements AsyncIterable<Message> {
    * (at-least-once). One field: its reset is one store on the per-message path.
    */
   #inHand = 0;
+  /**
+   * Automatic policy: how many of the messages in `#taken` the core has been told of as taken
+   * (in hand, not consumed). They are the first of them: the messages taken before were reported
+   * consumed when these were told.
+   */
+  #told = 0;
+  /** `maxPendingCount`, or 0 when the buffer is unbounded. */
+  readonly #bound: number;
   #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
 
@@ -439,9 +447,11 @@ export class Client implements AsyncIterable<Message> {
         await this.#storage?.setReplayMarker(channel, new ReplayMarker(m.date, m.replayId));
       },
     };
+    const bound = options.maxPendingCount ?? 100;
+    this.#bound = bound > 0 ? bound : 0;
     this.#wasm = new WasmClient(host, {
       apiVersion,
-      maxPendingCount: options.maxPendingCount ?? 100,
+      maxPendingCount: bound,
       connectionTimeout: options.connectionTimeout === undefined ? 10_000 : options.connectionTimeout,
       replayFallback: options.replayFallback ?? null,
       networkAllowance: options.networkAllowance ?? 10_000,
@@ -548,11 +558,16 @@ export class Client implements AsyncIterable<Message> {
     const bad = receiveOptionsError(options);
     if (bad) return Promise.reject(bad);
     this.#inHand = 0; // asking for the next message consumes the previous one
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     if (this.#head < this.#buffer.length) {
       // Consumption is reported in batches while messages are buffered (one wasm call per
-      // REPORT_EVERY messages instead of one per message); always before waiting.
+      // REPORT_EVERY messages instead of one per message); always before waiting, and whenever
+      // the core would otherwise count the buffer as full when it is not.
       if (this.#taken >= REPORT_EVERY) this.#reportTaken();
-      return Promise.resolve(this.#take());
+      const m = this.#take();
+      const p = this.#buffer.length - this.#head;
+      if (p < this.#bound && p + this.#taken - this.#told >= this.#bound) this.#tellTaken(1);
+      return Promise.resolve(m);
     }
     this.#reportTaken();
     if (this.#failure) return Promise.reject(this.#failure);
@@ -561,8 +576,9 @@ export class Client implements AsyncIterable<Message> {
   }
 
   /**
-   * Iterate over messages. Ends quietly when the client is closed (or `signal` aborts); throws
-   * when the connection is lost for good.
+   * Iterate over messages. Ends quietly when the client is closed, or at the next step once
+   * `signal` has aborted (buffered messages stay for the next reader); throws when the connection
+   * is lost for good.
    */
   messages(options: ReceiveOptions = {}): AsyncGenerator<Message, void, undefined> {
     const bad = receiveOptionsError(options);
@@ -577,7 +593,7 @@ export class Client implements AsyncIterable<Message> {
    * message is, when the iterator is asked for the next batch; one left by `break` or an exception
    * is not, and comes again after a restart. With `ackPolicy: "manual"`, acknowledging a batch's
    * last message acknowledges the whole batch. Ends and throws as {@link Client.messages} does;
-   * invalid options throw from the first step (a `RangeError` for `maxSize`).
+   * invalid options throw a `TypeError` from the first step.
    *
    * ```ts
    * for await (const batch of client.batches({ maxSize: 500 })) await db.insertMany(batch);
@@ -600,12 +616,27 @@ export class Client implements AsyncIterable<Message> {
    */
   #takeBatch(out: Message[], max: number): Message[] {
     while (out.length < max && this.#head < this.#buffer.length) out.push(this.#take());
-    if (this.#manual) this.#reportTaken();
-    else {
-      this.#inHand = out.length;
-      this.#wasm.taken(out.length);
-    }
+    if (!this.#manual) this.#inHand = out.length;
+    this.#tellTaken(out.length);
     return out;
+  }
+
+  /**
+   * Tell the core of every message taken so far, the last `hand` of them being in hand: under the
+   * automatic policy the ones before are consumed (the application asked for more after them) and
+   * the ones in hand only taken; under the manual policy all are taken. The core then counts as
+   * buffered exactly what the buffer holds.
+   */
+  #tellTaken(hand: number): void {
+    if (this.#manual) {
+      this.#reportTaken();
+      return;
+    }
+    this.#reportTaken(hand); // now #taken counts only the messages in hand
+    if (this.#taken > this.#told) {
+      this.#wasm.taken(this.#taken - this.#told);
+      this.#told = this.#taken;
+    }
   }
 
   /**
@@ -640,9 +671,15 @@ export class Client implements AsyncIterable<Message> {
     return iteratorOf((): Promise<IteratorResult<T, void>> => {
       if (done) return Promise.resolve({ value: undefined, done: true });
       this.#inHand = 0; // asking for the next step consumes the previous one
+      if (signal !== undefined && signal.aborted) return Promise.resolve(end());
       if (this.#head < this.#buffer.length) {
         if (this.#taken >= REPORT_EVERY) this.#reportTaken();
-        return Promise.resolve({ value: (batch === 0 ? this.#take() : this.#takeBatch([], batch)) as T, done: false });
+        if (batch !== 0) return Promise.resolve({ value: this.#takeBatch([], batch) as T, done: false });
+        const m = this.#take();
+        const p = this.#buffer.length - this.#head;
+        // The core, told of takes in batches, must not count the buffer as full when it is not.
+        if (p < this.#bound && p + this.#taken - this.#told >= this.#bound) this.#tellTaken(1);
+        return Promise.resolve({ value: m as T, done: false });
       }
       const slot: { waiter: Waiter | null } = { waiter: null };
       waiting = slot;
@@ -754,7 +791,11 @@ export class Client implements AsyncIterable<Message> {
     if (n > 0) {
       this.#taken = keep;
       if (this.#manual) this.#wasm.taken(n);
-      else this.#wasm.consumed(n);
+      else {
+        this.#wasm.consumed(n);
+        // The core's taken count falls by n as well (the first taken are the first consumed).
+        this.#told = this.#told > n ? this.#told - n : 0;
+      }
     }
   }
 
@@ -762,10 +803,16 @@ export class Client implements AsyncIterable<Message> {
     for (let i = 0; i < positions.length; i++) {
       this.#buffer.push(body[positions[i] as number] as Message);
     }
+    let served = 0;
     while (this.#waiters.length > 0 && this.#head < this.#buffer.length) {
       const w = this.#waiters.shift() as Waiter;
       w.resolve(this.#take());
+      served++;
     }
+    // The core decided whether to poll again before the application could take anything: if
+    // only takes it has not heard of make the buffer look full, tell it.
+    const p = this.#buffer.length - this.#head;
+    if (p < this.#bound && p + this.#taken - this.#told >= this.#bound) this.#tellTaken(served > 0 ? served : Math.abs(this.#inHand));
     this.#armReport();
   }
 

@@ -579,6 +579,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
   #receive(options: ReceiveOptions, slot: { waiter: Waiter | null } | undefined): Promise<Message> {
     const bad = receiveOptionsError(options);
     if (bad) return Promise.reject(bad);
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     const next = this.#buffer.shift();
     if (next !== undefined) return Promise.resolve(next);
     if (this.#failure) return Promise.reject(this.#failure);

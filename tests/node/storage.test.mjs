@@ -355,10 +355,10 @@ describe("batches()", () => {
     assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p[3]);
   });
 
-  test("a bad maxSize is a RangeError from the first step, a bad signal a TypeError", async () => {
+  test("a bad maxSize or signal is a TypeError naming it, from the first step", async () => {
     const client = new SalesforceStreamingClient({ ...login(), replay: new Map() });
-    for (const maxSize of [0, -1, 1.5, "10", Number.NaN, Infinity]) {
-      await assert.rejects(client.batches({ maxSize }).next(), (e) => e instanceof RangeError && /maxSize/.test(e.message), String(maxSize));
+    for (const maxSize of [0, -1, 1.5, "10", true, null, Number.NaN, Infinity]) {
+      await assert.rejects(client.batches({ maxSize }).next(), (e) => e instanceof TypeError && /maxSize/.test(e.message), String(maxSize));
     }
     await assert.rejects(client.batches({ signal: "soon" }).next(), (e) => e instanceof TypeError && /signal/.test(e.message));
   });
@@ -451,6 +451,128 @@ describe("at-least-once: manual acknowledgement", () => {
     await emu.control("publish", { channel: ch, count: 1 });
     const [m] = await take(client, 1);
     assert.throws(() => client.acknowledge(m), (e) => e.name === "ClientInvalidOperation");
+    await client.close();
+  });
+});
+
+describe("maxPendingCount bounds what waits in the buffer, exactly, whatever the application holds", () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  /** Publish `n` events one at a time, each given time to be fetched if polling runs. */
+  async function trickle(ch, n) {
+    for (let i = 0; i < n; i++) {
+      await emu.control("publish", { channel: ch, count: 1 });
+      await sleep(150);
+    }
+  }
+  // One message taken out of a full buffer and held: the buffer is below the bound, so the next
+  // event is fetched meanwhile, and only one: the buffer then holds maxPendingCount again.
+  for (const ackPolicy of ["automatic", "manual"]) {
+    for (const how of ["receive()", "for await", "batches({ maxSize: 1 })"]) {
+      test(`${ackPolicy} policy, one message held after ${how}: the buffer refills to the bound and no further`, async () => {
+        const ch = channel("u", "Bound");
+        const client = new SalesforceStreamingClient({ ...login(), replay: new Map(), ackPolicy, maxPendingCount: 3 });
+        await client.open();
+        await client.subscribe(ch);
+        await emu.control("publish", { channel: ch, count: 3 });
+        await until(() => client.pendingCount === 3, { timeout: 5000, what: "3 buffered" });
+        let it;
+        if (how === "receive()") await client.receive();
+        else {
+          it = how === "for await" ? client[Symbol.asyncIterator]() : client.batches({ maxSize: 1 });
+          await it.next();
+        }
+        assert.equal(client.pendingCount, 2);
+        await trickle(ch, 3);
+        await until(() => client.pendingCount >= 3, { timeout: 5000, what: "the next event fetched while a message is held" });
+        await sleep(400);
+        assert.equal(client.pendingCount, 3, "polling pauses again at the bound");
+        await it?.return();
+        await client.close();
+      });
+    }
+  }
+
+  test("single messages, then a batch in hand: the batch does not count, the messages before it are consumed", async () => {
+    const ch = channel("u", "MixedBound");
+    const store = new Map();
+    const client = new SalesforceStreamingClient({ ...login(), replay: store, maxPendingCount: 3 });
+    await client.open();
+    await client.subscribe(ch);
+    await emu.control("publish", { channel: ch, count: 10 });
+    await until(() => client.pendingCount === 10, { timeout: 5000, what: "10 buffered" });
+    const singles = [];
+    for await (const m of client) {
+      singles.push(m);
+      if (singles.length === 5) break;
+    }
+    const it = client.batches();
+    const { value: batch } = await it.next();
+    assert.equal(batch.length, 5);
+    await trickle(ch, 5);
+    await until(() => client.pendingCount >= 3, { timeout: 5000, what: "events fetched while the batch is in hand" });
+    await sleep(400);
+    assert.equal(client.pendingCount, 3, "and no more than the bound");
+    await it.return();
+    await client.close();
+    assert.equal(ReplayMarker.from(store.get(ch))?.replayId, replayIdOf(singles[4]), "the singles consumed, the batch left in hand not");
+  });
+
+  test("a batch that waited for its first message: the core hears of each message once (the bound stays exact)", async () => {
+    const ch = channel("u", "WaitBound");
+    const client = new SalesforceStreamingClient({ ...login(), replay: new Map(), maxPendingCount: 3 });
+    await client.open();
+    await client.subscribe(ch);
+    const it = client.batches({ maxSize: 2 });
+    const waiting = it.next();
+    await emu.control("publish", { channel: ch, count: 3 });
+    const { value: first } = await waiting;
+    assert.equal(first.length, 2, "the waiting step's message and one more");
+    assert.equal(client.pendingCount, 1);
+    await trickle(ch, 4);
+    await until(() => client.pendingCount >= 3, { timeout: 5000, what: "events fetched while the batch is in hand" });
+    await sleep(400);
+    assert.equal(client.pendingCount, 3, "the bound, not more");
+    await it.return();
+    await client.close();
+  });
+});
+
+describe("an aborted signal", () => {
+  for (const kind of ["messages", "batches"]) {
+    test(`ends ${kind}() at the next step, with messages still buffered`, async () => {
+      const ch = channel("u", "AbortLoop");
+      const store = new Map();
+      const client = new SalesforceStreamingClient({ ...login(), replay: store, maxPendingCount: 0 });
+      await client.open();
+      await client.subscribe(ch);
+      await emu.control("publish", { channel: ch, count: 50 });
+      await until(() => client.pendingCount === 50, { timeout: 5000, what: "50 buffered" });
+      const ac = new AbortController();
+      const seen = [];
+      const it = kind === "messages" ? client.messages({ signal: ac.signal }) : client.batches({ maxSize: 2, signal: ac.signal });
+      for await (const step of it) {
+        seen.push(...(kind === "messages" ? [step] : step));
+        if (seen.length >= 2) ac.abort(new Error("shutting down"));
+      }
+      assert.equal(seen.length, 2, "the loop ended at the step after the abort");
+      assert.equal(client.pendingCount, 48, "nothing more was taken");
+      await client.close();
+      assert.equal(ReplayMarker.from(store.get(ch))?.replayId, replayIdOf(seen[1]), "what the loop finished is consumed");
+    });
+  }
+
+  test("makes receive() reject with its reason even when a message is buffered, taking nothing", async () => {
+    const ch = channel("u", "AbortReceive");
+    const client = new SalesforceStreamingClient({ ...login(), replay: new Map() });
+    await client.open();
+    await client.subscribe(ch);
+    await emu.control("publish", { channel: ch, count: 1 });
+    await until(() => client.pendingCount === 1, { timeout: 5000, what: "1 buffered" });
+    const ac = new AbortController();
+    ac.abort(new Error("gone"));
+    await assert.rejects(client.receive({ signal: ac.signal }), /gone/);
+    assert.equal(client.pendingCount, 1);
+    await client.receive();
     await client.close();
   });
 });
