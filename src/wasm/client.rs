@@ -209,6 +209,9 @@ struct Inner {
     /// Aborts the authenticator's current login (its `signal`): on `close()`, at the first login's
     /// deadline, and when the client fails.
     login_abort: Option<AbortController>,
+    /// Which login is current: each login takes the next number, and [`abort_login`] moves it on,
+    /// so a login that answers after it was aborted or replaced is recognised as stale.
+    login_gen: u64,
     /// The connection timeout (ms), which also bounds the first login; None: no bound.
     connection_timeout: Option<f64>,
     /// The last error the authenticator rejected with during a re-authentication: reported as is
@@ -354,6 +357,7 @@ impl WasmClient {
             login_waiter: None,
             login_timer: None,
             login_abort: None,
+            login_gen: 0,
             auth_error: None,
             open_waiter: None,
             closed_waiters: Vec::new(),
@@ -439,6 +443,8 @@ impl WasmClient {
             let deadline = {
                 let mut i = rc.borrow_mut();
                 i.login_waiter = Some(w);
+                // An error kept from an earlier session's login explains nothing of this one.
+                i.auth_error = None;
                 i.connection_timeout
             };
             if let Some(ms) = deadline {
@@ -466,6 +472,11 @@ impl WasmClient {
             }
             let rc2 = rc.clone();
             let _ = g::settle(&authenticate(&rc), move |outcome| {
+                // close() or the deadline settled this open() already, and a later open() has a
+                // login of its own: nothing here is for it.
+                if is_stale_login(&outcome) {
+                    return Ok(JsValue::UNDEFINED);
+                }
                 let w = {
                     let mut i = rc2.borrow_mut();
                     if let Some(id) = i.login_timer.take() {
@@ -761,17 +772,20 @@ fn is_unreachable(e: &JsValue) -> bool {
 }
 
 /// Ask the host's authenticator for a token and derive the CometD endpoint from it. The promise
-/// resolves (to undefined) once the client uses the new token. The authenticator gets a signal
-/// that [`abort_login`] aborts.
+/// resolves once the login is over: to undefined when the client uses the new token, to
+/// [`STALE_LOGIN`] when the login was aborted or replaced meanwhile (its token, or its error, is
+/// not used: an authenticator may ignore its signal). The authenticator gets a signal that
+/// [`abort_login`] aborts.
 fn authenticate(rc: &Rc<RefCell<Inner>>) -> Promise {
     let controller = AbortController::new().ok();
     let signal: JsValue = controller
         .as_ref()
         .map_or(JsValue::UNDEFINED, |c| c.signal().into());
-    let host = {
+    let (host, gen) = {
         let mut i = rc.borrow_mut();
-        i.login_abort = controller.clone();
-        i.host.clone()
+        i.login_abort = controller;
+        i.login_gen += 1;
+        (i.host.clone(), i.login_gen)
     };
     let token = match host.authenticate(&signal) {
         Ok(p) => p,
@@ -783,24 +797,34 @@ fn authenticate(rc: &Rc<RefCell<Inner>>) -> Promise {
     let rc = rc.clone();
     g::settle(&token, move |outcome| {
         {
-            // This login is over: forget its controller, unless a newer login replaced it.
             let mut i = rc.borrow_mut();
-            let same = match (&i.login_abort, &controller) {
-                (Some(a), Some(b)) => JsValue::from(a.clone()) == JsValue::from(b.clone()),
-                _ => false,
-            };
-            if same {
-                i.login_abort = None;
+            if i.login_gen != gen {
+                return Ok(JsValue::from_f64(STALE_LOGIN));
             }
+            // This login is over: forget its controller.
+            i.login_abort = None;
         }
         let result = outcome?;
         use_token(&rc, &result).map(|()| JsValue::UNDEFINED)
     })
 }
 
-/// Abort the authenticator's login in progress, if any (the client no longer needs its token).
+/// What [`authenticate`]'s promise resolves to for a login that was aborted or replaced.
+const STALE_LOGIN: f64 = -1.0;
+
+/// Whether a settled [`authenticate`] was a stale login (nothing of it is to be used).
+fn is_stale_login(outcome: &Result<JsValue, JsValue>) -> bool {
+    matches!(outcome, Ok(v) if v.as_f64() == Some(STALE_LOGIN))
+}
+
+/// Abort the authenticator's login in progress, if any (the client no longer needs its token):
+/// whatever it answers later is stale.
 fn abort_login(rc: &Rc<RefCell<Inner>>) {
-    let c = rc.borrow_mut().login_abort.take();
+    let c = {
+        let mut i = rc.borrow_mut();
+        i.login_gen += 1;
+        i.login_abort.take()
+    };
     if let Some(c) = c {
         c.abort();
     }
@@ -996,6 +1020,11 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             // The authenticator is called after drive() returns, and its outcome fed to the core.
             let _ = g::later(move || {
                 Ok(g::settle(&authenticate(&rc), move |outcome| {
+                    if is_stale_login(&outcome) {
+                        // Aborted (close(), the session ended) or replaced: its token and its
+                        // error belong to no session.
+                        return Ok(JsValue::UNDEFINED);
+                    }
                     {
                         let mut i = rc.borrow_mut();
                         match &outcome {

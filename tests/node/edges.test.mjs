@@ -218,6 +218,97 @@ describe("logins that hang or are interrupted", () => {
   });
 });
 
+describe("stale logins: one that answers after it was aborted is not used", () => {
+  test("close() during open()'s login, then open() again: the second open() is settled by its own login", async () => {
+    // The token function ignores its signal (allowed): login 1 answers between the second open()
+    // and the second login's answer.
+    let calls = 0;
+    const order = [];
+    const c = new Client(new AccessTokenAuthenticator(async () => {
+      const n = ++calls;
+      await sleep(n === 1 ? 200 : 600);
+      order.push(`login ${n}`);
+      return token();
+    }));
+    const first = c.open().catch((e) => e);
+    await sleep(30);
+    await c.close();
+    assert.ok((await first) instanceof ClientInvalidOperation);
+    await c.open();
+    order.push("open 2 resolved");
+    assert.deepEqual(order, ["login 1", "login 2", "open 2 resolved"]);
+    await c.close();
+  });
+
+  test("a token function that rejects when aborted does not fail the next open()", async () => {
+    let calls = 0;
+    const c = new Client(new AccessTokenAuthenticator(async (signal) => {
+      if (++calls === 1) {
+        await new Promise((_, reject) => signal.addEventListener("abort", () => setTimeout(() => reject(signal.reason), 5), { once: true }));
+      }
+      await sleep(50);
+      return token();
+    }));
+    const first = c.open().catch((e) => e);
+    await sleep(30);
+    await c.close();
+    assert.ok((await first) instanceof ClientInvalidOperation);
+    await c.open(); // rejected with the first login's AbortError before the fix
+    await c.close();
+  });
+
+  test("a first login that answers after open()'s deadline does not replace the next login's token", { timeout: 20000 }, async () => {
+    let calls = 0;
+    const statuses = [];
+    const c = new Client(
+      new AccessTokenAuthenticator(async () => {
+        if (++calls === 1) {
+          await sleep(1200);
+          return { ...(await token()), accessToken: "a-token-sfemu-never-issued" };
+        }
+        return token();
+      }),
+      { connectionTimeout: 400, onStatus: (s) => statuses.push(s.type) },
+    );
+    await assert.rejects(c.open(), /did not answer within connectionTimeout/);
+    await c.open();
+    await c.subscribe("/topic/EdgeStaleToken");
+    // Login 1 answers now; long-polls come back every 1.5 s (sfemu's hold), each new one with the
+    // current token: a stale one installed would be refused (401) and force a third login.
+    await sleep(3500);
+    assert.equal(calls, 2, `logins: ${calls}; statuses: ${statuses.join(",")}`);
+    assert.ok(!statuses.includes("rehandshake") && !statuses.includes("reauthenticated"), statuses.join(","));
+    await c.close();
+  });
+
+  test("the error of a re-login aborted by close() is not reported as the cause of a later failure", { timeout: 30000 }, async () => {
+    let calls = 0;
+    let revoked = null;
+    const c = new Client(new AccessTokenAuthenticator(async (signal) => {
+      const n = ++calls;
+      if (n === 1) {
+        const t = await token();
+        revoked = t;
+        return t;
+      }
+      if (n === 2) {
+        // Honours its signal, as documented: rejects when close() aborts it.
+        return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }));
+      }
+      return revoked; // from now on, a token sfemu has revoked
+    }));
+    await c.open();
+    await c.subscribe("/topic/EdgeStaleError");
+    await emu.control("revoke-tokens", {});
+    await until(() => calls === 2, { timeout: 8000, what: "the re-login" });
+    await c.close();
+    const err = await c.open().then(() => null, (e) => e);
+    assert.ok(err instanceof AuthenticationError, String(err));
+    assert.doesNotMatch(err.message, /access-token function failed/, "not the aborted re-login's error");
+    assert.match(err.message, /rejected the credentials|Authentication invalid/);
+  });
+});
+
 test("a custom authenticator's token that cannot go into a header is refused at once", async () => {
   const t = await token();
   const c = new Client({ authenticate: async () => ({ ...t, accessToken: `${t.accessToken}\n` }) }, { connectionTimeout: 5000 });
