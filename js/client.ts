@@ -161,13 +161,23 @@ function endsQuietly(e: unknown, signal: AbortSignal | undefined): boolean {
  * `SharedTabClient`'s iterators; `Client` has its own, tuned for its per-message path.
  * @internal
  */
+/** End every waiting step of an iterator whose `return()` was called: no message goes to them. */
+function withdrawAll(waiting: Set<{ waiter: Waiter | null }>, withdraw: (w: Waiter) => boolean): void {
+  for (const slot of waiting) {
+    const w = slot.waiter;
+    if (w !== null && withdraw(w)) w.reject(new ClientInvalidOperation("the iteration has ended"));
+  }
+  waiting.clear();
+}
+
 export function withdrawableIterator<T>(
   step: (slot: { waiter: Waiter | null }, ended: () => boolean) => Promise<T>,
   withdraw: (w: Waiter) => boolean,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<T, void, undefined> {
   let done = false;
-  let waiting: { waiter: Waiter | null } | null = null;
+  /** The steps not settled yet (more than one when `next()` is called without awaiting). */
+  const waiting = new Set<{ waiter: Waiter | null }>();
   const ended = (): boolean => done;
   const end = (): IteratorResult<T, void> => {
     done = true;
@@ -175,22 +185,20 @@ export function withdrawableIterator<T>(
   };
   const ret = (): Promise<IteratorResult<T, void>> => {
     const r = end();
-    const w = waiting?.waiter ?? null;
-    waiting = null;
-    if (w !== null && withdraw(w)) w.reject(new ClientInvalidOperation("the iteration has ended"));
+    withdrawAll(waiting, withdraw);
     return Promise.resolve(r);
   };
   return iteratorOf((): Promise<IteratorResult<T, void>> => {
     if (done) return Promise.resolve({ value: undefined, done: true });
     const slot: { waiter: Waiter | null } = { waiter: null };
-    waiting = slot;
+    waiting.add(slot);
     return step(slot, ended).then(
       (value): IteratorResult<T, void> => {
-        if (waiting === slot) waiting = null;
+        waiting.delete(slot);
         return { value, done: false };
       },
       (e: unknown) => {
-        if (waiting === slot) waiting = null;
+        waiting.delete(slot);
         if (endsQuietly(e, signal)) return end();
         done = true;
         throw e;
@@ -381,6 +389,13 @@ export class Client implements AsyncIterable<Message> {
   readonly #buffer: Message[] = [];
   #head = 0;
   readonly #waiters: Waiter[] = [];
+  /** Remove a waiter not yet served; true if it was waiting. */
+  readonly #withdraw = (w: Waiter): boolean => {
+    const i = this.#waiters.indexOf(w);
+    if (i < 0) return false;
+    this.#waiters.splice(i, 1);
+    return true;
+  };
   /**
    * Messages handed to the application and not yet reported to the core: as consumed (automatic
    * policy) or as taken (manual policy).
@@ -649,8 +664,8 @@ export class Client implements AsyncIterable<Message> {
    */
   #iterator<T extends Message | Message[]>(signal: AbortSignal | undefined, batch: number): AsyncGenerator<T, void, undefined> {
     let done = false;
-    /** The wait of a `next()` not yet settled: `return()` withdraws it, so no message goes to it. */
-    let waiting: { waiter: Waiter | null } | null = null;
+    /** The waits of `next()` calls not yet settled: `return()` withdraws them, so no message goes to them. */
+    const waiting = new Set<{ waiter: Waiter | null }>();
     const end = (): IteratorResult<T, void> => {
       done = true;
       return { value: undefined, done: true };
@@ -659,13 +674,7 @@ export class Client implements AsyncIterable<Message> {
     const ret = (): Promise<IteratorResult<T, void>> => {
       if (this.#inHand > 0) this.#inHand = -this.#inHand;
       const r = end();
-      const w = waiting?.waiter ?? null;
-      waiting = null;
-      const i = w === null ? -1 : this.#waiters.indexOf(w);
-      if (w !== null && i >= 0) {
-        this.#waiters.splice(i, 1);
-        w.reject(new ClientInvalidOperation("the iteration has ended"));
-      }
+      withdrawAll(waiting, this.#withdraw);
       return Promise.resolve(r);
     };
     return iteratorOf((): Promise<IteratorResult<T, void>> => {
@@ -682,15 +691,15 @@ export class Client implements AsyncIterable<Message> {
         return Promise.resolve({ value: m as T, done: false });
       }
       const slot: { waiter: Waiter | null } = { waiter: null };
-      waiting = slot;
+      waiting.add(slot);
       return this.#receive(options, slot).then(
         (value): IteratorResult<T, void> => {
-          if (waiting === slot) waiting = null;
+          waiting.delete(slot);
           // After `return()`, the message stays alone (and in hand, abandoned): nothing more is taken.
           return { value: (batch === 0 ? value : done ? [value] : this.#takeBatch([value], batch)) as T, done: false };
         },
         (e: unknown) => {
-          if (waiting === slot) waiting = null;
+          waiting.delete(slot);
           if (endsQuietly(e, signal)) return end();
           done = true;
           throw e;

@@ -506,6 +506,31 @@ describe("the message path", () => {
     });
   }
 
+  for (const [name, iterate] of [
+    ["for await's iterator", (c) => c[Symbol.asyncIterator]()],
+    ["batches()", (c) => c.batches()],
+  ]) {
+    test(`return() with two next() of ${name} waiting (a Promise.race loop): both end, no message goes to them`, async () => {
+      const c = new SalesforceStreamingClient(login({ replay: ReplayOption.NEW_EVENTS }));
+      await c.open();
+      const ch = `/topic/EdgeReturnTwo${name.length}`;
+      await c.subscribe(ch);
+      const it = iterate(c);
+      const steps = [it.next(), it.next()];
+      await sleep(100);
+      assert.deepEqual(await it.return(), { value: undefined, done: true });
+      const ends = await Promise.race([Promise.all(steps), sleep(2000).then(() => "still waiting")]);
+      assert.deepEqual(ends, [
+        { value: undefined, done: true },
+        { value: undefined, done: true },
+      ]);
+      const p = await emu.control("publish", { channel: ch, count: 1 });
+      const m = await c.receive({ signal: AbortSignal.timeout(5000) });
+      assert.equal(m.data.event.replayId, p.firstReplayId);
+      await c.close();
+    });
+  }
+
   test("a message whose processing threw in for await is not marked by close(), so it comes again", async () => {
     const map = new Map();
     const opts = login({ replay: new DefaultMappingStorage(map, ReplayOption.ALL_EVENTS) });

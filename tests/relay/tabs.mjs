@@ -217,14 +217,14 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
-    await check("tabs: return() while a step of messages() or batches() waits: the next message goes to the next receive(), none is lost", async () => {
+    await check("tabs: return() while steps of messages() or batches() wait: they end, the next message goes to the next receive(), none is lost", async () => {
       const ch = "/u/Tabs_Return";
       await isolated(async (ctx) => {
         const a = await newTab(ctx);
         await openVia(a, [ch], {}, { consume: false });
         for (const kind of ["messages", "batches"]) {
           const r = await a.evaluate((k) => window.tabTest.returnWhileWaiting(k), kind);
-          assert(r.done === true && r.value === null, `${kind}: the waiting step ended empty: ${JSON.stringify(r)}`);
+          assert(r.done === true && r.value === null, `${kind}: the waiting steps ended empty: ${JSON.stringify(r)}`);
           const p = await emu.control("publish", { channel: ch, count: 1 });
           const m = await a.evaluate(() => window.tabTest.receiveOne(5000));
           assert(m.replayId === p.firstReplayId, `${kind}: the message after return() went to receive(): ${JSON.stringify(m)} vs ${p.firstReplayId}`);

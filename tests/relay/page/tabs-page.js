@@ -84,15 +84,19 @@ export const tabTest = {
    */
   async returnWhileWaiting(kind) {
     const it = kind === "batches" ? client.batches() : client.messages();
-    const step = it.next();
+    // Two steps waiting (next() called without awaiting, as a Promise.race loop does): return()
+    // must end both, or the next message would go to an ended iteration.
+    const steps = [it.next(), it.next()];
     await new Promise((r) => setTimeout(r, 50));
     // Bounded: an async generator's return() waits for the pending step, which may never come.
     const late = (what) => new Promise((r) => setTimeout(() => r({ late: what }), 2000));
     const ended = await Promise.race([it.return().then(() => null), late("return() did not settle within 2 s")]);
     if (ended) return ended;
-    const r = await Promise.race([step, late("the waiting step did not settle within 2 s")]);
-    if (r.late) return r;
-    return { done: r.done, value: r.value === undefined ? null : JSON.stringify(r.value) };
+    for (const [i, step] of steps.entries()) {
+      const r = await Promise.race([step, late(`waiting step ${i + 1} did not settle within 2 s`)]);
+      if (r.late || !r.done || r.value !== undefined) return r.late ? r : { step: i + 1, done: r.done, value: JSON.stringify(r.value) };
+    }
+    return { done: true, value: null };
   },
   /** The next message, as `{ channel, replayId }`, waiting at most `ms`. */
   async receiveOne(ms) {
