@@ -90,7 +90,8 @@ export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "
   /**
    * As for `Client`: how long the leader's connection tries to reconnect before it fails (ms,
    * default 10000; null: forever). Also how long a tab goes on with failed takeovers while no tab
-   * leads before it fails.
+   * leads before it fails, and how long `open()` waits for the login that tells whose connection to
+   * share (without `key`).
    */
   connectionTimeout?: number | null;
   /** Called for every status event. */
@@ -378,6 +379,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #leaderTimeout: number;
   /** The Client's `connectionTimeout`: how long failed takeovers go on before the tab fails (null: forever). */
   readonly #connectionTimeout: number | null;
+  /** Aborts the login `open()` makes to learn whose connection to share; `close()` aborts it. */
+  #loginAbort: AbortController | null = null;
   readonly #listeners = new Set<(s: SharedTabStatus) => void>();
   #role: TabRole | null = null;
   #open = false;
@@ -492,7 +495,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
       return;
     }
     try {
-      this.#key = this.#keyOption ?? identityKey(await this.authenticator.authenticate());
+      this.#key = this.#keyOption ?? identityKey(await this.#login());
     } catch (e) {
       if (this.#epoch === epoch) this.#open = false;
       throw e;
@@ -516,10 +519,43 @@ export class SharedTabClient implements AsyncIterable<Message> {
     }
   }
 
+  /**
+   * The authenticator's answer, as `Client.open()` bounds it: the login gets a signal, which
+   * `close()` aborts (open() then rejects with `ClientInvalidOperation`), and so does
+   * `connectionTimeout` (open() then rejects with `AuthenticationError`).
+   */
+  async #login(): ReturnType<Authenticator["authenticate"]> {
+    const ac = new AbortController();
+    this.#loginAbort = ac;
+    const limit = this.#connectionTimeout;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onAbort: (() => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new ClientInvalidOperation("the client was closed"));
+      ac.signal.addEventListener("abort", onAbort, { once: true });
+      if (limit !== null) {
+        timer = setTimeout(() => {
+          ac.signal.removeEventListener("abort", onAbort as () => void);
+          ac.abort();
+          reject(new AuthenticationError(`the authenticator did not answer within connectionTimeout (${limit} ms)`));
+        }, limit);
+      }
+    });
+    try {
+      return await Promise.race([this.authenticator.authenticate(ac.signal), stopped]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) ac.signal.removeEventListener("abort", onAbort);
+      if (this.#loginAbort === ac) this.#loginAbort = null;
+    }
+  }
+
   /** Leave: a leader stores its markers, disconnects and hands over; a follower says goodbye. */
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    this.#loginAbort?.abort();
+    this.#loginAbort = null;
     this.#suspended = false;
     this.#epoch++;
     if (this.#pageListeners) {

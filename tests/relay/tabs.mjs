@@ -217,6 +217,17 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    await check("tabs: open()'s login is bounded by connectionTimeout and aborted by close(), its signal with it", async () => {
+      await isolated(async (ctx) => {
+        const a = await newTab(ctx);
+        const r = await a.evaluate((url) => window.tabTest.hangingLogin(url), relayUrl);
+        assert(r.signalPassed, `the authenticator gets an AbortSignal: ${JSON.stringify(r)}`);
+        assert(r.deadline.instanceOf?.AuthenticationError && /connectionTimeout/.test(r.deadline.message), `at the deadline: ${JSON.stringify(r.deadline)}`);
+        assert(r.deadline.ms < 3000 && r.deadline.aborted, `within connectionTimeout, its login aborted: ${JSON.stringify(r.deadline)}`);
+        assert(r.closed.instanceOf?.ClientInvalidOperation && r.closed.aborted, `close() during the login: ${JSON.stringify(r.closed)}`);
+      });
+    });
+
     await check("tabs: return() while steps of messages() or batches() wait: they end, the next message goes to the next receive(), none is lost", async () => {
       const ch = "/u/Tabs_Return";
       await isolated(async (ctx) => {

@@ -79,6 +79,32 @@ export const tabTest = {
   },
   failureError: null,
   /**
+   * A tab whose authenticator never answers (shared mode, no key: open() must log in to learn
+   * whose connection to share): what open() does at `connectionTimeout`, and on close() during it.
+   */
+  async hangingLogin(relayUrl) {
+    const signals = [];
+    const hang = new AccessTokenAuthenticator((signal) => {
+      signals.push(signal);
+      return new Promise(() => {});
+    });
+    // Bounded: a login nothing aborts would keep open() pending for ever.
+    const late = (what) => new Promise((r) => setTimeout(() => r({ late: what }), 3000));
+    const timed = new SharedTabClient(hang, { connectionTimeout: 300, leaderTimeout: 20000 });
+    const t0 = performance.now();
+    const deadline = await Promise.race([timed.open().then(() => ({ resolved: true }), (e) => describe(e)), late("open() was still pending after 3 s")]);
+    deadline.ms = Math.round(performance.now() - t0);
+    deadline.aborted = signals[0]?.aborted === true;
+    await timed.close();
+    const closing = new SharedTabClient(hang, { connectionTimeout: null });
+    const opening = closing.open().then(() => ({ resolved: true }), (e) => describe(e));
+    await new Promise((r) => setTimeout(r, 50));
+    await Promise.race([closing.close(), late("close() did not settle")]);
+    const closed = await Promise.race([opening, late("open() did not settle within 3 s of close()")]);
+    closed.aborted = signals[1]?.aborted === true;
+    return { deadline, closed, signalPassed: signals.every((x) => x instanceof AbortSignal) };
+  },
+  /**
    * (A client opened with `hooks.consume: false`.) Start a step of `messages()` or `batches()`,
    * end the iteration while it waits, and report what the step resolved to.
    */
