@@ -455,6 +455,18 @@ describe("at-least-once: manual acknowledgement", () => {
   });
 });
 
+/** An open client subscribed to `ch`, with `n` events published and buffered. */
+async function withBuffered(ch, n, options) {
+  const client = new SalesforceStreamingClient({ ...login(), ...options });
+  await client.open();
+  await client.subscribe(ch);
+  if (n > 0) {
+    await emu.control("publish", { channel: ch, count: n });
+    await until(() => client.pendingCount === n, { timeout: 5000, what: `${n} buffered` });
+  }
+  return client;
+}
+
 describe("maxPendingCount bounds what waits in the buffer, exactly, whatever the application holds", () => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   /** Publish `n` events one at a time, each given time to be fetched if polling runs. */
@@ -464,17 +476,20 @@ describe("maxPendingCount bounds what waits in the buffer, exactly, whatever the
       await sleep(150);
     }
   }
+  /** Publish `n` events one by one while the application holds what it took: the buffer refills to `bound` and stops there. */
+  async function refillsToBound(client, ch, n, bound) {
+    await trickle(ch, n);
+    await until(() => client.pendingCount >= bound, { timeout: 5000, what: "events fetched while the application holds what it took" });
+    await sleep(400);
+    assert.equal(client.pendingCount, bound, "polling pauses again at the bound, not later");
+  }
   // One message taken out of a full buffer and held: the buffer is below the bound, so the next
   // event is fetched meanwhile, and only one: the buffer then holds maxPendingCount again.
   for (const ackPolicy of ["automatic", "manual"]) {
     for (const how of ["receive()", "for await", "batches({ maxSize: 1 })"]) {
       test(`${ackPolicy} policy, one message held after ${how}: the buffer refills to the bound and no further`, async () => {
         const ch = channel("u", "Bound");
-        const client = new SalesforceStreamingClient({ ...login(), replay: new Map(), ackPolicy, maxPendingCount: 3 });
-        await client.open();
-        await client.subscribe(ch);
-        await emu.control("publish", { channel: ch, count: 3 });
-        await until(() => client.pendingCount === 3, { timeout: 5000, what: "3 buffered" });
+        const client = await withBuffered(ch, 3, { replay: new Map(), ackPolicy, maxPendingCount: 3 });
         let it;
         if (how === "receive()") await client.receive();
         else {
@@ -482,10 +497,7 @@ describe("maxPendingCount bounds what waits in the buffer, exactly, whatever the
           await it.next();
         }
         assert.equal(client.pendingCount, 2);
-        await trickle(ch, 3);
-        await until(() => client.pendingCount >= 3, { timeout: 5000, what: "the next event fetched while a message is held" });
-        await sleep(400);
-        assert.equal(client.pendingCount, 3, "polling pauses again at the bound");
+        await refillsToBound(client, ch, 3, 3);
         await it?.return();
         await client.close();
       });
@@ -495,11 +507,7 @@ describe("maxPendingCount bounds what waits in the buffer, exactly, whatever the
   test("single messages, then a batch in hand: the batch does not count, the messages before it are consumed", async () => {
     const ch = channel("u", "MixedBound");
     const store = new Map();
-    const client = new SalesforceStreamingClient({ ...login(), replay: store, maxPendingCount: 3 });
-    await client.open();
-    await client.subscribe(ch);
-    await emu.control("publish", { channel: ch, count: 10 });
-    await until(() => client.pendingCount === 10, { timeout: 5000, what: "10 buffered" });
+    const client = await withBuffered(ch, 10, { replay: store, maxPendingCount: 3 });
     const singles = [];
     for await (const m of client) {
       singles.push(m);
@@ -508,10 +516,7 @@ describe("maxPendingCount bounds what waits in the buffer, exactly, whatever the
     const it = client.batches();
     const { value: batch } = await it.next();
     assert.equal(batch.length, 5);
-    await trickle(ch, 5);
-    await until(() => client.pendingCount >= 3, { timeout: 5000, what: "events fetched while the batch is in hand" });
-    await sleep(400);
-    assert.equal(client.pendingCount, 3, "and no more than the bound");
+    await refillsToBound(client, ch, 5, 3);
     await it.return();
     await client.close();
     assert.equal(ReplayMarker.from(store.get(ch))?.replayId, replayIdOf(singles[4]), "the singles consumed, the batch left in hand not");
@@ -519,19 +524,14 @@ describe("maxPendingCount bounds what waits in the buffer, exactly, whatever the
 
   test("a batch that waited for its first message: the core hears of each message once (the bound stays exact)", async () => {
     const ch = channel("u", "WaitBound");
-    const client = new SalesforceStreamingClient({ ...login(), replay: new Map(), maxPendingCount: 3 });
-    await client.open();
-    await client.subscribe(ch);
+    const client = await withBuffered(ch, 0, { replay: new Map(), maxPendingCount: 3 });
     const it = client.batches({ maxSize: 2 });
     const waiting = it.next();
     await emu.control("publish", { channel: ch, count: 3 });
     const { value: first } = await waiting;
     assert.equal(first.length, 2, "the waiting step's message and one more");
     assert.equal(client.pendingCount, 1);
-    await trickle(ch, 4);
-    await until(() => client.pendingCount >= 3, { timeout: 5000, what: "events fetched while the batch is in hand" });
-    await sleep(400);
-    assert.equal(client.pendingCount, 3, "the bound, not more");
+    await refillsToBound(client, ch, 4, 3);
     await it.return();
     await client.close();
   });
@@ -542,11 +542,7 @@ describe("an aborted signal", () => {
     test(`ends ${kind}() at the next step, with messages still buffered`, async () => {
       const ch = channel("u", "AbortLoop");
       const store = new Map();
-      const client = new SalesforceStreamingClient({ ...login(), replay: store, maxPendingCount: 0 });
-      await client.open();
-      await client.subscribe(ch);
-      await emu.control("publish", { channel: ch, count: 50 });
-      await until(() => client.pendingCount === 50, { timeout: 5000, what: "50 buffered" });
+      const client = await withBuffered(ch, 50, { replay: store, maxPendingCount: 0 });
       const ac = new AbortController();
       const seen = [];
       const it = kind === "messages" ? client.messages({ signal: ac.signal }) : client.batches({ maxSize: 2, signal: ac.signal });
@@ -562,12 +558,7 @@ describe("an aborted signal", () => {
   }
 
   test("makes receive() reject with its reason even when a message is buffered, taking nothing", async () => {
-    const ch = channel("u", "AbortReceive");
-    const client = new SalesforceStreamingClient({ ...login(), replay: new Map() });
-    await client.open();
-    await client.subscribe(ch);
-    await emu.control("publish", { channel: ch, count: 1 });
-    await until(() => client.pendingCount === 1, { timeout: 5000, what: "1 buffered" });
+    const client = await withBuffered(channel("u", "AbortReceive"), 1, { replay: new Map() });
     const ac = new AbortController();
     ac.abort(new Error("gone"));
     await assert.rejects(client.receive({ signal: ac.signal }), /gone/);
