@@ -152,15 +152,6 @@ function endsQuietly(e: unknown, signal: AbortSignal | undefined): boolean {
   return e instanceof ClientInvalidOperation || (signal?.aborted === true && e === signal.reason);
 }
 
-/**
- * An async iterator whose `return()` withdraws a waiting `next()`: an async generator would run it
- * to the next message, which its caller, gone, would never see. `step(slot, ended)` makes a step's
- * value, putting its waiter in `slot` while it waits; `ended()` tells it the iteration has ended
- * meanwhile (take nothing more then). `withdraw(w)` removes a waiter not yet served (true if it
- * was). Ends quietly on ClientInvalidOperation (closed and drained) or when `signal` aborts.
- * `SharedTabClient`'s iterators; `Client` has its own, tuned for its per-message path.
- * @internal
- */
 /** End every waiting step of an iterator whose `return()` was called: no message goes to them. */
 function withdrawAll(waiting: Set<{ waiter: Waiter | null }>, withdraw: (w: Waiter) => boolean): void {
   for (const slot of waiting) {
@@ -170,6 +161,15 @@ function withdrawAll(waiting: Set<{ waiter: Waiter | null }>, withdraw: (w: Wait
   waiting.clear();
 }
 
+/**
+ * An async iterator whose `return()` withdraws its waiting steps: an async generator would run them
+ * to the next message, which its caller, gone, would never see. `step(slot, ended)` makes a step's
+ * value, putting its waiter in `slot` while it waits; `ended()` tells it the iteration has ended
+ * meanwhile (take nothing more then). `withdraw(w)` removes a waiter not yet served (true if it
+ * was). Ends quietly on ClientInvalidOperation (closed and drained) or when `signal` aborts.
+ * `SharedTabClient`'s iterators; `Client` has its own, tuned for its per-message path.
+ * @internal
+ */
 export function withdrawableIterator<T>(
   step: (slot: { waiter: Waiter | null }, ended: () => boolean) => Promise<T>,
   withdraw: (w: Waiter) => boolean,
