@@ -127,7 +127,6 @@ pub struct TokenGrant {
 /// An issued access token.
 struct AccessRecord {
     username: String,
-    issued_ms: u64,
     /// When it was last accepted: Salesforce keeps extending the session of a client that keeps
     /// using it (a streaming client never sees its token expire while connected).
     last_used_ms: u64,
@@ -359,7 +358,6 @@ impl OAuth {
                 access_token.clone(),
                 AccessRecord {
                     username: username.to_string(),
-                    issued_ms: now,
                     last_used_ms: now,
                     revoked: false,
                     refresh: linked_refresh,
