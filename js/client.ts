@@ -6,7 +6,7 @@
 import { WasmClient } from "./wasm/sfstream.js";
 import type { Authenticator, PasswordAuthenticatorOptions } from "./auth.js";
 import { DEFAULT_API_VERSION, PasswordAuthenticator } from "./auth.js";
-import { ClientInvalidOperation, fromWasmError } from "./errors.js";
+import { AuthenticationError, ClientInvalidOperation, fromWasmError, SfstreamError } from "./errors.js";
 import type { ReplayOption } from "./replay.js";
 import { CorruptReplayMarkerError, ReplayMarker, ReplayOption as ReplayOptions, ReplayMarkerStorage } from "./replay.js";
 import { toStorage, type ReplayConfig } from "./storage.js";
@@ -285,6 +285,21 @@ export function waitForMessage(waiters: Waiter[], signal: AbortSignal | undefine
   });
 }
 
+/**
+ * The authenticator's answer. A failure that is not one of the package's errors (a custom
+ * authenticator's own) becomes an `AuthenticationError` with it as the cause, so that a failed
+ * login raises that class whether it was `open()`'s or a re-login's. Shared with `SharedTabClient`.
+ * @internal
+ */
+export async function login(authenticator: Authenticator, signal: AbortSignal | undefined): ReturnType<Authenticator["authenticate"]> {
+  try {
+    return await authenticator.authenticate(signal);
+  } catch (e) {
+    if (e instanceof SfstreamError) throw e;
+    throw new AuthenticationError(`the authenticator failed: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+  }
+}
+
 /** While messages are buffered, consumption is reported to the core every this many messages. */
 const REPORT_EVERY = 256;
 /** ... and at least this often (ms). */
@@ -438,7 +453,7 @@ export class Client implements AsyncIterable<Message> {
       onEvents: (body: Message[], positions: Uint32Array) => this.#onEvents(body, positions),
       onStatus: (s: StatusEvent) => this.#emit(s),
       onFailed: (e: unknown) => this.#onFailed(e),
-      authenticate: (signal: AbortSignal | undefined) => authenticator.authenticate(signal),
+      authenticate: (signal: AbortSignal | undefined) => login(authenticator, signal),
       onAuthenticated: (namespace: string) => this.#storage?.bindNamespace(namespace),
       getReplayMarker: async (channel: string) => {
         if (!this.#storage) return null;

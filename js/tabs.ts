@@ -45,7 +45,7 @@
  */
 
 import type { Authenticator } from "./auth.js";
-import { batchOptionsError, Client, iterateMessages, receiveOptionsError, waitForMessage, withdrawableIterator, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
+import { batchOptionsError, Client, iterateMessages, login, receiveOptionsError, waitForMessage, withdrawableIterator, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
 import {
   AuthenticationError,
   ClientError,
@@ -542,7 +542,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
       }
     });
     try {
-      return await Promise.race([this.authenticator.authenticate(ac.signal), stopped]);
+      return await Promise.race([login(this.authenticator, ac.signal), stopped]);
     } finally {
       clearTimeout(timer);
       if (onAbort) ac.signal.removeEventListener("abort", onAbort);

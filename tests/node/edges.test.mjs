@@ -309,6 +309,26 @@ describe("stale logins: one that answers after it was aborted is not used", () =
   });
 });
 
+test("a custom authenticator's own error fails open() and a re-login alike: an AuthenticationError with it as the cause", { timeout: 20000 }, async () => {
+  const boom = new Error("vault unreachable");
+  for (const authenticate of [async () => Promise.reject(boom), () => { throw boom; }]) {
+    const c = new Client({ authenticate }, { connectionTimeout: 5000 });
+    const err = await c.open().then(() => null, (e) => e);
+    assert.ok(err instanceof AuthenticationError, `open(): ${err}`);
+    assert.equal(err.cause, boom);
+    assert.match(err.message, /vault unreachable/);
+  }
+  let calls = 0;
+  const c = new Client({ authenticate: async () => (++calls === 1 ? token() : Promise.reject(boom)) });
+  await c.open();
+  await c.subscribe("/topic/EdgeAuthClass");
+  await emu.control("revoke-tokens", {});
+  const err = await c.receive({ signal: AbortSignal.timeout(15000) }).then(() => null, (e) => e);
+  assert.ok(err instanceof AuthenticationError, `after the re-login: ${err}`);
+  assert.equal(err.cause, boom);
+  await c.close();
+});
+
 test("a custom authenticator's token that cannot go into a header is refused at once", async () => {
   const t = await token();
   const c = new Client({ authenticate: async () => ({ ...t, accessToken: `${t.accessToken}\n` }) }, { connectionTimeout: 5000 });
