@@ -37,6 +37,7 @@
  */
 
 import type { Authenticator, TokenInfo } from "./auth.js";
+import { withDeadline } from "./deadline.js";
 
 /** Options of {@link createRelay}. */
 export interface RelayOptions {
@@ -324,25 +325,20 @@ export function createRelay(options: RelayOptions): RelayHandler {
   // Every token this relay has held, to check responses against (bounded).
   const seenTokens: string[] = [];
   function login(): Promise<TokenInfo> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    // Aborted when the login is given up (loginTimeout): the authenticator's request stops then.
-    const abandon = new AbortController();
-    const attempt = (async () => {
-      const t = await authenticator.authenticate(abandon.signal);
-      if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
-        throw new Error("the authenticator returned no accessToken/instanceUrl");
-      }
-      return t;
-    })();
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        abandon.abort(new RelayAuthTimeout(loginTimeout));
-        reject(new RelayAuthTimeout(loginTimeout));
-      }, loginTimeout);
-    });
-    return Promise.race([attempt, timeout]).then(
+    // The authenticator's signal is aborted when the login is given up (loginTimeout): its
+    // request stops then.
+    return withDeadline(
+      async (signal) => {
+        const t = await authenticator.authenticate(signal);
+        if (!isObject(t) || typeof t.accessToken !== "string" || t.accessToken === "" || typeof t.instanceUrl !== "string" || t.instanceUrl === "") {
+          throw new Error("the authenticator returned no accessToken/instanceUrl");
+        }
+        return t;
+      },
+      loginTimeout,
+      () => new RelayAuthTimeout(loginTimeout),
+    ).then(
       (t) => {
-        clearTimeout(timer);
         pending = null;
         failures = 0;
         lastFailure = null;
@@ -354,7 +350,6 @@ export function createRelay(options: RelayOptions): RelayHandler {
         return t;
       },
       (e: unknown) => {
-        clearTimeout(timer);
         pending = null;
         failures++;
         retryAt = Date.now() + Math.min(LOGIN_RETRY_FIRST_MS * 2 ** (failures - 1), LOGIN_RETRY_MAX_MS);

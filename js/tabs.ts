@@ -45,6 +45,7 @@
  */
 
 import type { Authenticator } from "./auth.js";
+import { withDeadline } from "./deadline.js";
 import { batchOptionsError, Client, iterateMessages, login, receiveOptionsError, waitForMessage, withdrawableIterator, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
 import {
   AuthenticationError,
@@ -524,30 +525,18 @@ export class SharedTabClient implements AsyncIterable<Message> {
    * `close()` aborts (open() then rejects with `ClientInvalidOperation`), and so does
    * `connectionTimeout` (open() then rejects with `AuthenticationError`).
    */
-  async #login(): ReturnType<Authenticator["authenticate"]> {
+  #login(): ReturnType<Authenticator["authenticate"]> {
     const ac = new AbortController();
     this.#loginAbort = ac;
     const limit = this.#connectionTimeout;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
-    const stopped = new Promise<never>((_, reject) => {
-      onAbort = () => reject(new ClientInvalidOperation("the client was closed"));
-      ac.signal.addEventListener("abort", onAbort, { once: true });
-      if (limit !== null) {
-        timer = setTimeout(() => {
-          ac.signal.removeEventListener("abort", onAbort as () => void);
-          ac.abort();
-          reject(new AuthenticationError(`the authenticator did not answer within connectionTimeout (${limit} ms)`));
-        }, limit);
-      }
-    });
-    try {
-      return await Promise.race([login(this.authenticator, ac.signal), stopped]);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) ac.signal.removeEventListener("abort", onAbort);
+    return withDeadline(
+      (signal) => login(this.authenticator, signal),
+      limit,
+      () => new AuthenticationError(`the authenticator did not answer within connectionTimeout (${limit} ms)`),
+      { signal: ac.signal, error: () => new ClientInvalidOperation("the client was closed") },
+    ).finally(() => {
       if (this.#loginAbort === ac) this.#loginAbort = null;
-    }
+    });
   }
 
   /** Leave: a leader stores its markers, disconnects and hands over; a follower says goodbye. */
