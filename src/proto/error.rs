@@ -15,11 +15,28 @@ pub enum TransportFailure {
     Malformed(String),
 }
 
+/// The status of [`TransportFailure::HttpStatus`] for a redirect whose status the runtime hides
+/// (a browser's `opaqueredirect` response). Redirects are never followed.
+pub const REDIRECT_HIDDEN: u16 = 0;
+
+/// Whether `status` is a redirect (never followed: the request's credentials stay with the server
+/// they were meant for).
+pub fn is_redirect(status: u16) -> bool {
+    status == REDIRECT_HIDDEN || (300..400).contains(&status)
+}
+
 impl fmt::Display for TransportFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TransportFailure::Network(m) => write!(f, "network error: {m}"),
             TransportFailure::Timeout => f.write_str("request timed out"),
+            TransportFailure::HttpStatus(REDIRECT_HIDDEN) => f.write_str(
+                "the server answered with a redirect, which is not followed (check instanceUrl)",
+            ),
+            TransportFailure::HttpStatus(s) if is_redirect(*s) => write!(
+                f,
+                "the server answered with a redirect (HTTP {s}), which is not followed (check instanceUrl)"
+            ),
             TransportFailure::HttpStatus(s) => write!(f, "unexpected HTTP status {s}"),
             TransportFailure::Malformed(m) => write!(f, "malformed response: {m}"),
         }

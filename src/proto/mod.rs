@@ -52,7 +52,7 @@ mod tests;
 
 pub use backoff::Backoff;
 pub use cookies::{CookieJar, MAX_COOKIES, MAX_COOKIE_LEN};
-pub use error::{ProtoError, ServerError, TransportFailure};
+pub use error::{is_redirect, ProtoError, ServerError, TransportFailure, REDIRECT_HIDDEN};
 pub use message::{
     json_str, push_json_str, validate_channel, Advice, Batch, BatchBuf, BatchSource, MetaBuf,
     MetaView, Millis, Msg, MsgBuf, OpId, Reconnect, Request, RequestId, RequestKind,

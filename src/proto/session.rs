@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use super::backoff::Backoff;
-use super::error::{ProtoError, ServerError, TransportFailure};
+use super::error::{is_redirect, ProtoError, ServerError, TransportFailure};
 use super::message::{
     connect_body, disconnect_body, handshake_body, publish_body, subscribe_body, unsubscribe_body,
     validate_channel, BatchBuf, BatchSource, MetaView, Millis, Msg, OpId, Reconnect, Request,
@@ -1616,8 +1616,11 @@ impl Session {
                 let err = ServerError::new("/meta/handshake", Some("401::HTTP 401"), None);
                 self.need_auth(now, &err);
             }
+            // Refused for good before the session ever opened: a client error status, or a
+            // redirect (not followed; instanceUrl is wrong).
             TransportFailure::HttpStatus(s)
-                if !self.opened && (400..500).contains(&s) && s != 408 && s != 429 =>
+                if !self.opened
+                    && (((400..500).contains(&s) && s != 408 && s != 429) || is_redirect(s)) =>
             {
                 self.fatal(ProtoError::Transport(TransportFailure::HttpStatus(s)));
             }

@@ -1229,6 +1229,46 @@ fn open_network_errors_retry_until_connection_timeout() {
 }
 
 #[test]
+fn a_redirect_at_open_fails_at_once() {
+    // A 3xx (or a redirect whose status the runtime hides) is never followed: before the
+    // session opened, instanceUrl is wrong and retrying cannot help.
+    for f in [
+        TransportFailure::HttpStatus(302),
+        TransportFailure::HttpStatus(crate::proto::REDIRECT_HIDDEN),
+    ] {
+        let mut d = Driver::new(Driver::cfg());
+        d.s.open(0).unwrap();
+        d.pump();
+        let hs = d.take(RequestKind::Handshake);
+        d.fail(&hs, f.clone());
+        assert_eq!(
+            d.take_events(),
+            vec![
+                Event::Connecting,
+                Event::OpenFailed(ProtoError::Transport(f)),
+                Event::Closed
+            ]
+        );
+    }
+    let mut d = Driver::new(Driver::cfg());
+    d.s.open(0).unwrap();
+    d.pump();
+    let hs = d.take(RequestKind::Handshake);
+    d.reply(&hs, 307, batch(vec![]));
+    assert!(matches!(
+        d.take_events().as_slice(),
+        [
+            Event::Connecting,
+            Event::OpenFailed(ProtoError::Transport(TransportFailure::HttpStatus(307))),
+            Event::Closed
+        ]
+    ));
+    assert!(TransportFailure::HttpStatus(307)
+        .to_string()
+        .contains("redirect (HTTP 307), which is not followed"));
+}
+
+#[test]
 fn open_rejections_fail_immediately() {
     // 400 version error (with a Bayeux body on HTTP 400)
     let mut d = Driver::new(Driver::cfg());

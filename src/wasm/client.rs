@@ -1212,6 +1212,7 @@ const OUTCOME_NOT_JSON: u32 = 1;
 const OUTCOME_TIMEOUT: u32 = 2;
 const OUTCOME_NO_RESPONSE: u32 = 4;
 const OUTCOME_TOO_LARGE: u32 = 5;
+const OUTCOME_REDIRECT: u32 = 6;
 
 /// The core's view of what `sfRequest` reported (`value`: the body, or the error).
 fn fetch_outcome(outcome: u32, status: &JsValue, value: JsValue, cookies: JsValue) -> Fetched {
@@ -1230,6 +1231,8 @@ fn fetch_outcome(outcome: u32, status: &JsValue, value: JsValue, cookies: JsValu
         OUTCOME_TOO_LARGE => Err(TransportFailure::Malformed(
             "the response is larger than 64 MiB".into(),
         )),
+        // A browser hides a redirect's status (an "opaqueredirect" response).
+        OUTCOME_REDIRECT => Err(TransportFailure::HttpStatus(proto::REDIRECT_HIDDEN)),
         // OUTCOME_FAILED (3): the fetch or the body read failed.
         _ => Err(TransportFailure::Network(message_of(&value))),
     }
@@ -1266,6 +1269,10 @@ fn start_request(rc: &Rc<RefCell<Inner>>, req: Request) {
     }
     let signal: JsValue = controller.signal().into();
     let init = g::post_init(&req.body, &headers, Some(&signal));
+    // Never follow a redirect: fetch would send the Authorization and Cookie headers set here on
+    // to wherever it points (Workers do, cross-origin). Salesforce sends none; a 3xx is reported
+    // as the HTTP status it is (the Node transport never follows one either).
+    set(&init, "redirect", &JsValue::from_str("manual"));
     if req.kind.repeatable() {
         // Read by the Node transport only (fetch ignores unknown members): it may resend the
         // request when a reused keep-alive connection turns out to be closed.

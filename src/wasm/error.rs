@@ -46,10 +46,8 @@ fn server_response(e: &ServerError) -> JsValue {
 
 fn transport_message(f: &TransportFailure) -> String {
     match f {
-        TransportFailure::Network(m) => format!("network error: {m}"),
         TransportFailure::Timeout => "the request timed out".to_owned(),
-        TransportFailure::HttpStatus(s) => format!("unexpected HTTP status {s}"),
-        TransportFailure::Malformed(m) => format!("malformed response: {m}"),
+        f => f.to_string(),
     }
 }
 

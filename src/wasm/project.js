@@ -234,6 +234,8 @@ const OUTCOME_FAILED = 3;
 const OUTCOME_NO_RESPONSE = 4;
 /** The declared body is above the cap. */
 const OUTCOME_TOO_LARGE = 5;
+/** A redirect whose status the runtime hides (a browser's "opaqueredirect"); never followed. */
+const OUTCOME_REDIRECT = 6;
 
 /** The largest response body the client accepts (a hostile server must not exhaust memory). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -286,6 +288,7 @@ async function exchange(fetchFn, url, init, controller, jsonParse, state) {
     return failed(state, e);
   }
   if (resp === null || typeof resp !== "object") return [OUTCOME_NO_RESPONSE];
+  if (resp.type === "opaqueredirect") return [OUTCOME_REDIRECT];
   const status = resp.status;
   const headers = resp.headers;
   const cookies = sfSetCookies(headers);

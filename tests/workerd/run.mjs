@@ -3,6 +3,7 @@
 // (ESModule files + the .wasm as CompiledWasm, see miniflare.mjs); the worker talks to sfemu (its own
 // process) over real HTTP. Then the examples/worker cron handler is run the same way.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +21,13 @@ if (!existsSync(join(pkg, "package.json"))) {
 const COMPAT = "2025-01-01";
 
 const { check, fail, assert, finish } = layer();
+/** A loopback HTTP server for one check; `seen` is the check's to fill. */
+async function listen(handler) {
+  const server = createServer(handler);
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  return { server, port, url: `http://127.0.0.1:${port}`, seen: [] };
+}
 function checkPublished(events, p, what) {
   const ids = events.map((e) => e.replayId);
   assert(ids.length === p.published, `${what}: ${ids.length} of ${p.published}`);
@@ -68,6 +76,30 @@ try {
   await check("workerd: ServerError for an unknown channel", async () => {
     const r = await call("serverError");
     assert(r.thrown && r.serverError && r.sfstreamError && r.errorCode === 400, JSON.stringify(r));
+  });
+  await check("workerd: a redirect is not followed: the other origin gets no token and no cookie, open() fails at once naming it", async () => {
+    const token = "00Dworkerd!redirect-secret-token";
+    const other = await listen((req, res) => {
+      other.seen.push({ auth: req.headers.authorization ?? null, cookie: req.headers.cookie ?? null });
+      req.resume().on("end", () => res.writeHead(500).end());
+    });
+    const instance = await listen((req, res) => {
+      instance.seen.push({ auth: req.headers.authorization ?? null });
+      req.resume().on("end", () =>
+        res.writeHead(307, { location: `http://localhost:${other.port}/cometd/62.0`, "set-cookie": "BAYEUX_BROWSER=redirect-cookie; Path=/" }).end(),
+      );
+    });
+    try {
+      const r = await call(`redirect?instance=${encodeURIComponent(instance.url)}&token=${encodeURIComponent(token)}`);
+      assert(r.thrown && r.sfstreamError && r.name === "TransportError", JSON.stringify(r));
+      assert(/redirect \(HTTP 307\), which is not followed/.test(r.message), `message: ${r.message}`);
+      assert(r.ms < 4000, `failed after ${r.ms} ms: not at once`);
+      assert(instance.seen.some((s) => s.auth === `Bearer ${token}`), "the instance got the token");
+      assert(other.seen.length === 0, `the other origin got ${JSON.stringify(other.seen)}`);
+    } finally {
+      other.server.close();
+      instance.server.close();
+    }
   });
   await check("workerd: requests in parallel share the wasm module", async () => {
     const [a, b] = await Promise.all([call("replayAll?n=2"), call("password")]);

@@ -66,6 +66,19 @@ const routes = {
     await client.close();
     return { published, events };
   },
+  // Every CometD request of this instance is redirected to another origin: the client must not
+  // follow (workerd would send the Authorization and Cookie headers on) and must say why it failed.
+  async redirect(_base, params) {
+    const client = new Client(new AccessTokenAuthenticator({ accessToken: params.get("token"), instanceUrl: params.get("instance") }), { connectionTimeout: 5000 });
+    const started = Date.now();
+    try {
+      await client.open();
+      await client.close();
+      return { thrown: false };
+    } catch (e) {
+      return { thrown: true, name: e?.name, message: e?.message, sfstreamError: e instanceof SfstreamError, ms: Date.now() - started };
+    }
+  },
   async serverError(base) {
     const client = new SalesforceStreamingClient({ ...CREDS, loginUrl: base });
     await client.open();
