@@ -114,13 +114,7 @@ pub fn oauth_token(
 
 /// The token endpoint's response (or the fetch's failure) turned into the token, or the error.
 fn read_token_response(fetched: g::Step) -> g::Step {
-    let resp = fetched.map_err(|e| {
-        let err = js_error("AuthenticationError", "could not reach the token endpoint");
-        set(&err, "cause", &e);
-        // A network failure, not a rejection: the client retries it with back-off.
-        set(&err, "unreachable", &JsValue::TRUE);
-        err
-    })?;
+    let resp = fetched.map_err(|e| unreachable(&e))?;
     if !resp.is_object() {
         return Err(js_error(
             "AuthenticationError",
@@ -143,9 +137,24 @@ fn read_token_response(fetched: g::Step) -> g::Step {
         ));
     }
     match resp.json() {
-        Ok(p) => Ok(g::settle(&p, move |body| token_from_body(status, body.ok())).into()),
+        Ok(p) => Ok(g::settle(&p, move |body| match body {
+            // fetch resolves once the headers are in: a body cut off or timed out while it is
+            // read is a network failure (retried), not an answer without JSON.
+            Err(e) if !e.is_instance_of::<js_sys::SyntaxError>() => Err(unreachable(&e)),
+            body => token_from_body(status, body.ok()),
+        })
+        .into()),
         Err(_) => token_from_body(status, None),
     }
+}
+
+/// The error of a login that could not reach the token endpoint (`cause`: why): a network
+/// failure, not a rejection, which the client retries with back-off.
+fn unreachable(cause: &JsValue) -> JsValue {
+    let err = js_error("AuthenticationError", "could not reach the token endpoint");
+    set(&err, "cause", cause);
+    set(&err, "unreachable", &JsValue::TRUE);
+    err
 }
 
 /// A token endpoint status worth retrying: the server is overloaded or down for a while (429,

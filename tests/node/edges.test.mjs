@@ -48,7 +48,7 @@ async function scripted({ token: onToken, cometd }) {
         res.writeHead(status, { "content-type": type });
         res.end(typeof v === "string" ? v : JSON.stringify(v));
       };
-      if (req.url.startsWith("/services/oauth2/token")) return onToken(++seen.tokens, reply, url);
+      if (req.url.startsWith("/services/oauth2/token")) return onToken(++seen.tokens, reply, url, res);
       const m = JSON.parse(body);
       const ch = m[0].channel;
       if (ch === "/meta/handshake") seen.handshakes++;
@@ -397,6 +397,44 @@ describe("re-authentication failures", () => {
     assert.equal(c.closed, false);
     assert.equal(srv.seen.tokens, 3);
     await c.close();
+  });
+
+  test("a token reply cut off mid-body during a re-login is retried, not fatal, under the global fetch too", { timeout: 20000 }, async () => {
+    // fetch (Deno, Workers, browsers) resolves once the headers are in, so a body cut off halfway
+    // fails in json(): a network failure, as when the connection drops before the headers.
+    const { setFetch } = await import("../node_modules/sfstream/dist/wasm/sfstream.js");
+    const { nodeFetch } = await import("../node_modules/sfstream/dist/node-transport.js");
+    const srv = await scripted({
+      token: (n, reply, url, res) => {
+        if (n !== 2) return tokenOk(n, reply, url);
+        res.writeHead(200, { "content-type": "application/json", "content-length": "400" });
+        res.write('{"access_token":"00D');
+        setTimeout(() => res.socket.destroy(), 50);
+      },
+      cometd: (m, reply, seen) => {
+        if (m[0].channel === "/meta/connect" && seen.connects === 2) return reply([{ ...ok(m), successful: false, error: "401::Authentication invalid", advice: { reconnect: "none" } }]);
+        bayeux()(m, reply, seen);
+      },
+    });
+    setFetch(null);
+    try {
+      const statuses = [];
+      const c = new Client(new PasswordAuthenticator({ consumerKey: "k", consumerSecret: "s", username: "u", password: "p", loginUrl: srv.url }), { onStatus: (s) => statuses.push(s.type) });
+      await c.open();
+      await until(() => statuses.includes("reauthenticated") || c.closed, { what: "a re-login after the cut reply" });
+      assert.equal(c.closed, false, `failed: ${statuses}`);
+      assert.equal(srv.seen.tokens, 3);
+      await c.close();
+      // The authenticator's own error says what happened.
+      const a = new PasswordAuthenticator({ consumerKey: "k", consumerSecret: "s", username: "u", password: "p", loginUrl: srv.url });
+      srv.seen.tokens = 1;
+      const err = await a.authenticate().then(() => null, (e) => e);
+      assert.ok(err instanceof AuthenticationError, String(err));
+      assert.match(err.message, /could not reach the token endpoint/);
+      assert.ok(err.cause instanceof Error && !(err.cause instanceof SyntaxError), `cause: ${err.cause}`);
+    } finally {
+      setFetch(nodeFetch);
+    }
   });
 
   test("a rejected re-login fails the client with the token endpoint's error fields", { timeout: 20000 }, async () => {
