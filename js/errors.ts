@@ -63,9 +63,11 @@ export class TransportError extends SfstreamError {}
 export class TransportInvalidOperation extends TransportError {}
 
 /**
- * The connection could not be (re-)established within `connectionTimeout`. When the server kept
- * refusing (handshake denied, "server too busy", Salesforce's concurrent-client limit), the
- * message names its last answer and `cause` is that answer as a `ServerError`.
+ * The connection could not be (re-)established within `connectionTimeout`, or a request timed
+ * out. The message names what kept the client out: when the server kept refusing (handshake
+ * denied, "server too busy", Salesforce's concurrent-client limit), its last answer, which is
+ * also the `cause` as a `ServerError`; when requests kept failing (connection refused, an HTTP
+ * error status), the last failure, also the `cause` as a `TransportError`.
  */
 export class TransportTimeoutError extends TransportError {}
 
@@ -133,6 +135,23 @@ function strOrNull(v: unknown): string | null {
   return typeof v === "string" ? v : null;
 }
 
+/** Names of the errors the wasm shell makes (plain `Error`s with one of these names). */
+const SHELL_ERRORS = new Set(["ServerError", "AuthenticationError", "ClientInvalidOperation", "TransportTimeoutError", "TransportConnectionClosed", "TransportInvalidOperation", "TransportError", "ClientError"]);
+
+/**
+ * The `cause` of the error made from the shell's `e`: when the shell gave one of our errors as
+ * its cause (the server's refusal, the last transport failure, a login's error), that one, as
+ * one of our classes; else `e` itself (which keeps any other cause, and the shell's flags such
+ * as a login's `unreachable`, within reach).
+ */
+function causeOf(shape: WasmErrorShape, e: unknown): unknown {
+  const inner = shape.cause;
+  if (inner instanceof SfstreamError) return inner;
+  if (inner === null || typeof inner !== "object") return e;
+  const name = (inner as WasmErrorShape).name;
+  return typeof name === "string" && SHELL_ERRORS.has(name) ? fromWasmError(inner) : e;
+}
+
 /**
  * Turn what the wasm shell rejected with into one of the classes above. Errors that are already
  * ours pass through; anything else becomes a {@link ClientError} with the original as `cause`.
@@ -144,7 +163,7 @@ export function fromWasmError(e: unknown): Error {
   const shape: WasmErrorShape = e !== null && typeof e === "object" ? (e as WasmErrorShape) : {};
   const name = typeof shape.name === "string" ? shape.name : "";
   const message = typeof shape.message === "string" ? shape.message : String(e);
-  const options = { cause: e };
+  const options = { cause: causeOf(shape, e) };
   switch (name) {
     case "ServerError":
       return new ServerError(
@@ -170,11 +189,8 @@ export function fromWasmError(e: unknown): Error {
       );
     case "ClientInvalidOperation":
       return new ClientInvalidOperation(message, options);
-    case "TransportTimeoutError": {
-      const refusal = shape.cause as WasmErrorShape | undefined;
-      const cause = refusal !== null && typeof refusal === "object" && refusal.name === "ServerError" ? fromWasmError(refusal) : e;
-      return new TransportTimeoutError(message, { cause });
-    }
+    case "TransportTimeoutError":
+      return new TransportTimeoutError(message, options);
     case "TransportConnectionClosed":
       return new TransportConnectionClosed(message, options);
     case "TransportInvalidOperation":

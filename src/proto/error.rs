@@ -152,6 +152,9 @@ pub enum ProtoError {
     /// As `Timeout`, while the server kept refusing (handshake denied, server busy): its latest
     /// refusal.
     TimeoutRefused(ServerError),
+    /// As `Timeout`, after requests kept failing (connection refused, HTTP 503, ...): the latest
+    /// failure.
+    TimeoutFailed(TransportFailure),
     /// Authentication failed: the authenticator failed, or the server kept rejecting fresh tokens.
     Authentication(String),
     /// The handshake reply did not offer the `long-polling` connection type.
@@ -171,6 +174,10 @@ impl fmt::Display for ProtoError {
             ProtoError::TimeoutRefused(e) => write!(
                 f,
                 "could not (re)connect within the connection timeout; the server's last answer: {e}"
+            ),
+            ProtoError::TimeoutFailed(t) => write!(
+                f,
+                "could not (re)connect within the connection timeout; the last failure: {t}"
             ),
             ProtoError::Authentication(m) => write!(f, "authentication failed: {m}"),
             ProtoError::UnsupportedConnectionType => {

@@ -101,6 +101,15 @@ impl State {
     }
 }
 
+/// What kept a recovering session out, for the error of a connection timeout.
+#[derive(Clone, Debug, PartialEq)]
+enum Trouble {
+    /// The server refused (handshake denied, server busy).
+    Refused(ServerError),
+    /// The request failed (network, HTTP status, timeout, malformed response).
+    Failed(TransportFailure),
+}
+
 /// Why the core is reconnecting or re-handshaking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReconnectReason {
@@ -399,9 +408,9 @@ pub struct Session {
     failures: u32,
     auth_rounds: u32,
     recovering_since: Option<Millis>,
-    /// The server's refusal behind the latest failure while recovering (none after a transport
-    /// failure): what a connection timeout reports, so "concurrent user limit" is not hidden.
-    last_refusal: Option<ServerError>,
+    /// The latest failure while recovering: what a connection timeout reports, so that
+    /// "concurrent user limit", "connection refused" or "HTTP 503" is not hidden behind it.
+    last_trouble: Option<Trouble>,
     /// When to ask the authenticator again after the token endpoint could not be reached.
     auth_due: Option<Millis>,
     degraded: bool,
@@ -440,7 +449,7 @@ impl Session {
             failures: 0,
             auth_rounds: 0,
             recovering_since: None,
-            last_refusal: None,
+            last_trouble: None,
             auth_due: None,
             degraded: false,
             pause_announced: false,
@@ -1164,12 +1173,20 @@ impl Session {
         self.events.push_back(Event::Closed);
     }
 
-    /// The connection timeout passed while recovering: fail with the server's last refusal if
-    /// that is what kept the client out.
+    /// The connection timeout passed while recovering: fail with what kept the client out (the
+    /// server's last refusal, the last transport failure), or as a failed login when it was
+    /// waiting for the authenticator (which did not answer, or could not reach its endpoint).
     fn timed_out(&mut self) {
-        let err = match self.last_refusal.take() {
-            Some(e) => ProtoError::TimeoutRefused(e),
-            None => ProtoError::Timeout,
+        let err = if self.phase == Phase::AwaitingAuth {
+            ProtoError::Authentication(
+                "could not log in again within the connection timeout".to_owned(),
+            )
+        } else {
+            match self.last_trouble.take() {
+                Some(Trouble::Refused(e)) => ProtoError::TimeoutRefused(e),
+                Some(Trouble::Failed(f)) => ProtoError::TimeoutFailed(f),
+                None => ProtoError::Timeout,
+            }
         };
         self.fatal(err);
     }
@@ -1406,7 +1423,7 @@ impl Session {
         if m.successful == Some(true) {
             self.stats.last_connect_at = now;
             self.recovering_since = None;
-            self.last_refusal = None;
+            self.last_trouble = None;
             if !first {
                 // Only a long-poll that comes back proves the session works. The immediate reply
                 // to the first connect of a session does not: a resubscribe can still come back
@@ -1457,7 +1474,7 @@ impl Session {
             };
             self.rehandshake(now, reason, true);
         } else if err.failure_code() == Some(503) || err.code == Some(503) {
-            self.last_refusal = Some(err);
+            self.last_trouble = Some(Trouble::Refused(err));
             if advice == Some(Reconnect::None) {
                 self.rehandshake(now, ReconnectReason::ServerBusy, true);
             } else {
@@ -1468,7 +1485,7 @@ impl Session {
         } else if advice == Some(Reconnect::None) {
             self.fatal(ProtoError::Server(err));
         } else {
-            self.last_refusal = Some(err);
+            self.last_trouble = Some(Trouble::Refused(err));
             self.retry_connect(now, ReconnectReason::ServerBusy);
         }
     }
@@ -1547,7 +1564,7 @@ impl Session {
     }
 
     fn connect_failed(&mut self, now: Millis, failure: TransportFailure) {
-        self.last_refusal = None;
+        self.last_trouble = Some(Trouble::Failed(failure.clone()));
         if failure == TransportFailure::HttpStatus(401) {
             let err = ServerError::new("/meta/connect", Some("401::HTTP 401"), None);
             self.need_auth(now, &err);
@@ -1604,13 +1621,13 @@ impl Session {
         {
             self.fatal(ProtoError::Server(err));
         } else {
-            self.last_refusal = Some(err);
+            self.last_trouble = Some(Trouble::Refused(err));
             self.handshake_retry(now, ReconnectReason::ServerBusy);
         }
     }
 
     fn handshake_transport_failed(&mut self, now: Millis, failure: TransportFailure) {
-        self.last_refusal = None;
+        self.last_trouble = Some(Trouble::Failed(failure.clone()));
         match failure {
             TransportFailure::HttpStatus(401) => {
                 let err = ServerError::new("/meta/handshake", Some("401::HTTP 401"), None);
@@ -1883,7 +1900,7 @@ impl Session {
                     });
                 }
                 None => self.fatal(match err {
-                    ProtoError::Transport(_) => ProtoError::Timeout,
+                    ProtoError::Transport(f) => ProtoError::TimeoutFailed(f),
                     e => e,
                 }),
             }

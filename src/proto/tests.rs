@@ -763,7 +763,7 @@ fn refusals_until_the_connection_timeout_are_reported_with_the_last_refusal() {
     assert!(ProtoError::TimeoutRefused(e.clone())
         .to_string()
         .contains("concurrent user limit"));
-    // A network failure as the last failure: a plain timeout.
+    // A network failure as the last failure: the timeout names it.
     let mut cfg = Driver::cfg();
     cfg.connection_timeout = Some(5_000);
     let mut d = Driver::new(cfg);
@@ -778,10 +778,11 @@ fn refusals_until_the_connection_timeout_are_reported_with_the_last_refusal() {
     d.s.handle_timeout(d.now);
     d.pump();
     let ev = d.take_events();
-    assert!(
-        ev.contains(&Event::OpenFailed(ProtoError::Timeout)),
-        "{ev:?}"
-    );
+    let failed = ProtoError::TimeoutFailed(TransportFailure::Network("connection refused".into()));
+    assert!(ev.contains(&Event::OpenFailed(failed.clone())), "{ev:?}");
+    assert!(failed
+        .to_string()
+        .ends_with("the last failure: network error: connection refused"));
 }
 
 #[test]
@@ -1073,10 +1074,15 @@ fn an_authenticator_that_never_answers_is_bounded_by_the_connection_timeout() {
     d.now += 60_000;
     d.reject_token(&c);
     assert_eq!(d.take_events(), need_auth(1));
-    // The authenticator is never heard of again.
+    // The authenticator is never heard of again: a failed login.
     assert_eq!(d.fire(), 5_000);
     let ev = d.take_events();
-    assert!(ev.contains(&Event::Failed(ProtoError::Timeout)), "{ev:?}");
+    assert!(
+        ev.contains(&Event::Failed(ProtoError::Authentication(
+            "could not log in again within the connection timeout".into()
+        ))),
+        "{ev:?}"
+    );
     assert!(d.s.is_closed());
     // Its late answer changes nothing.
     d.s.handle_authenticated(d.now);
@@ -1188,9 +1194,13 @@ fn connection_timeout_fails_after_recovery_window() {
         vec![
             Event::OpDone {
                 op,
-                result: Err(ProtoError::Timeout)
+                result: Err(ProtoError::TimeoutFailed(TransportFailure::Network(
+                    "down".into()
+                )))
             },
-            Event::Failed(ProtoError::Timeout),
+            Event::Failed(ProtoError::TimeoutFailed(TransportFailure::Network(
+                "down".into()
+            ))),
             Event::Closed
         ]
     );
@@ -1223,7 +1233,12 @@ fn open_network_errors_retry_until_connection_timeout() {
     let ev = d.take_events();
     assert_eq!(
         &ev[ev.len() - 2..],
-        &[Event::OpenFailed(ProtoError::Timeout), Event::Closed]
+        &[
+            Event::OpenFailed(ProtoError::TimeoutFailed(TransportFailure::Network(
+                "refused".into()
+            ))),
+            Event::Closed
+        ]
     );
     assert!(!ev.contains(&Event::Opened));
 }
@@ -2730,7 +2745,12 @@ fn an_unreachable_token_endpoint_is_retried_with_backoff_then_times_out() {
     d.s.handle_auth_unreachable(d.now);
     d.pump();
     let ev = d.take_events();
-    assert!(ev.contains(&Event::Failed(ProtoError::Timeout)), "{ev:?}");
+    assert!(
+        ev.contains(&Event::Failed(ProtoError::Authentication(
+            "could not log in again within the connection timeout".into()
+        ))),
+        "{ev:?}"
+    );
 }
 
 #[test]

@@ -1028,8 +1028,14 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                     {
                         let mut i = rc.borrow_mut();
                         match &outcome {
-                            Ok(_) => i.session.handle_authenticated(now_ms()),
+                            Ok(_) => {
+                                i.auth_error = None;
+                                i.session.handle_authenticated(now_ms())
+                            }
                             Err(e) if is_unreachable(e) => {
+                                // The cause of the failure if the connection timeout passes
+                                // before a login succeeds.
+                                i.auth_error = Some(e.clone());
                                 i.session.handle_auth_unreachable(now_ms())
                             }
                             Err(e) => {
@@ -1171,10 +1177,17 @@ fn original_reply(batch: &JsValue, se: &proto::ServerError) -> JsValue {
 }
 
 /// The JS error for a failure of the session: the authenticator's own error when a rejected
-/// re-authentication caused it (with its `error`, `errorDescription`, `status`), else `err`'s.
+/// re-authentication caused it (with its `error`, `errorDescription`, `status`); when logins
+/// could not reach the token endpoint until the connection timeout, `err`'s with the last one's
+/// error as its cause; else `err`'s.
 fn failure_js(rc: &Rc<RefCell<Inner>>, err: &ProtoError) -> JsValue {
     let auth = rc.borrow_mut().auth_error.take();
     match (err, auth) {
+        (ProtoError::Authentication(_), Some(e)) if is_unreachable(&e) => {
+            let js = to_js(err);
+            set(&js, "cause", &e);
+            js
+        }
         (ProtoError::Authentication(_), Some(e))
             if get(&e, "name").as_string().as_deref() == Some("AuthenticationError") =>
         {

@@ -93,7 +93,11 @@ pub fn to_js(err: &ProtoError) -> JsValue {
             set(&e, "response", &server_response(se));
             e
         }
-        ProtoError::Transport(TransportFailure::Timeout) | ProtoError::Timeout => js_error(
+        // A request that timed out, where retrying did not help (or a publish, never retried).
+        ProtoError::Transport(TransportFailure::Timeout) => {
+            js_error("TransportTimeoutError", "the request timed out")
+        }
+        ProtoError::Timeout => js_error(
             "TransportTimeoutError",
             "could not (re-)establish the connection with the server within connectionTimeout",
         ),
@@ -106,6 +110,18 @@ pub fn to_js(err: &ProtoError) -> JsValue {
                 ),
             );
             set(&e, "cause", &to_js(&ProtoError::Server(se.clone())));
+            e
+        }
+        ProtoError::TimeoutFailed(f) => {
+            let e = js_error(
+                "TransportTimeoutError",
+                &format!(
+                    "could not (re-)establish the connection with the server within \
+                     connectionTimeout; the last failure: {}",
+                    transport_message(f)
+                ),
+            );
+            set(&e, "cause", &to_js(&ProtoError::Transport(f.clone())));
             e
         }
         ProtoError::Transport(f) => js_error("TransportError", &transport_message(f)),

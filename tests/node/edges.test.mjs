@@ -112,7 +112,9 @@ describe("logins that hang or are interrupted", () => {
     await c.open();
     await c.subscribe("/topic/EdgeReauthHang");
     await emu.control("revoke-tokens", {});
-    await assert.rejects(c.receive({ signal: AbortSignal.timeout(8000) }), (e) => e.name === "TransportTimeoutError");
+    // A failed login, as the README says of a login that does not answer (it used to be a
+    // TransportTimeoutError, which says nothing of the login).
+    await assert.rejects(c.receive({ signal: AbortSignal.timeout(8000) }), (e) => e instanceof AuthenticationError && /could not log in again within/.test(e.message));
     assert.ok(statuses.includes("reconnecting:authenticationInvalid"), statuses.join(","));
     assert.equal(c.closed, true);
   });
@@ -452,6 +454,57 @@ describe("re-authentication failures", () => {
     assert.equal(err.error, "invalid_grant");
     assert.equal(err.errorDescription, "expired access/refresh token");
     assert.equal(err.status, 400);
+  });
+});
+
+describe("a re-login that cannot reach its endpoint before connectionTimeout is a failed login", () => {
+  // (One that never answers: "a re-login that never answers fails the client within connectionTimeout".)
+  const relogin = (token) =>
+    scripted({
+      token,
+      cometd: (m, reply, seen) => {
+        if (m[0].channel === "/meta/connect" && seen.connects === 2) return reply([{ ...ok(m), successful: false, error: "401::Authentication invalid", advice: { reconnect: "none" } }]);
+        bayeux()(m, reply, seen);
+      },
+    });
+  const failure = async (srv) => {
+    const c = new Client(new PasswordAuthenticator({ consumerKey: "k", consumerSecret: "s", username: "u", password: "p", loginUrl: srv.url }), { connectionTimeout: 1500 });
+    await c.open();
+    return c.receive({ signal: AbortSignal.timeout(10000) }).then(() => null, (e) => e);
+  };
+
+  test("a token endpoint answering 503 every time: AuthenticationError, the last login's error as its cause", { timeout: 20000 }, async () => {
+    const srv = await relogin((n, reply, url) => (n === 1 ? tokenOk(n, reply, url) : reply("<html>maintenance</html>", 503, "text/html")));
+    const err = await failure(srv);
+    assert.ok(err instanceof AuthenticationError, `${err?.name}: ${err?.message}`);
+    assert.match(err.message, /could not log in again within/);
+    assert.ok(err.cause instanceof AuthenticationError, `cause: ${err.cause}`);
+    assert.equal(err.cause.status, 503);
+    assert.ok(srv.seen.tokens >= 3, `retried: ${srv.seen.tokens} token requests`);
+  });
+});
+
+describe("a connection timeout names the last failure", () => {
+  test("nothing listening: the TransportTimeoutError says the connection was refused, its cause is the TransportError", { timeout: 20000 }, async () => {
+    const closed = createServer();
+    await new Promise((r) => closed.listen(0, "127.0.0.1", r));
+    const port = closed.address().port;
+    await new Promise((r) => closed.close(r));
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!refused-token", instanceUrl: `http://127.0.0.1:${port}` }), { connectionTimeout: 1000 });
+    const err = await c.open().then(() => null, (e) => e);
+    assert.equal(err?.name, "TransportTimeoutError", String(err));
+    assert.match(err.message, /within connectionTimeout; the last failure: network error: .*ECONNREFUSED/);
+    assert.equal(err.cause?.name, "TransportError");
+    assert.doesNotMatch(`${err.message} ${err.cause.message}`, /refused-token/);
+  });
+
+  test("an HTML 503 page: the TransportTimeoutError names the status", { timeout: 20000 }, async () => {
+    const srv = await scripted({ token: () => {}, cometd: (_m, reply) => reply("<html>down for maintenance</html>", 503, "text/html") });
+    const t = { accessToken: "00Dx!t", instanceUrl: srv.url };
+    const c = new Client(new AccessTokenAuthenticator(t), { connectionTimeout: 1000 });
+    const err = await c.open().then(() => null, (e) => e);
+    assert.equal(err?.name, "TransportTimeoutError", String(err));
+    assert.match(err.message, /the last failure: unexpected HTTP status 503/);
   });
 });
 
