@@ -10,6 +10,7 @@
 
 import { oauthToken, jwtSigningInput, jwtAssertion, checkUrl } from "./wasm/sfstream.js";
 import { AuthenticationError, fromWasmError } from "./errors.js";
+import { checkOptionKeys } from "./options.js";
 
 /** What an authenticator yields. */
 export interface TokenInfo {
@@ -53,12 +54,6 @@ export interface OAuthOptions {
   apiVersion?: string;
   /** Allow plain `http://` to a host other than loopback. Off by default: tokens must not cross a network in clear. */
   allowInsecureHttp?: boolean;
-}
-
-function checkKeys(options: object, allowed: readonly string[], what: string): void {
-  for (const key of Object.keys(options)) {
-    if (!allowed.includes(key)) throw new TypeError(`unknown ${what} option ${key}`);
-  }
 }
 
 function checkBoolean(name: string, v: unknown): void {
@@ -175,8 +170,7 @@ export abstract class AuthenticatorBase implements Authenticator {
   #accessToken: string | null = null;
 
   constructor(options: OAuthOptions = {}, keys: readonly string[] = []) {
-    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
-    checkKeys(options, [...OAUTH_KEYS, ...keys], new.target.name);
+    checkOptionKeys(options, [...OAUTH_KEYS, ...keys], new.target.name);
     checkBoolean("sandbox", options.sandbox);
     checkBoolean("allowInsecureHttp", options.allowInsecureHttp);
     if (options.loginUrl !== undefined && options.sandbox) {
@@ -504,8 +498,7 @@ export class AccessTokenAuthenticator implements Authenticator {
   /** Allow a plain-http instance URL on a non-loopback host. */
   readonly allowInsecureHttp: boolean;
   constructor(source: AccessTokenSource, options: { apiVersion?: string; allowInsecureHttp?: boolean } = {}) {
-    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
-    checkKeys(options, ["apiVersion", "allowInsecureHttp"], "AccessTokenAuthenticator");
+    checkOptionKeys(options, ["apiVersion", "allowInsecureHttp"], "AccessTokenAuthenticator");
     checkBoolean("allowInsecureHttp", options.allowInsecureHttp);
     this.allowInsecureHttp = options.allowInsecureHttp === true;
     if (typeof source === "function") {

@@ -10,6 +10,7 @@ import { AuthenticationError, ClientInvalidOperation, fromWasmError, SfstreamErr
 import type { ReplayOption } from "./replay.js";
 import { CorruptReplayMarkerError, ReplayMarker, ReplayOption as ReplayOptions, ReplayMarkerStorage } from "./replay.js";
 import { toStorage, type ReplayConfig } from "./storage.js";
+import { checkOptionKeys } from "./options.js";
 
 /** A message received from Salesforce: the Bayeux message exactly as sent. */
 export interface Message<Data = unknown> {
@@ -305,13 +306,10 @@ const REPORT_EVERY = 256;
 /** ... and at least this often (ms). */
 const REPORT_INTERVAL_MS = 100;
 
-const OPTION_KEYS = new Set(["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "jsonParse", "jsonStringify", "onStatus", "logger"]);
+const OPTION_KEYS = ["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "jsonParse", "jsonStringify", "onStatus", "logger"] as const;
 
 function checkOptions(options: ClientOptions): void {
-  if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) throw new TypeError(`unknown option ${key}`);
-  }
+  checkOptionKeys(options, OPTION_KEYS);
   const { replayFallback, connectionTimeout, maxPendingCount, networkAllowance, onStatus, logger } = options;
   if (replayFallback !== undefined && replayFallback !== null && replayFallback !== ReplayOptions.ALL_EVENTS && replayFallback !== ReplayOptions.NEW_EVENTS) {
     throw new TypeError("replayFallback must be ReplayOption.ALL_EVENTS, ReplayOption.NEW_EVENTS or null");
