@@ -355,7 +355,7 @@ function onStatus(s) {
     case "reconnecting":
       if (s.reason === "bufferFull") {
         // Not a lost connection: the client stops long-polling while its prefetch buffer is full,
-        // and starts again, without a further status event, once the page has taken messages.
+        // and starts again once the page has taken messages, reporting "connected" then.
         bufferPaused = true;
         setState("paused", "prefetch buffer full");
         timeline(s.type, "bufferFull: the prefetch buffer is full, long-polling pauses until the page catches up");
