@@ -129,14 +129,21 @@ export class MappingStorage extends ReplayMarkerStorage {
   }
 }
 
+/**
+ * A replay id to subscribe with, as Salesforce accepts it (and the core, for a stored one):
+ * `ReplayOption.ALL_EVENTS` (-2), `ReplayOption.NEW_EVENTS` (-1) or an event's id (1 or more).
+ */
 function checkReplayId(name: string, id: unknown): number {
-  if (typeof id !== "number" || !Number.isSafeInteger(id) || id < -2) {
-    throw new TypeError(`${name} must be an integer replay id (-2, -1 or a stored id), got ${String(id)}`);
+  if (typeof id !== "number" || !Number.isSafeInteger(id) || !(id >= 1 || id === ReplayOption.ALL_EVENTS || id === ReplayOption.NEW_EVENTS)) {
+    throw new TypeError(`${name} must be an integer replay id (-2, -1 or a stored id, 1 or more), got ${String(id)}`);
   }
   return id;
 }
 
-/** Like {@link MappingStorage}, but channels without a marker start from `defaultId`. */
+/**
+ * Like {@link MappingStorage}, but channels without a marker start from `defaultId`: -2, -1 or a
+ * replay id of 1 or more (anything else is a `TypeError`).
+ */
 export class DefaultMappingStorage extends MappingStorage {
   readonly defaultId: number;
   constructor(mapping: MapLike, defaultId: number) {
@@ -156,7 +163,7 @@ export class DefaultMappingStorage extends MappingStorage {
   }
 }
 
-/** Always subscribes with the same replay id; stores nothing. */
+/** Always subscribes with the same replay id (-2, -1 or 1 or more, as `defaultId` of {@link DefaultMappingStorage}); stores nothing. */
 export class ConstantReplayId extends ReplayMarkerStorage {
   readonly defaultId: number;
   constructor(defaultId: number) {

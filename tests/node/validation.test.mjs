@@ -134,6 +134,8 @@ const rows = [
   ["DefaultMappingStorage defaultId fraction", "defaultId", () => new DefaultMappingStorage(new Map(), 1.5)],
   ["ConstantReplayId defaultId NaN", "defaultId", () => new ConstantReplayId(NaN)],
   ["ConstantReplayId defaultId unsafe integer", "defaultId", () => new ConstantReplayId(2 ** 60)],
+  ["DefaultMappingStorage defaultId 0 (Salesforce refuses replay id 0)", "defaultId", () => new DefaultMappingStorage(new Map(), 0)],
+  ["ConstantReplayId defaultId 0", "defaultId", () => new ConstantReplayId(0)],
   ["ReplayMarker replayId string", "replayId", () => new ReplayMarker(null, "x")],
   ["ReplayMarker replayId fraction", "replayId", () => new ReplayMarker(null, 1.5)],
   ["ReplayMarker date not a date", "date", () => new ReplayMarker("yesterday", 1)],
@@ -184,6 +186,9 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
     new JwtBearerAuthenticator({ ...jwt, assertionLifetime: 3600, audience: "https://login.salesforce.com" });
     new AccessTokenAuthenticator(async () => ({ accessToken: "t", instanceUrl: LOOP }), { apiVersion: "62.0" });
     new DefaultMappingStorage(new Map(), 12345);
+    new DefaultMappingStorage(new Map(), 1);
+    new DefaultMappingStorage(new Map(), ReplayOption.ALL_EVENTS);
+    new ConstantReplayId(ReplayOption.NEW_EVENTS);
   });
 
   test("a message naming a bad option never echoes a secret value", () => {
