@@ -14,6 +14,7 @@
  */
 
 import { ConstantReplayId, CorruptReplayMarkerError, ForeignStorage, MappingStorage, ReplayMarker, storedMarker, ReplayMarkerStorage, ReplayOption, type MapLike, type ReplayStart } from "./replay.js";
+import { checkOptionKeys } from "./options.js";
 
 /** Options shared by the native storages. */
 export interface NativeStorageOptions {
@@ -21,6 +22,18 @@ export interface NativeStorageOptions {
   defaultReplay?: ReplayOption;
   /** A fixed namespace instead of `<orgId>/<userId>` of the authenticated identity. */
   namespace?: string;
+}
+
+/**
+ * Reject an option a storage does not take: the shared ones and `own`. Each storage calls it
+ * before `super()`, since the base classes do not know a subclass's own options.
+ */
+function checkKeys(options: unknown, own: readonly string[] = []): void {
+  checkOptionKeys(options, ["defaultReplay", "namespace", ...own]);
+}
+
+function checkPrefix(prefix: unknown): void {
+  if (prefix !== undefined && typeof prefix !== "string") throw new TypeError("prefix must be a string");
 }
 
 function checkCommon(options: NativeStorageOptions): void {
@@ -52,6 +65,10 @@ export abstract class NativeReplayStorage {
 /** Markers kept in memory for the lifetime of the client (the shell's own store). */
 export class MemoryReplayStorage extends NativeReplayStorage {
   readonly kind = "memory" as const;
+  constructor(options: NativeStorageOptions = {}) {
+    checkKeys(options);
+    super(options);
+  }
 }
 
 /** Markers in `localStorage`, under `<prefix><orgId>/<userId>/<channel>`. */
@@ -59,8 +76,9 @@ export class LocalStorageReplayStorage extends NativeReplayStorage {
   readonly kind = "localStorage" as const;
   readonly prefix: string;
   constructor(options: NativeStorageOptions & { prefix?: string } = {}) {
+    checkKeys(options, ["prefix"]);
     super(options);
-    if (options.prefix !== undefined && typeof options.prefix !== "string") throw new TypeError("prefix must be a string");
+    checkPrefix(options.prefix);
     this.prefix = options.prefix ?? "sfstream/";
   }
   override toShell(): Record<string, unknown> {
@@ -73,6 +91,7 @@ export class IndexedDbReplayStorage extends NativeReplayStorage {
   readonly kind = "indexedDB" as const;
   readonly database: string;
   constructor(options: NativeStorageOptions & { database?: string } = {}) {
+    checkKeys(options, ["database"]);
     super(options);
     if (options.database !== undefined && (typeof options.database !== "string" || options.database === "")) {
       throw new TypeError("database must be a non-empty string");
@@ -128,6 +147,7 @@ export interface DenoKvLike {
 export class DenoKvReplayStorage extends NamespacedStorage {
   readonly #kv: DenoKvLike;
   constructor(kv: DenoKvLike, options: NativeStorageOptions = {}) {
+    checkKeys(options);
     super(options);
     if (kv === null || typeof kv !== "object" || typeof kv.get !== "function" || typeof kv.set !== "function") {
       throw new TypeError("kv must be a Deno.Kv (from Deno.openKv())");
@@ -160,10 +180,12 @@ export class WorkersKvReplayStorage extends NamespacedStorage {
   readonly #kv: WorkersKvLike;
   readonly prefix: string;
   constructor(kv: WorkersKvLike, options: NativeStorageOptions & { prefix?: string } = {}) {
+    checkKeys(options, ["prefix"]);
     super(options);
     if (kv === null || typeof kv !== "object" || typeof kv.get !== "function" || typeof kv.put !== "function") {
       throw new TypeError("kv must be a Workers KV namespace binding");
     }
+    checkPrefix(options.prefix);
     this.#kv = kv;
     this.prefix = options.prefix ?? "sfstream/";
   }
@@ -186,10 +208,12 @@ export class DurableObjectReplayStorage extends NamespacedStorage {
   readonly #storage: DurableObjectStorageLike;
   readonly prefix: string;
   constructor(storage: DurableObjectStorageLike, options: NativeStorageOptions & { prefix?: string } = {}) {
+    checkKeys(options, ["prefix"]);
     super(options);
     if (storage === null || typeof storage !== "object" || typeof storage.get !== "function" || typeof storage.put !== "function") {
       throw new TypeError("storage must be a DurableObjectStorage (state.storage)");
     }
+    checkPrefix(options.prefix);
     this.#storage = storage;
     this.prefix = options.prefix ?? "sfstream/";
   }

@@ -17,6 +17,12 @@ import {
   DefaultMappingStorage,
   ConstantReplayId,
   ReplayOption,
+  MemoryReplayStorage,
+  LocalStorageReplayStorage,
+  IndexedDbReplayStorage,
+  DenoKvReplayStorage,
+  WorkersKvReplayStorage,
+  DurableObjectReplayStorage,
 } from "sfstream";
 
 const LOOP = "http://127.0.0.1:9";
@@ -25,6 +31,10 @@ const client = () => new Client(auth());
 const pw = { consumerKey: "key", consumerSecret: "secret", username: "u@example.com", password: "pw" };
 const PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----";
 const jwt = { consumerKey: "key", username: "u@example.com", privateKey: PEM };
+// The stores the edge storages wrap: only their shape is checked when constructed.
+const denoKv = { get: async () => ({ value: null }), set: async () => {} };
+const workersKv = { get: async () => null, put: async () => {} };
+const doStorage = { get: async () => undefined, put: async () => {} };
 
 /** [what, name the error must contain, call, missing?] */
 const rows = [
@@ -139,6 +149,16 @@ const rows = [
   ["ReplayMarker replayId string", "replayId", () => new ReplayMarker(null, "x")],
   ["ReplayMarker replayId fraction", "replayId", () => new ReplayMarker(null, 1.5)],
   ["ReplayMarker date not a date", "date", () => new ReplayMarker("yesterday", 1)],
+  // replay storages (storage.ts)
+  ["MemoryReplayStorage unknown option", "namespce", () => new MemoryReplayStorage({ namespce: "a/b" })],
+  ["LocalStorageReplayStorage unknown option prefx", "prefx", () => new LocalStorageReplayStorage({ prefx: "app/" })],
+  ["LocalStorageReplayStorage database (IndexedDB's option)", "database", () => new LocalStorageReplayStorage({ database: "db" })],
+  ["IndexedDbReplayStorage prefix (localStorage's option)", "prefix", () => new IndexedDbReplayStorage({ prefix: "app/" })],
+  ["DenoKvReplayStorage prefix (not one of its options)", "prefix", () => new DenoKvReplayStorage(denoKv, { prefix: "app/" })],
+  ["WorkersKvReplayStorage unknown option", "prefx", () => new WorkersKvReplayStorage(workersKv, { prefx: "app/" })],
+  ["WorkersKvReplayStorage prefix number", "prefix", () => new WorkersKvReplayStorage(workersKv, { prefix: 5 })],
+  ["DurableObjectReplayStorage unknown option", "defaultReplayId", () => new DurableObjectReplayStorage(doStorage, { defaultReplayId: -2 })],
+  ["DurableObjectReplayStorage prefix object", "prefix", () => new DurableObjectReplayStorage(doStorage, { prefix: {} })],
 ];
 
 async function outcome(call) {
@@ -189,6 +209,21 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
     new DefaultMappingStorage(new Map(), 1);
     new DefaultMappingStorage(new Map(), ReplayOption.ALL_EVENTS);
     new ConstantReplayId(ReplayOption.NEW_EVENTS);
+    // The replay storages
+    const common = { defaultReplay: ReplayOption.ALL_EVENTS, namespace: "org/user" };
+    const memory = new MemoryReplayStorage(common);
+    assert.deepEqual([memory.defaultReplay, memory.namespace], [ReplayOption.ALL_EVENTS, "org/user"]);
+    assert.deepEqual([new MemoryReplayStorage().defaultReplay, new MemoryReplayStorage().namespace], [null, null]);
+    assert.equal(new LocalStorageReplayStorage({ ...common, prefix: "" }).prefix, "");
+    assert.equal(new LocalStorageReplayStorage().prefix, "sfstream/");
+    assert.equal(new IndexedDbReplayStorage({ ...common, database: "db" }).database, "db");
+    assert.equal(new DenoKvReplayStorage(denoKv, common).defaultReplay, ReplayOption.ALL_EVENTS);
+    assert.equal(new WorkersKvReplayStorage(workersKv, { ...common, prefix: "app/" }).prefix, "app/");
+    assert.equal(new WorkersKvReplayStorage(workersKv).prefix, "sfstream/");
+    assert.equal(new DurableObjectReplayStorage(doStorage, { ...common, prefix: "" }).prefix, "");
+    assert.equal(new DurableObjectReplayStorage(doStorage).prefix, "sfstream/");
+    // Options left undefined are as good as absent.
+    new WorkersKvReplayStorage(workersKv, { prefix: undefined, namespace: undefined });
   });
 
   test("a message naming a bad option never echoes a secret value", () => {
