@@ -306,10 +306,16 @@ const REPORT_EVERY = 256;
 /** ... and at least this often (ms). */
 const REPORT_INTERVAL_MS = 100;
 
-const OPTION_KEYS = ["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "jsonParse", "jsonStringify", "onStatus", "logger"] as const;
+/** The keys of {@link ClientOptions}. @internal */
+export const CLIENT_OPTION_KEYS = ["replay", "replayFallback", "connectionTimeout", "maxPendingCount", "apiVersion", "networkAllowance", "ackPolicy", "jsonParse", "jsonStringify", "onStatus", "logger"] as const;
 
-function checkOptions(options: ClientOptions): void {
-  checkOptionKeys(options, OPTION_KEYS);
+/**
+ * Check `Client`'s options: a `TypeError` naming the first unknown or invalid one (`replay` is
+ * checked where it is read). Shared with `SharedTabClient`, which passes most of them on.
+ * @internal
+ */
+export function checkClientOptions(options: ClientOptions): void {
+  checkOptionKeys(options, CLIENT_OPTION_KEYS);
   const { replayFallback, connectionTimeout, maxPendingCount, networkAllowance, onStatus, logger } = options;
   if (replayFallback !== undefined && replayFallback !== null && replayFallback !== ReplayOptions.ALL_EVENTS && replayFallback !== ReplayOptions.NEW_EVENTS) {
     throw new TypeError("replayFallback must be ReplayOption.ALL_EVENTS, ReplayOption.NEW_EVENTS or null");
@@ -438,7 +444,7 @@ export class Client implements AsyncIterable<Message> {
     if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
       throw new TypeError("authenticator must be an object with an authenticate() method");
     }
-    checkOptions(options);
+    checkClientOptions(options);
     this.authenticator = authenticator;
     const storage = toStorage(options.replay);
     this.#storage = storage instanceof ReplayMarkerStorage ? storage : null;

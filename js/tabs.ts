@@ -46,7 +46,8 @@
 
 import type { Authenticator } from "./auth.js";
 import { withDeadline } from "./deadline.js";
-import { batchOptionsError, Client, iterateMessages, login, receiveOptionsError, waitForMessage, withdrawableIterator, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
+import { checkOptionKeys } from "./options.js";
+import { batchOptionsError, checkClientOptions, Client, CLIENT_OPTION_KEYS, iterateMessages, login, receiveOptionsError, waitForMessage, withdrawableIterator, type BatchOptions, type ClientOptions, type Message, type ReceiveOptions, type StatusEvent, type Waiter } from "./client.js";
 import {
   AuthenticationError,
   ClientError,
@@ -60,6 +61,12 @@ import {
   type ServerResponse,
 } from "./errors.js";
 import { CorruptReplayMarkerError, ReplayMarker, ReplayMarkerStorage, ReplayOption, type ReplayStart } from "./replay.js";
+
+/**
+ * The keys of {@link SharedTabClientOptions}: `Client`'s but `ackPolicy` (the leader's connection
+ * always acknowledges automatically, as it hands the messages on), and the tabs' own.
+ */
+const OPTION_KEYS: readonly string[] = [...CLIENT_OPTION_KEYS.filter((k) => k !== "ackPolicy"), "shared", "database", "key", "leaderTimeout"];
 
 /** What a tab is: the connection holder, a follower of it, or on its own (sharing off). */
 export type TabRole = "leader" | "follower" | "standalone";
@@ -428,7 +435,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
       throw new TypeError("authenticator must be an object with an authenticate() method");
     }
-    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    checkOptionKeys(options, OPTION_KEYS);
     const { shared, replay, database, key, leaderTimeout, onStatus, ...clientOptions } = options;
     if (shared !== undefined && typeof shared !== "boolean") throw new TypeError("shared must be a boolean");
     if (key !== undefined && (typeof key !== "string" || key === "")) throw new TypeError("key must be a non-empty string");
@@ -438,6 +445,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
       throw new TypeError("replay must be ReplayOption.ALL_EVENTS or ReplayOption.NEW_EVENTS (the tabs keep their markers in IndexedDB themselves)");
     }
     if (database !== undefined && (typeof database !== "string" || database === "")) throw new TypeError("database must be a non-empty string");
+    // The rest goes to the leader's Client: checked now, not at the first open or takeover.
+    checkClientOptions(clientOptions);
     this.#storage = new SharedMarkerStorage(database ?? "sfstream-tabs", replay ?? ReplayOption.NEW_EVENTS, {
       seen: (ch) => this.#lastReplay.get(ch),
       subscribedSince: (ch) => this.#subscribedSince(ch),

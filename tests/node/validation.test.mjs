@@ -23,6 +23,7 @@ import {
   DenoKvReplayStorage,
   WorkersKvReplayStorage,
   DurableObjectReplayStorage,
+  SharedTabClient,
 } from "sfstream";
 
 const LOOP = "http://127.0.0.1:9";
@@ -159,6 +160,10 @@ const rows = [
   ["WorkersKvReplayStorage prefix number", "prefix", () => new WorkersKvReplayStorage(workersKv, { prefix: 5 })],
   ["DurableObjectReplayStorage unknown option", "defaultReplayId", () => new DurableObjectReplayStorage(doStorage, { defaultReplayId: -2 })],
   ["DurableObjectReplayStorage prefix object", "prefix", () => new DurableObjectReplayStorage(doStorage, { prefix: {} })],
+  // SharedTabClient(authenticator, options)
+  ["SharedTabClient unknown option", "bogus", () => new SharedTabClient(auth(), { bogus: 1 })],
+  ["SharedTabClient ackPolicy (the leader acknowledges automatically)", "ackPolicy", () => new SharedTabClient(auth(), { ackPolicy: "manual" })],
+  ["SharedTabClient a Client option of the wrong type, when constructed", "maxPendingCount", () => new SharedTabClient(auth(), { shared: false, maxPendingCount: "100" })],
 ];
 
 async function outcome(call) {
@@ -224,6 +229,23 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
     assert.equal(new DurableObjectReplayStorage(doStorage).prefix, "sfstream/");
     // Options left undefined are as good as absent.
     new WorkersKvReplayStorage(workersKv, { prefix: undefined, namespace: undefined });
+    // SharedTabClient and createRelay
+    new SharedTabClient(auth(), {
+      shared: false,
+      replay: ReplayOption.ALL_EVENTS,
+      database: "db",
+      key: "k",
+      leaderTimeout: 1000,
+      connectionTimeout: null,
+      onStatus: () => {},
+      replayFallback: ReplayOption.NEW_EVENTS,
+      maxPendingCount: 10,
+      apiVersion: "62.0",
+      networkAllowance: 0,
+      jsonParse: JSON.parse,
+      jsonStringify: JSON.stringify,
+      logger: () => {},
+    });
   });
 
   test("a message naming a bad option never echoes a secret value", () => {
