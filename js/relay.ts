@@ -38,6 +38,7 @@
 
 import type { Authenticator, TokenInfo } from "./auth.js";
 import { withDeadline } from "./deadline.js";
+import { checkOptionKeys } from "./options.js";
 
 /** Options of {@link createRelay}. */
 export interface RelayOptions {
@@ -159,8 +160,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+const OPTION_KEYS = ["authenticator", "allowedOrigins", "channels", "allowPublish", "authorize", "apiVersion", "path", "maxSessions", "sessionIdleTimeout", "loginTimeout"] as const;
+
 function checkOptions(o: RelayOptions): void {
   if (!isObject(o)) throw new TypeError("options must be an object");
+  checkOptionKeys(o, OPTION_KEYS);
   const a = o.authenticator as unknown;
   if (!isObject(a) || typeof (a as { authenticate?: unknown }).authenticate !== "function") {
     throw new TypeError("authenticator must be an object with an authenticate() method");
@@ -287,7 +291,8 @@ function needsFreshToken(status: number, body: unknown): boolean {
 }
 
 /**
- * Create the relay. See the module documentation for what it does per request.
+ * Create the relay. See the module documentation for what it does per request. A missing,
+ * invalid or unknown option raises a `TypeError` naming it.
  *
  * ```ts
  * import { JwtBearerAuthenticator } from "sfstream";

@@ -25,6 +25,7 @@ import {
   DurableObjectReplayStorage,
   SharedTabClient,
 } from "sfstream";
+import { createRelay } from "sfstream/relay";
 
 const LOOP = "http://127.0.0.1:9";
 const auth = () => new AccessTokenAuthenticator({ accessToken: "tok", instanceUrl: LOOP });
@@ -36,6 +37,7 @@ const jwt = { consumerKey: "key", username: "u@example.com", privateKey: PEM };
 const denoKv = { get: async () => ({ value: null }), set: async () => {} };
 const workersKv = { get: async () => null, put: async () => {} };
 const doStorage = { get: async () => undefined, put: async () => {} };
+const relayOptions = () => ({ authenticator: auth(), allowedOrigins: ["https://app.example.com"], channels: ["/topic/*"], authorize: () => true });
 
 /** [what, name the error must contain, call, missing?] */
 const rows = [
@@ -164,6 +166,9 @@ const rows = [
   ["SharedTabClient unknown option", "bogus", () => new SharedTabClient(auth(), { bogus: 1 })],
   ["SharedTabClient ackPolicy (the leader acknowledges automatically)", "ackPolicy", () => new SharedTabClient(auth(), { ackPolicy: "manual" })],
   ["SharedTabClient a Client option of the wrong type, when constructed", "maxPendingCount", () => new SharedTabClient(auth(), { shared: false, maxPendingCount: "100" })],
+  // createRelay(options) (sfstream/relay)
+  ["createRelay unknown option", "bogus", () => createRelay({ ...relayOptions(), bogus: 1 })],
+  ["createRelay misspelt option", "option channel", () => createRelay({ ...relayOptions(), channel: ["/topic/X"] })],
 ];
 
 async function outcome(call) {
@@ -246,6 +251,16 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
       jsonStringify: JSON.stringify,
       logger: () => {},
     });
+    const relay = createRelay({
+      ...relayOptions(),
+      allowPublish: true,
+      apiVersion: "62.0",
+      path: "/cometd",
+      maxSessions: 10,
+      sessionIdleTimeout: 1000,
+      loginTimeout: 1000,
+    });
+    assert.equal(typeof relay, "function");
   });
 
   test("a message naming a bad option never echoes a secret value", () => {
