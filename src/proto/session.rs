@@ -41,7 +41,8 @@ pub struct Config {
     pub connection_timeout: Option<Millis>,
     /// Added to advice.timeout for the long-poll request timeout; default 10 000.
     pub network_allowance: Millis,
-    /// Timeout for non-connect requests; default 30 000.
+    /// Timeout for requests other than long-polls (handshake, the first connect, subscribe,
+    /// unsubscribe, publish), never longer than `connection_timeout`; default 30 000.
     pub request_timeout: Millis,
     /// First back-off delay; default 500.
     pub backoff_base: Millis,
@@ -305,7 +306,8 @@ struct Job {
     kind: JobKind,
     ready_at: Millis,
     attempts: u32,
-    first_failure: Option<Millis>,
+    /// When it was first sent: its retries stop `connection_timeout` after.
+    first_sent: Option<Millis>,
 }
 
 impl Job {
@@ -314,7 +316,7 @@ impl Job {
             kind,
             ready_at: now,
             attempts: 0,
-            first_failure: None,
+            first_sent: None,
         }
     }
     fn op(&self) -> Option<OpId> {
@@ -853,7 +855,7 @@ impl Session {
                             body,
                             msg_id,
                             CtlWhat::Handshake,
-                            self.config.request_timeout,
+                            self.request_timeout(),
                         ))
                     }
                     _ => None,
@@ -869,7 +871,7 @@ impl Session {
                         self.connect = ConnectSlot::InFlight { id, msg_id, first };
                         self.stats.connects += 1;
                         let timeout = if first {
-                            self.config.request_timeout
+                            self.request_timeout()
                         } else {
                             // Never shorter than MIN_LONG_POLL_TIMEOUT: a server advising timeout 0
                             // with no network allowance must not make every long-poll time out at once.
@@ -889,7 +891,8 @@ impl Session {
                     return None;
                 }
                 if self.queue.front().is_some_and(|j| j.ready_at <= now) {
-                    let job = self.queue.pop_front()?;
+                    let mut job = self.queue.pop_front()?;
+                    job.first_sent.get_or_insert(now);
                     let msg_id = self.next_msg_id();
                     let (kind, body) = match &job.kind {
                         JobKind::Subscribe {
@@ -912,7 +915,7 @@ impl Session {
                         body,
                         msg_id,
                         CtlWhat::Job(job),
-                        self.config.request_timeout,
+                        self.request_timeout(),
                     ));
                 }
                 None
@@ -1069,6 +1072,20 @@ impl Session {
     fn next_op(&mut self) -> OpId {
         self.op_counter += 1;
         OpId(self.op_counter)
+    }
+
+    /// The timeout of a request that is not a long-poll: a reply that has not come within the
+    /// connection timeout will not help the client meet it (a stalled subscribe reply used to
+    /// hold an explicit operation, and every operation queued behind it, for 30 s and more).
+    /// A tiny connection timeout still leaves a request the long-poll's minimum.
+    fn request_timeout(&self) -> Millis {
+        match self.config.connection_timeout {
+            Some(ct) => self
+                .config
+                .request_timeout
+                .min(ct.max(MIN_LONG_POLL_TIMEOUT)),
+            None => self.config.request_timeout,
+        }
     }
 
     fn control_request(
@@ -1880,10 +1897,10 @@ impl Session {
     }
 
     /// Send a subscribe or unsubscribe again after a back-off, until the connection timeout has
-    /// passed since its first failure; then an explicit operation fails with `err`, and an
-    /// automatic resubscribe fails the session (with `Timeout` after transport failures).
+    /// passed since it was first sent; then an explicit operation fails with `err`, and an
+    /// automatic resubscribe fails the session (with `TimeoutFailed` after transport failures).
     fn retry_job(&mut self, now: Millis, mut job: Job, err: ProtoError) {
-        let first = *job.first_failure.get_or_insert(now);
+        let first = *job.first_sent.get_or_insert(now);
         if self
             .config
             .connection_timeout

@@ -2009,6 +2009,43 @@ fn subscribe_transport_failure_is_retried_with_backoff() {
 }
 
 #[test]
+fn a_subscribe_whose_reply_never_comes_fails_within_the_connection_timeout() {
+    // The request's own timeout is capped by the connection timeout, and the retry budget counts
+    // from the first send: a stalled reply used to take 30 s to time out, then 30 s of retries.
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = Some(2_000);
+    cfg.request_timeout = 30_000;
+    let mut d = Driver::new(cfg);
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    let (op, s) = d.start_subscribe("/topic/Y", Some(-1));
+    assert_eq!(s.timeout, 2_000);
+    d.s.publish(d.now, "/u/Y", "{}").unwrap();
+    d.pump();
+    d.nothing_sent(); // one control request at a time: the publish waits
+    d.now += s.timeout;
+    d.fail(&s, TransportFailure::Timeout);
+    assert_eq!(
+        d.take_events(),
+        vec![Event::OpDone {
+            op,
+            result: Err(ProtoError::Transport(TransportFailure::Timeout))
+        }]
+    );
+    // The publish goes out at once, with the same bound.
+    let pr = d.take(RequestKind::Publish);
+    assert_eq!(pr.timeout, 2_000);
+    // Without a connection timeout, request_timeout alone.
+    let mut cfg = Driver::cfg();
+    cfg.connection_timeout = None;
+    let mut d = Driver::new(cfg);
+    d.open();
+    let _c = d.take(RequestKind::Connect);
+    let (_op, s) = d.start_subscribe("/topic/Y", Some(-1));
+    assert_eq!(s.timeout, 30_000);
+}
+
+#[test]
 fn subscribe_server_errors_and_unknown_client_on_subscribe() {
     let mut d = Driver::new(Driver::cfg());
     d.open();

@@ -416,6 +416,40 @@ describe("hostile long-poll replies after a good handshake", () => {
   });
 });
 
+describe("a reply that stalls", () => {
+  // A subscribe reply that sends its headers and then nothing (a connection that died silently
+  // looks the same): it used to take 30 s to time out plus 30 s of retries, whatever
+  // connectionTimeout, and a publish queued behind it waited as long.
+  test("a subscribe whose reply stalls fails within about connectionTimeout; a publish behind it is not held longer", { timeout: 20000 }, async () => {
+    const srv = await hostile((kind, m, _req, res) => {
+      if (kind === "handshake") return json(res, handshakeOk(m));
+      if (kind === "connect") return setTimeout(() => json(res, [connectOk(m, { reconnect: "retry", interval: 0, timeout: 500 })]), m[0].advice?.timeout === 0 ? 0 : 500);
+      if (kind === "subscribe") {
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.write("[{");
+      }
+      if (kind === "/u/Stall") return json(res, [{ channel: "/u/Stall", id: m[0].id, successful: true }]);
+      json(res, [{ channel: m[0].channel, id: m[0].id, successful: true }]);
+    });
+    const { c } = client(srv.url, { connectionTimeout: 1500 });
+    await c.open();
+    const t0 = Date.now();
+    const sub = c.subscribe("/topic/Stall").then(() => null, (e) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    const pub = c.publish("/u/Stall", { n: 1 }).then(() => Date.now() - t0, (e) => e);
+    const err = await sub;
+    const took = Date.now() - t0;
+    assert.ok(err instanceof TransportTimeoutError, `${err}`);
+    assert.match(err.message, /timed out/);
+    assert.ok(took < 4000, `subscribe() failed after ${took} ms (connectionTimeout 1500)`);
+    const published = await pub;
+    assert.equal(typeof published, "number", `publish: ${published}`);
+    assert.ok(published < 5000, `publish resolved after ${published} ms`);
+    assert.equal(c.closed, false);
+    await c.close();
+  });
+});
+
 describe("hostile advice", () => {
   // Found here: a deadline more than 2^31-1 ms away (advice.interval of 30 days) overflowed
   // setTimeout, which then fired after 1 ms, and the shell re-armed it about 1000 times a second.
