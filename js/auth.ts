@@ -17,6 +17,10 @@ export interface TokenInfo {
   accessToken: string;
   instanceUrl: string;
   tokenType?: string;
+  /**
+   * The identity URL the token came with (`https://<host>/id/<orgId>/<userId>`): the native and
+   * edge replay storages keep each org's and user's markers apart by it.
+   */
   id?: string | null;
   issuedAt?: string | null;
   signature?: string | null;
@@ -107,7 +111,11 @@ interface CheckedTokenInfo {
   accessToken: string;
   instanceUrl: string;
   tokenType: string;
+  id: string | null;
 }
+
+/** An identity URL as Salesforce issues it with a token: `https://<host>/id/<orgId>/<userId>`. */
+const IDENTITY_URL = /^https?:\/\/[^/\s]+\/id\/[0-9A-Za-z]{15,18}\/[0-9A-Za-z]{15,18}\/?$/;
 
 /**
  * Check what an {@link AccessTokenAuthenticator}'s source gave: each field must be usable in the
@@ -128,7 +136,14 @@ function checkTokenInfo(info: TokenInfo, allowInsecureHttp: boolean): CheckedTok
   const tokenType = info.tokenType === undefined || info.tokenType.trim() === "" ? "Bearer" : info.tokenType.trim();
   const typeProblem = tokenTypeProblem(tokenType);
   if (typeProblem !== null) return ["tokenType", typeProblem];
-  return { accessToken, instanceUrl, tokenType };
+  // The identity URL names the org and the user: the native and edge storages keep each user's
+  // markers apart by it.
+  let id: string | null = null;
+  if (info.id !== undefined && info.id !== null) {
+    if (typeof info.id !== "string" || !IDENTITY_URL.test(info.id.trim())) return ["id", "must be the identity URL the token came with (https://<host>/id/<orgId>/<userId>)"];
+    id = info.id.trim();
+  }
+  return { accessToken, instanceUrl, tokenType, id };
 }
 
 function checkApiVersion(v: unknown): string {
@@ -487,7 +502,13 @@ export type AccessTokenSource = TokenInfo | ((signal?: AbortSignal) => Promise<T
  * A fixed token that is still unusable is a `TypeError` when constructed; one a function returns
  * makes `authenticate()` (and so `Client.open()`) reject with an {@link AuthenticationError}. The
  * same holds for `instanceUrl` (an http(s) URL; plain http only to loopback hosts unless
- * `allowInsecureHttp`) and `tokenType` (an HTTP scheme, default `Bearer`). No error quotes the token.
+ * `allowInsecureHttp`), `tokenType` (an HTTP scheme, default `Bearer`) and `id` (optional: the
+ * identity URL the token came with, `https://<host>/id/<orgId>/<userId>`). No error quotes the token.
+ *
+ * Give `id` when several users share an instance and a native or edge replay storage: those
+ * storages keep markers apart by the org and user it names. Without it they know only the
+ * instance's host, so every user of that instance shares one set of markers (one user's
+ * progress would make another skip events) unless each client gets its own `namespace`.
  */
 export class AccessTokenAuthenticator implements Authenticator {
   readonly apiVersion: string;
@@ -540,7 +561,7 @@ export class AccessTokenAuthenticator implements Authenticator {
     this.#accessToken = info.accessToken;
     this.instanceUrl = info.instanceUrl;
     this.tokenType = info.tokenType;
-    return { accessToken: info.accessToken, instanceUrl: info.instanceUrl, tokenType: info.tokenType };
+    return { accessToken: info.accessToken, instanceUrl: info.instanceUrl, tokenType: info.tokenType, id: info.id };
   }
   toJSON(): Record<string, unknown> {
     return { type: "AccessTokenAuthenticator", apiVersion: this.apiVersion, instanceUrl: this.instanceUrl };

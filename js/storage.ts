@@ -7,8 +7,11 @@
  * * Edge stores, in TypeScript over the {@link ReplayMarkerStorage} interface:
  *   {@link DenoKvReplayStorage}, {@link WorkersKvReplayStorage}, {@link DurableObjectReplayStorage}.
  *
- * All of them namespace their keys by org and user (`<orgId>/<userId>`, taken from the token's
+ * All of them namespace their keys by org and user (`<orgId>/<userId>`, taken from the login's
  * identity URL), so two orgs or users sharing a browser or a KV namespace never share markers.
+ * A login without an identity URL (an `AccessTokenAuthenticator` given no `id`, your own
+ * authenticator returning none) is known only by its instance's host (`<host>/-`): give such
+ * clients `id`, or a `namespace` of their own.
  * Semantics (at-least-once, coalesced writes, markers never moving backwards): see the README.
  * @module
  */
@@ -20,7 +23,10 @@ import { checkOptionKeys } from "./options.js";
 export interface NativeStorageOptions {
   /** Replay id for channels without a stored marker (default: omit, i.e. only new events). */
   defaultReplay?: ReplayOption;
-  /** A fixed namespace instead of `<orgId>/<userId>` of the authenticated identity. */
+  /**
+   * A fixed namespace instead of `<orgId>/<userId>` of the authenticated identity (or `<host>/-`
+   * when the login gave no identity URL).
+   */
   namespace?: string;
 }
 

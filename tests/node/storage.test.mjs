@@ -839,6 +839,38 @@ describe("namespacing by org and user", () => {
     }
   });
 
+  test("AccessTokenAuthenticator: the token's id keeps users apart; without one, every user of the instance shares the host's keys", async () => {
+    const emu2 = await startSfemu(["--hold-timeout", "3000", "--user", "alice@example.com:pw-a", "--user", "bob@example.com:pw-b"]);
+    try {
+      const backing = new Map();
+      const kv = { get: async (k) => backing.get(k) ?? null, put: async (k, v) => void backing.set(k, v) };
+      const ch = "/topic/TokenIdentity";
+      const run = async (username, withId) => {
+        const g = await emu2.control("token", { username });
+        const source = { accessToken: g.access_token, instanceUrl: g.instance_url, ...(withId ? { id: g.id } : {}) };
+        const client = new Client(new AccessTokenAuthenticator(source), { replay: new WorkersKvReplayStorage(kv) });
+        await client.open();
+        await client.subscribe(ch);
+        await emu2.control("publish", { channel: ch, count: 1 });
+        await take(client, 1);
+        await client.close();
+      };
+      await run("alice@example.com", true);
+      await run("bob@example.com", true);
+      const keys = [...backing.keys()].sort();
+      assert.equal(keys.length, 2, `keys: ${keys}`);
+      for (const k of keys) assert.match(k, /^sfstream\/00D\w+\/005\w+\/\/topic\/TokenIdentity$/);
+      backing.clear();
+      await run("alice@example.com", false);
+      await run("bob@example.com", false);
+      assert.deepEqual([...backing.keys()], [`sfstream/127.0.0.1/-/${ch}`], "no identity: one key for the instance");
+    } finally {
+      await emu2.stop();
+    }
+    // An id that is not an identity URL is refused, naming id.
+    assert.throws(() => new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: "https://example.my.salesforce.com", id: "alice" }), (e) => e instanceof TypeError && /^id must be the identity URL/.test(e.message));
+  });
+
   test("a fixed namespace option overrides the identity", async () => {
     const backing = new Map();
     const kv = { get: async (k) => backing.get(k) ?? null, put: async (k, v) => void backing.set(k, v) };
