@@ -9,7 +9,7 @@
  */
 
 import { oauthToken, jwtSigningInput, jwtAssertion, checkUrl } from "./wasm/sfstream.js";
-import { AuthenticationError, fromWasmError } from "./errors.js";
+import { AuthenticationError, fromWasmError, SfstreamError } from "./errors.js";
 import { checkOptionKeys } from "./options.js";
 
 /** What an authenticator yields. */
@@ -165,7 +165,24 @@ interface TokenResult {
   refreshToken: string | null;
 }
 
-/** Common base: configuration and the results of the last successful authentication. */
+/**
+ * What an {@link AuthenticatorBase} sends to Salesforce's token endpoint: one of the OAuth 2.0
+ * grants it supports (the fields are sent form-encoded under their OAuth names).
+ */
+export type OAuthGrant =
+  | { grantType: "password"; clientId: string; clientSecret: string; username: string; password: string }
+  | { grantType: "refresh_token"; clientId: string; clientSecret?: string; refreshToken: string }
+  | { grantType: "client_credentials"; clientId: string; clientSecret: string }
+  | { grantType: "urn:ietf:params:oauth:grant-type:jwt-bearer"; assertion: string };
+
+/**
+ * Common base of the OAuth authenticators: configuration, the token request, and the results of
+ * the last successful authentication as public attributes. Extend it for a login of your own
+ * (for example one that reads its secret from a vault before each login): implement
+ * {@link AuthenticatorBase.grant}, and {@link AuthenticatorBase.refreshTokenReceived} if the
+ * grant yields refresh tokens worth keeping. The base class POSTs the grant to `loginUrl`'s
+ * token endpoint, checks the answer and raises {@link AuthenticationError} on failure.
+ */
 export abstract class AuthenticatorBase implements Authenticator {
   readonly loginUrl: string;
   readonly apiVersion: string;
@@ -184,6 +201,10 @@ export abstract class AuthenticatorBase implements Authenticator {
   scope: string | null = null;
   #accessToken: string | null = null;
 
+  /**
+   * @param options the {@link OAuthOptions}, and the subclass's own options
+   * @param keys the names of the subclass's own options (any other key is a `TypeError`)
+   */
   constructor(options: OAuthOptions = {}, keys: readonly string[] = []) {
     checkOptionKeys(options, [...OAUTH_KEYS, ...keys], new.target.name);
     checkBoolean("sandbox", options.sandbox);
@@ -202,17 +223,30 @@ export abstract class AuthenticatorBase implements Authenticator {
     return this.#accessToken;
   }
 
-  /** The grant parameters sent to the token endpoint. @internal */
-  protected abstract grant(): Promise<Record<string, string>>;
+  /**
+   * The grant to send, asked for before each login (`open()`, and each re-login when Salesforce
+   * invalidates the token). What it throws fails the login as an {@link AuthenticationError}.
+   */
+  protected abstract grant(): Promise<OAuthGrant>;
 
-  /** Called (and awaited) with the refresh token when Salesforce returns one; must not throw. @internal */
+  /**
+   * Called (and awaited) with the refresh token when the token endpoint returns one; the default
+   * does nothing. It must not throw.
+   */
   protected refreshTokenReceived(_token: string): void | Promise<void> {}
 
   /** POST the grant to the token endpoint; `signal` aborts the request. */
   async authenticate(signal?: AbortSignal): Promise<TokenInfo> {
+    let grant: OAuthGrant;
+    try {
+      grant = await this.grant();
+    } catch (e) {
+      if (e instanceof SfstreamError) throw e;
+      throw new AuthenticationError(`the grant could not be made: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+    }
     let r: TokenResult;
     try {
-      r = (await oauthToken(this.loginUrl, await this.grant(), this.allowInsecureHttp, signal)) as TokenResult;
+      r = (await oauthToken(this.loginUrl, grant, this.allowInsecureHttp, signal)) as TokenResult;
     } catch (e) {
       throw fromWasmError(e);
     }
@@ -264,7 +298,7 @@ export class PasswordAuthenticator extends AuthenticatorBase {
     this.username = requireString("username", options.username);
     this.#password = requireString("password", options.password);
   }
-  protected async grant(): Promise<Record<string, string>> {
+  protected async grant(): Promise<OAuthGrant> {
     return { grantType: "password", clientId: this.clientId, clientSecret: this.#secret, username: this.username, password: this.#password };
   }
 }
@@ -324,12 +358,12 @@ export class RefreshTokenAuthenticator extends AuthenticatorBase {
   get refreshToken(): string {
     return this.#refreshToken;
   }
-  protected async grant(): Promise<Record<string, string>> {
-    const g: Record<string, string> = { grantType: "refresh_token", clientId: this.clientId, refreshToken: this.#refreshToken };
+  protected async grant(): Promise<OAuthGrant> {
+    const g: OAuthGrant = { grantType: "refresh_token", clientId: this.clientId, refreshToken: this.#refreshToken };
     if (this.#secret !== null) g.clientSecret = this.#secret;
     return g;
   }
-  /** @internal */
+  /** Keeps the newest refresh token, and hands it to `onRefreshToken`. */
   protected override async refreshTokenReceived(token: string): Promise<void> {
     if (token === this.#refreshToken) return;
     const old = this.#refreshToken;
@@ -365,7 +399,7 @@ export class ClientCredentialsAuthenticator extends AuthenticatorBase {
     this.clientId = requireString("consumerKey", options.consumerKey);
     this.#secret = requireString("consumerSecret", options.consumerSecret);
   }
-  protected async grant(): Promise<Record<string, string>> {
+  protected async grant(): Promise<OAuthGrant> {
     return { grantType: "client_credentials", clientId: this.clientId, clientSecret: this.#secret };
   }
 }
@@ -469,7 +503,7 @@ export class JwtBearerAuthenticator extends AuthenticatorBase {
     }
     this.assertionLifetime = life;
   }
-  protected async grant(): Promise<Record<string, string>> {
+  protected async grant(): Promise<OAuthGrant> {
     const subtle = globalThis.crypto?.subtle;
     if (!subtle) throw new AuthenticationError("WebCrypto (crypto.subtle) is not available in this runtime");
     if (this.#key === null) {

@@ -23,6 +23,7 @@ export type {
   Authenticator,
   ClientCredentialsAuthenticatorOptions,
   JwtBearerAuthenticatorOptions,
+  OAuthGrant,
   OAuthOptions,
   PasswordAuthenticatorOptions,
   RefreshTokenAuthenticatorOptions,

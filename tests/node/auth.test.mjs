@@ -8,7 +8,7 @@ import { createServer } from "node:http";
 import dns from "node:dns";
 import { generateKeyPairSync, verify } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
-import { Client, AccessTokenAuthenticator, PasswordAuthenticator, RefreshTokenAuthenticator, JwtBearerAuthenticator, AuthenticationError } from "sfstream";
+import { Client, AccessTokenAuthenticator, AuthenticatorBase, PasswordAuthenticator, RefreshTokenAuthenticator, JwtBearerAuthenticator, AuthenticationError } from "sfstream";
 import { startSfemu, CREDENTIALS } from "../helpers/sfemu.mjs";
 
 let emu;
@@ -45,6 +45,43 @@ async function streams(auth) {
     await client.close();
   }
 }
+
+describe("AuthenticatorBase: a login of one's own", () => {
+  // aiosfstream's AuthenticatorBase is the base for implementing authenticators: grant() is the hook.
+  class VaultAuthenticator extends AuthenticatorBase {
+    constructor(vault, options = {}) {
+      super({ loginUrl: emu.url, ...options }, ["tenant"]);
+      this.vault = vault;
+    }
+    async grant() {
+      const password = await this.vault();
+      return { grantType: "password", clientId: CREDENTIALS.consumerKey, clientSecret: CREDENTIALS.consumerSecret, username: CREDENTIALS.username, password };
+    }
+  }
+
+  test("a subclass implementing grant() logs in, each login asking for the grant again", async () => {
+    let asked = 0;
+    const auth = new VaultAuthenticator(async () => (asked++, CREDENTIALS.password), { tenant: "t1" });
+    const c = new Client(auth);
+    await c.open();
+    assert.equal(asked, 1);
+    assert.match(auth.instanceUrl ?? "", /^http:\/\/127\.0\.0\.1:/);
+    assert.match(auth.id ?? "", /\/id\/00D\w+\/005\w+$/);
+    await c.close();
+    await auth.authenticate();
+    assert.equal(asked, 2);
+    assert.throws(() => new VaultAuthenticator(async () => "", { tenat: "typo" }), (e) => e instanceof TypeError && /unknown VaultAuthenticator option tenat/.test(e.message));
+  });
+
+  test("what grant() throws fails the login as an AuthenticationError, with it as the cause", async () => {
+    const boom = new Error("the vault is sealed");
+    const c = new Client(new VaultAuthenticator(async () => { throw boom; }));
+    const err = await c.open().then(() => null, (e) => e);
+    assert.ok(err instanceof AuthenticationError, `${err?.name}: ${err?.message}`);
+    assert.match(err.message, /the vault is sealed/);
+    assert.equal(err.cause, boom);
+  });
+});
 
 describe("AccessTokenAuthenticator: a token that cannot go into an HTTP header", () => {
   // Before: accepted, nothing was ever sent (fetch refuses the header), and open() ended after

@@ -38,6 +38,7 @@ import type {
   Logger,
   MapLike,
   Message,
+  OAuthGrant,
   ReceiveOptions,
   ReconnectReason,
   SalesforceStreamingClientOptions,
@@ -166,6 +167,16 @@ export async function main(signal: AbortSignal): Promise<number> {
     new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: "https://example.my.salesforce.com" }),
     myAuth,
   ];
+  // A login of one's own on the base class: the grant is the one hook to implement.
+  class VaultAuthenticator extends AuthenticatorBase {
+    constructor(readonly vault: () => Promise<string>) {
+      super({ sandbox: true });
+    }
+    protected async grant(): Promise<OAuthGrant> {
+      return { grantType: "client_credentials", clientId: "k", clientSecret: await this.vault() };
+    }
+  }
+  auths.push(new VaultAuthenticator(async () => "s"));
   const base = auths[0];
   if (base instanceof AuthenticatorBase) console.log(base.instanceUrl, base.tokenType);
   for (const auth of auths) {
