@@ -37,12 +37,19 @@ export type ReconnectReason =
 
 /** Counters reported with `connected` status events and by {@link Client.stats}. */
 export interface ClientStats {
+  /** Handshake requests sent (retries of a refused or failed handshake included). */
   handshakes: number;
+  /** `/meta/connect` requests sent. */
   connects: number;
+  /** Long-polls retried within a session after one failed (a handshake retry is not one). */
   reconnects: number;
+  /** New sessions after the first (the server lost the session, a long-poll reply may have been lost, a re-login). */
   rehandshakes: number;
+  /** Successful logins after the first. */
   reauthentications: number;
+  /** Subscribes that fell back to `replayFallback`. */
   replayFallbacks: number;
+  /** Events received from the server for subscribed channels (buffered or already taken). */
   eventsDelivered: number;
   /** `performance.now()` time of the last successful connect, or null. */
   lastConnectAt: number | null;

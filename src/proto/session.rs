@@ -1925,6 +1925,10 @@ impl Session {
         }
         job.attempts += 1;
         job.ready_at = now.saturating_add(self.backoff.delay(job.attempts));
+        if let Some(ct) = self.config.connection_timeout {
+            // The last try goes out at the deadline, not one back-off step (up to 30 s) past it.
+            job.ready_at = job.ready_at.min(first.saturating_add(ct));
+        }
         self.queue.push_front(job);
     }
 }
