@@ -718,6 +718,11 @@ fn safe_integer(v: JsValue) -> Option<f64> {
         .filter(|x| x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_991.0)
 }
 
+/// A replay id Salesforce accepts: -2, -1 (a storage's start value) or a positive event id.
+fn subscribable(replay_id: f64) -> bool {
+    replay_id >= 1.0 || replay_id == -1.0 || replay_id == -2.0
+}
+
 /// Interpret what the host's storage returned: `{replayId, date}` or nothing. Foreign or corrupt
 /// data is reported as a status event and treated as no marker (a storage's default still applies).
 fn read_stored_marker(
@@ -734,12 +739,11 @@ fn read_stored_marker(
             channel,
             "the stored replay marker is not valid; using the storage's default",
         );
-        let default = safe_integer(get(stored, "replayId")).filter(|x| (-2.0..=-1.0).contains(x));
+        let default = safe_integer(get(stored, "replayId")).filter(|x| subscribable(*x));
         return (default.map(|x| x as i64), None);
     }
-    // A replay id Salesforce accepts: -2, -1 (a storage's start value) or a positive event id.
     let Some(replay_id) = safe_integer(get(stored, "replayId"))
-        .filter(|x| *x >= 1.0 || *x == -1.0 || *x == -2.0)
+        .filter(|x| subscribable(*x))
         .map(|x| x as i64)
     else {
         report_corrupt(

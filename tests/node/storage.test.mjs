@@ -722,6 +722,22 @@ describe("failing and corrupt storage", () => {
     }
   });
 
+  test("garbage in a DefaultMappingStorage with a replay id as its default: reported, then replayed from that id", async () => {
+    const ch = channel("event", "CorruptDefaultId");
+    const p = await publish(ch, 4);
+    const map = new Map([[ch, "{garbage"]]);
+    const statuses = [];
+    const client = new SalesforceStreamingClient({ ...login(), replay: new DefaultMappingStorage(map, p[1]), onStatus: (s) => statuses.push(s) });
+    await client.open();
+    await client.subscribe(ch);
+    try {
+      assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === ch), "reported");
+      assert.deepEqual((await take(client, 2, { timeout: 3000 })).map(replayIdOf), p.slice(2), "the events after the default id");
+    } finally {
+      await client.close();
+    }
+  });
+
   test("garbage from a custom storage: storageError status, subscribe without a marker", async () => {
     const ch = channel("u", "CorruptCustom");
     class Foreign extends ReplayMarkerStorage {
