@@ -133,7 +133,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         let fail = match f.fail {
             Some((status, n)) if n > 0 => {
                 f.fail = if n > 1 { Some((status, n - 1)) } else { None };
-                Some(status)
+                Some((status, f.location.clone()))
             }
             _ => None,
         };
@@ -149,9 +149,15 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(status) = fail {
+    if let Some((status, location)) = fail {
         let st = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return text(st, st.canonical_reason().unwrap_or("Injected failure"));
+        let mut resp = text(st, st.canonical_reason().unwrap_or("Injected failure"));
+        if st.is_redirection() {
+            if let Ok(l) = header::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, l);
+            }
+        }
+        return resp;
     }
 
     if req.method() != Method::POST {

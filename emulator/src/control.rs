@@ -166,12 +166,20 @@ async fn fail(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Err(r) => return r,
     };
     let status = req.get("status").and_then(Value::as_u64).unwrap_or(503);
-    if !(400..=599).contains(&status) {
-        return bad("\"status\" must be an HTTP error status (400-599)");
+    if !(300..=599).contains(&status) {
+        return bad("\"status\" must be a redirect or an HTTP error status (300-599)");
     }
+    // A redirect's target (what a misconfigured proxy or instance URL would answer with).
+    let location = match req.get("location") {
+        None => "/".to_owned(),
+        Some(Value::String(l)) if !l.is_empty() && !l.contains(['\r', '\n']) => l.clone(),
+        Some(_) => return bad("\"location\" must be a non-empty string without line breaks"),
+    };
     let count = req.get("count").and_then(Value::as_u64).unwrap_or(1);
-    lock(&app.faults).fail = (count > 0).then_some((status as u16, count));
-    Json(json!({"status": status, "count": count})).into_response()
+    let mut f = lock(&app.faults);
+    f.fail = (count > 0).then_some((status as u16, count));
+    f.location = location.clone();
+    Json(json!({"status": status, "count": count, "location": location})).into_response()
 }
 
 async fn delay(State(app): State<Arc<App>>, body: Bytes) -> Response {

@@ -136,6 +136,8 @@ pub struct Counters {
 pub struct Faults {
     /// HTTP status and remaining count.
     pub fail: Option<(u16, u64)>,
+    /// The `Location` of a failure status that is a redirect (3xx).
+    pub location: String,
     /// Delay in ms and remaining count.
     pub delay: Option<(u64, u64)>,
     /// Responses carrying events still to cut: each is aborted after half of its body, once its

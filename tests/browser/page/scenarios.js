@@ -61,6 +61,18 @@ export const scenarios = {
     check(statuses.includes("connected") && statuses.includes("closed"), `statuses ${statuses}`);
   },
 
+  // fetch would follow a 307 with the request's headers; the client asks for redirect: "manual",
+  // which a page sees as an opaque redirect with no status: it must fail naming the redirect.
+  async "a redirect is never followed: open() fails at once, naming it"(creds) {
+    const client = new SalesforceStreamingClient({ ...creds, loginUrl: location.origin, connectionTimeout: 5000 });
+    await control("fail", { status: 307, count: 1, location: "/elsewhere/cometd/62.0" });
+    const t0 = performance.now();
+    const err = await client.open().then(() => null, (e) => e);
+    check(err instanceof SfstreamError && err.name === "TransportError", `error: ${err?.name}: ${err?.message}`);
+    check(/redirect, which is not followed/.test(err.message), `message: ${err.message}`);
+    check(performance.now() - t0 < 4000, `failed after ${performance.now() - t0} ms: not at once`);
+  },
+
   async "publish on a generic channel and receive it, UTF-8 intact"(creds) {
     const client = new SalesforceStreamingClient({ ...creds, loginUrl: location.origin });
     await client.open();
