@@ -13,6 +13,7 @@
  * @module
  */
 
+import { checkOptionKeys } from "./options.js";
 import type { RelayHandler } from "./relay.js";
 
 /** The parts of `http.IncomingMessage` the adapter uses. */
@@ -81,8 +82,12 @@ function bodyStream(req: NodeRequestLike, limit: number, read: { toEnd: boolean 
 /** A `(req, res)` listener for `http.createServer` that runs `relay`. */
 export function toNodeHandler(relay: RelayHandler, options: NodeHandlerOptions = {}): (req: NodeRequestLike, res: NodeResponseLike) => Promise<void> {
   if (typeof relay !== "function") throw new TypeError("relay must be the handler returned by createRelay()");
+  checkOptionKeys(options, ["baseUrl", "maxBodyBytes"]);
   const limit = options.maxBodyBytes ?? 65536;
   if (typeof limit !== "number" || !Number.isFinite(limit) || limit <= 0) throw new TypeError("maxBodyBytes must be a positive number");
+  if (options.baseUrl !== undefined && (typeof options.baseUrl !== "string" || !URL.canParse(options.baseUrl))) {
+    throw new TypeError("baseUrl must be an absolute URL string");
+  }
   return async (req, res) => {
     const controller = new AbortController();
     res.on("close", () => {

@@ -26,6 +26,7 @@ import {
   SharedTabClient,
 } from "sfstream";
 import { createRelay } from "sfstream/relay";
+import { toNodeHandler } from "sfstream/relay/node";
 
 const LOOP = "http://127.0.0.1:9";
 const auth = () => new AccessTokenAuthenticator({ accessToken: "tok", instanceUrl: LOOP });
@@ -169,6 +170,11 @@ const rows = [
   // createRelay(options) (sfstream/relay)
   ["createRelay unknown option", "bogus", () => createRelay({ ...relayOptions(), bogus: 1 })],
   ["createRelay misspelt option", "option channel", () => createRelay({ ...relayOptions(), channel: ["/topic/X"] })],
+  // toNodeHandler(relay, options) (sfstream/relay/node)
+  ["toNodeHandler unknown option", "option maxBody", () => toNodeHandler(createRelay(relayOptions()), { maxBody: 10 })],
+  ["toNodeHandler null options", "options", () => toNodeHandler(createRelay(relayOptions()), null)],
+  ["toNodeHandler baseUrl not a URL", "baseUrl", () => toNodeHandler(createRelay(relayOptions()), { baseUrl: "relay.example.com" })],
+  ["toNodeHandler baseUrl a number", "baseUrl", () => toNodeHandler(createRelay(relayOptions()), { baseUrl: 8080 })],
 ];
 
 async function outcome(call) {
@@ -261,6 +267,7 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
       loginTimeout: 1000,
     });
     assert.equal(typeof relay, "function");
+    assert.equal(typeof toNodeHandler(relay, { baseUrl: "https://relay.example.com", maxBodyBytes: 1000 }), "function");
   });
 
   test("a message naming a bad option never echoes a secret value", () => {
