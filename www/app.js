@@ -48,7 +48,6 @@ let sfemu = false;
 let paused = false;
 /** The client announced a full prefetch buffer (long-poll paused). */
 let bufferPaused = false;
-let maxPendingShown = 100;
 /** @type {AbortController | null} */
 let pauseCtl = null;
 /** @type {(() => void) | null} */
@@ -288,11 +287,6 @@ function render() {
   $("#total-latency").textContent = allLatencies.length ? `${fmtMs(percentile(allLatencies, 0.5))} / ${fmtMs(Math.max(...allLatencies))}` : "–";
   if (client) {
     const pending = client.pendingCount;
-    if (bufferPaused && pending < maxPendingShown) {
-      bufferPaused = false;
-      if ($("#conn-state").dataset.state === "paused") setState("connected", "buffer drained");
-      timeline("resumed", "the prefetch buffer has room again: long-polling resumes");
-    }
     $("#pending").textContent = String(pending);
     /** @type {HTMLMeterElement} */ ($("#pending-meter")).value = pending;
     const st = client.stats;
@@ -347,11 +341,14 @@ function onStatus(s) {
       setState("connecting");
       timeline(s.type, "authenticating and handshaking");
       break;
-    case "connected":
+    case "connected": {
+      // After a bufferFull pause the client reports "connected" once it polls again.
+      const resumed = bufferPaused;
       bufferPaused = false;
-      setState("connected", `handshakes ${s.stats.handshakes}, reconnects ${s.stats.reconnects}`);
-      timeline(s.type, `long-polling (handshakes ${s.stats.handshakes}, re-handshakes ${s.stats.rehandshakes}, re-auths ${s.stats.reauthentications}, reconnects ${s.stats.reconnects})`);
+      setState("connected", resumed ? "buffer drained" : `handshakes ${s.stats.handshakes}, reconnects ${s.stats.reconnects}`);
+      timeline(s.type, resumed ? "the prefetch buffer has room again: long-polling resumes" : `long-polling (handshakes ${s.stats.handshakes}, re-handshakes ${s.stats.rehandshakes}, re-auths ${s.stats.reauthentications}, reconnects ${s.stats.reconnects})`);
       break;
+    }
     case "reconnecting":
       if (s.reason === "bufferFull") {
         // Not a lost connection: the client stops long-polling while its prefetch buffer is full,
@@ -436,7 +433,6 @@ async function connect() {
   }
   client = c;
   $("#pending-max").textContent = String(maxPending);
-  maxPendingShown = maxPending;
   bufferPaused = false;
   /** @type {HTMLMeterElement} */ ($("#pending-meter")).max = maxPending;
   setConnectedUi(true);
