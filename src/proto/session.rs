@@ -23,6 +23,10 @@ pub const MAX_AUTH_ROUNDS: u32 = 3;
 pub const DISCONNECT_TIMEOUT: Millis = 10_000;
 /// The shortest timeout of a long-poll request, whatever the advice and the network allowance.
 pub const MIN_LONG_POLL_TIMEOUT: Millis = 1_000;
+
+/// The last retry before the connection timeout goes out this long (or a tenth of the timeout,
+/// if less) before it, so that its answer can still count.
+const LAST_TRY_MARGIN: Millis = 1_000;
 /// Clock-skew allowance of a gap-free resubscribe (see `queue_resubscribes`): retained events up to
 /// this long before the original subscription are delivered rather than risk dropping a new one.
 pub const GAP_SKEW_MS: f64 = 60_000.0;
@@ -732,13 +736,14 @@ impl Session {
             return;
         }
         self.failures += 1;
-        let delay = self.backoff.delay(self.failures);
+        let backoff = self.backoff.delay(self.failures);
+        let at = self.retry_at(now, backoff);
         self.events.push_back(Event::Reconnecting {
             reason: ReconnectReason::NetworkError,
             attempt: self.failures,
-            delay,
+            delay: at.saturating_sub(now),
         });
-        self.auth_due = Some(now.saturating_add(delay));
+        self.auth_due = Some(at);
     }
 
     /// Re-authentication failed (the token endpoint rejected the credentials): fatal.
@@ -1137,6 +1142,27 @@ impl Session {
         Some(since.saturating_add(ct))
     }
 
+    /// When to try again after a failure, `delay` after `now`: never so late that the last try
+    /// has no time to be answered before the connection timeout (a short 503 burst used to fail
+    /// the client with half its budget unused, the next try scheduled past the deadline). Once
+    /// that last try is behind, at the deadline itself, where the timeout fails the session.
+    fn retry_at(&self, now: Millis, delay: Millis) -> Millis {
+        let at = now.saturating_add(delay);
+        let (Some(since), Some(ct)) = (self.recovering_since, self.config.connection_timeout)
+        else {
+            return at;
+        };
+        let deadline = since.saturating_add(ct);
+        let last_try = deadline.saturating_sub((ct / 10).min(LAST_TRY_MARGIN));
+        if at <= last_try {
+            at
+        } else if now < last_try {
+            last_try
+        } else {
+            deadline.max(now)
+        }
+    }
+
     /// Mark a failure; returns true (after failing the session) if the connection timeout elapsed.
     fn note_failure(&mut self, now: Millis) -> bool {
         let since = *self.recovering_since.get_or_insert(now);
@@ -1269,7 +1295,7 @@ impl Session {
                 self.backoff.delay(self.failures)
             };
             self.failures += 1;
-            d
+            self.retry_at(now, d).saturating_sub(now)
         } else {
             0
         };
@@ -1563,7 +1589,8 @@ impl Session {
             return;
         }
         self.failures += 1;
-        let delay = self.backoff.delay(self.failures);
+        let backoff = self.backoff.delay(self.failures);
+        let delay = self.retry_at(now, backoff).saturating_sub(now);
         self.stats.reconnects += 1;
         self.degraded = true;
         self.events.push_back(Event::Reconnecting {
@@ -1670,14 +1697,15 @@ impl Session {
             return;
         }
         self.failures += 1;
-        let delay = self.backoff.delay(self.failures);
+        let backoff = self.backoff.delay(self.failures);
+        let at = self.retry_at(now, backoff);
         self.degraded = true;
         self.events.push_back(Event::Reconnecting {
             reason,
             attempt: self.failures,
-            delay,
+            delay: at.saturating_sub(now),
         });
-        self.hs = HsSlot::Due(now.saturating_add(delay));
+        self.hs = HsSlot::Due(at);
     }
 
     fn resubscribe_value(&self, s: &SubEntry) -> Option<i64> {

@@ -1215,6 +1215,48 @@ fn connection_timeout_fails_after_recovery_window() {
 }
 
 #[test]
+fn a_failure_burst_shorter_than_the_connection_timeout_is_ridden_out() {
+    // Five 503s in a row, then the server answers: the back-off grows past what is left of the
+    // connection timeout, but the last try goes out before the deadline instead of after it.
+    for at_open in [true, false] {
+        let mut d = Driver::new(Config {
+            connection_timeout: Some(10_000),
+            ..Config::default()
+        });
+        let mut r = if at_open {
+            d.s.open(0).unwrap();
+            d.pump();
+            d.take(RequestKind::Handshake)
+        } else {
+            d.open();
+            d.take(RequestKind::Connect)
+        };
+        let start = d.now;
+        for _ in 0..5 {
+            d.fail(&r, TransportFailure::HttpStatus(503));
+            d.fire();
+            r = d.sent.pop_front().expect("a retry before the deadline");
+        }
+        assert!(d.now - start < 10_000, "last try at {}", d.now - start);
+        let ev = d.take_events();
+        assert!(
+            !ev.iter()
+                .any(|e| matches!(e, Event::Failed(_) | Event::OpenFailed(_))),
+            "{ev:?}"
+        );
+        if at_open {
+            d.reply(&r, 200, batch(vec![hs_ok(&r)]));
+            let c = d.take(RequestKind::Connect);
+            d.reply(&c, 200, batch(vec![connect_ok_advice(&c)]));
+            assert!(d.take_events().contains(&Event::Opened));
+        } else {
+            d.reply(&r, 200, batch(vec![connect_ok_advice(&r)]));
+        }
+        assert_eq!(d.s.state(), State::Connected, "at_open: {at_open}");
+    }
+}
+
+#[test]
 fn open_network_errors_retry_until_connection_timeout() {
     let mut d = Driver::new(Config {
         connection_timeout: Some(5_000),

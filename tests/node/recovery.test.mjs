@@ -77,6 +77,29 @@ describe("recovery with no lost event", () => {
   }
 });
 
+describe("a failure burst shorter than connectionTimeout", () => {
+  // Five 503s take about 5 s of back-off; the sixth try used to be scheduled past the default
+  // 10 s timeout (the back-off doubles), and the client failed with half its budget unused.
+  test("five 503s in a row under the default connectionTimeout: the client rides them out", { timeout: 30000 }, async () => {
+    const ch = "/event/Recover_burst5__e";
+    const statuses = [];
+    const client = new SalesforceStreamingClient(login({ replay: ReplayOption.NEW_EVENTS, onStatus: (s) => statuses.push(s) }));
+    await client.open();
+    await client.subscribe(ch);
+    await emu.control("fail", { status: 503, count: 5 });
+    // The event answers the held long-poll; the next five requests get the 503.
+    await emu.control("publish", { channel: ch, count: 1 });
+    const seen = new Set();
+    await collect(client, ch, 1, seen, 5000);
+    await until(() => statuses.filter((s) => s.type === "reconnecting").length >= 5, { timeout: 15000, what: "five 503s" });
+    await emu.control("publish", { channel: ch, count: 5 });
+    await collect(client, ch, 6, seen, 20000);
+    assert.equal(client.closed, false);
+    assert.ok(statuses.filter((s) => s.type === "reconnecting").length >= 5, statuses.map((s) => s.type).join(","));
+    await client.close();
+  });
+});
+
 describe("a failed long-poll when the server holds long-polls longer than connectionTimeout", () => {
   // Salesforce holds a long-poll up to 110 s, and connectionTimeout defaults to 10 s. The retry
   // after a failed long-poll must ask for an immediate reply: a held retry would outlast the
