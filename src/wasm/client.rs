@@ -212,6 +212,10 @@ struct Inner {
     /// Which login is current: each login takes the next number, and [`abort_login`] moves it on,
     /// so a login that answers after it was aborted or replaced is recognised as stale.
     login_gen: u64,
+    /// Settles once every operation called so far has entered the core (see [`in_call_order`]).
+    ops_entered: Promise,
+    /// Which `open()` the session is from: an operation called before the latest one is stale.
+    session_gen: u64,
     /// The connection timeout (ms), which also bounds the first login; None: no bound.
     connection_timeout: Option<f64>,
     /// The last error the authenticator rejected with during a re-authentication: reported as is
@@ -358,6 +362,8 @@ impl WasmClient {
             login_timer: None,
             login_abort: None,
             login_gen: 0,
+            ops_entered: Promise::resolve(&JsValue::UNDEFINED),
+            session_gen: 0,
             auth_error: None,
             open_waiter: None,
             closed_waiters: Vec::new(),
@@ -442,6 +448,7 @@ impl WasmClient {
             let (promise, w) = waiter();
             let deadline = {
                 let mut i = rc.borrow_mut();
+                i.session_gen += 1;
                 i.login_waiter = Some(w);
                 // An error kept from an earlier session's login explains nothing of this one.
                 i.auth_error = None;
@@ -521,16 +528,18 @@ impl WasmClient {
                 let i = rc.borrow();
                 (i.store.clone(), i.namespace.clone(), i.default_replay)
             };
-            Ok(g::then(&store.get(&ns, &key), move |stored| {
-                let (replay, marker) = match read_stored_marker(&rc, &channel, &stored) {
+            // Read now, enter the core in call order.
+            let stored = store.get(&ns, &key);
+            let rc2 = rc.clone();
+            in_call_order(&rc, stored, move |stored| {
+                let (replay, marker) = match read_stored_marker(&rc2, &channel, &stored) {
                     (None, None) => (default_replay, None),
                     found => found,
                 };
-                run_op(&rc, |s| {
+                run_op(&rc2, |s| {
                     s.subscribe(now_ms(), g::date_now(), &channel, replay, marker.as_ref())
                 })
             })
-            .into())
         })
     }
 
@@ -540,7 +549,10 @@ impl WasmClient {
         g::later(move || {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
-            run_op(&rc, |s| s.unsubscribe(now_ms(), &channel))
+            let rc2 = rc.clone();
+            in_call_order(&rc, Promise::resolve(&JsValue::UNDEFINED), move |_| {
+                run_op(&rc2, |s| s.unsubscribe(now_ms(), &channel))
+            })
         })
     }
 
@@ -550,7 +562,10 @@ impl WasmClient {
         g::later(move || {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
-            run_op(&rc, |s| s.publish(now_ms(), &channel, &data_json))
+            let rc2 = rc.clone();
+            in_call_order(&rc, Promise::resolve(&JsValue::UNDEFINED), move |_| {
+                run_op(&rc2, |s| s.publish(now_ms(), &channel, &data_json))
+            })
         })
     }
 
@@ -694,6 +709,37 @@ fn run_op(
     }
     drive(rc);
     Ok(promise.into())
+}
+
+/// Enter an operation into the core in the order the application called it: once `ready` (what
+/// it needs first: a subscribe's stored marker) has resolved and every operation called before it
+/// has entered, and only if the client is still open in the session it was called in. A
+/// subscribe's storage read used to let an `unsubscribe()` called after it reach the core first
+/// (leaving the channel subscribed), and a `close()` and `open()` finishing during the read let
+/// it into the next session.
+fn in_call_order(
+    rc: &Rc<RefCell<Inner>>,
+    ready: Promise,
+    enter: impl FnOnce(JsValue) -> Step + 'static,
+) -> Step {
+    let (earlier, gen) = {
+        let i = rc.borrow();
+        (i.ops_entered.clone(), i.session_gen)
+    };
+    let both = g::then(&earlier, move |_| Ok(ready.into()));
+    let rc2 = rc.clone();
+    let result = g::settle(&both, move |r| {
+        let v = r?;
+        if rc2.borrow().session_gen != gen {
+            return Err(js_error("ClientInvalidOperation", "the client was closed"));
+        }
+        ensure_open(&rc2)?;
+        enter(v)
+    });
+    // Registered on `both` after `result`'s continuation, so it settles once that has run; never
+    // rejects (an operation that failed has entered as much as it ever will).
+    rc.borrow_mut().ops_entered = g::settle(&both, |_| Ok(JsValue::UNDEFINED));
+    Ok(result.into())
 }
 
 fn ensure_open(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {

@@ -508,6 +508,48 @@ describe("a connection timeout names the last failure", () => {
   });
 });
 
+describe("operations enter the session in the order they were called", () => {
+  test("subscribe() then unsubscribe() without waiting: the channel ends unsubscribed, and nothing of it is delivered", { timeout: 20000 }, async () => {
+    const c = new SalesforceStreamingClient(login());
+    await c.open();
+    const ch = "/topic/EdgeSubUnsub";
+    try {
+      // subscribe() reads the replay storage first: the unsubscribe() called after it used to reach
+      // the session first, and the channel stayed subscribed.
+      await Promise.all([c.subscribe(ch), c.unsubscribe(ch)]);
+      assert.deepEqual([...c.subscriptions], []);
+      const sessions = (await emu.control("stats")).sessions;
+      assert.ok(sessions.every((x) => !x.subscriptions.includes(ch)), JSON.stringify(sessions));
+      await emu.control("publish", { channel: ch, count: 1 });
+      const got = await c.receive({ signal: AbortSignal.timeout(2000) }).then((m) => m.channel, (e) => e.name);
+      assert.equal(got, "TimeoutError");
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("a subscribe() called before close() does not enter the session open() starts next", { timeout: 20000 }, async () => {
+    const backing = new Map();
+    const slow = { get: async (k) => (await sleep(300), backing.get(k)), set: async (k, v) => void backing.set(k, v) };
+    const c = new SalesforceStreamingClient(login({ replay: slow }));
+    await c.open();
+    const ch = "/topic/EdgeSubAcrossClose";
+    const sub = c.subscribe(ch).then(() => null, (e) => e);
+    await c.close();
+    await c.open();
+    try {
+      const err = await sub;
+      assert.ok(err instanceof ClientInvalidOperation, `subscribe(): ${err}`);
+      assert.deepEqual([...c.subscriptions], []);
+      await sleep(100);
+      const sessions = (await emu.control("stats")).sessions;
+      assert.ok(sessions.every((x) => !x.subscriptions.includes(ch)), JSON.stringify(sessions));
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 /** A storage that records writes; `write` decides what each returns. */
 class RecordingStorage extends ReplayMarkerStorage {
   constructor(write = () => undefined, initial = new Map()) {
