@@ -33,6 +33,9 @@ const MAX_TIMER_MS: f64 = 2_147_483_647.0;
 
 /// A replay-marker write that has not settled by then counts as failed (reported, retried).
 const STORE_WRITE_TIMEOUT_MS: f64 = 10_000.0;
+/// A subscribe's read of its stored marker fails after this long: operations enter the core in
+/// call order, so a read that never settles must not hold every later one.
+const STORE_READ_TIMEOUT_MS: f64 = 10_000.0;
 
 /// The latest time a JS `Date` holds (epoch ms).
 const MAX_DATE_MS: f64 = 8.64e15;
@@ -218,8 +221,9 @@ struct Inner {
     session_gen: u64,
     /// The connection timeout (ms), which also bounds the first login; None: no bound.
     connection_timeout: Option<f64>,
-    /// The last error the authenticator rejected with during a re-authentication: reported as is
-    /// (with its `error`, `errorDescription`, `status`) when the session fails because of it.
+    /// The last error of a re-authentication: one the authenticator rejected with is reported as is
+    /// (with its `error`, `errorDescription`, `status`) when the session fails because of it; one
+    /// that could not reach the token endpoint is the cause of the failure at the timeout.
     auth_error: Option<JsValue>,
     open_waiter: Option<Waiter>,
     closed_waiters: Vec<Waiter>,
@@ -529,7 +533,11 @@ impl WasmClient {
                 (i.store.clone(), i.namespace.clone(), i.default_replay)
             };
             // Read now, enter the core in call order.
-            let stored = store.get(&ns, &key);
+            let stored = g::sf_within(
+                &store.get(&ns, &key).into(),
+                STORE_READ_TIMEOUT_MS,
+                "the replay storage did not answer a read within 10 s",
+            );
             let rc2 = rc.clone();
             in_call_order(&rc, stored, move |stored| {
                 let (replay, marker) = match read_stored_marker(&rc2, &channel, &stored) {

@@ -15,6 +15,7 @@ import {
   PasswordAuthenticator,
   AuthenticationError,
   ClientInvalidOperation,
+  SfstreamError,
   ReplayMarkerStorage,
   ReplayOption,
   DefaultMappingStorage,
@@ -523,6 +524,26 @@ describe("operations enter the session in the order they were called", () => {
       await emu.control("publish", { channel: ch, count: 1 });
       const got = await c.receive({ signal: AbortSignal.timeout(2000) }).then((m) => m.channel, (e) => e.name);
       assert.equal(got, "TimeoutError");
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("a storage read that never answers fails its subscribe() after 10 s, and does not hold the operations called after it", { timeout: 30000 }, async () => {
+    const hanging = { get: () => new Promise(() => {}), set: async () => {} };
+    const c = new SalesforceStreamingClient(login({ replay: hanging }));
+    await c.open();
+    try {
+      const t0 = Date.now();
+      const sub = c.subscribe("/topic/EdgeHangingRead").then(() => null, (e) => e);
+      const pub = c.publish("/u/EdgeHangingRead", "after").then(() => Date.now() - t0, (e) => e);
+      const err = await sub;
+      assert.ok(err instanceof SfstreamError, `subscribe(): ${err}`);
+      assert.match(err.message, /did not answer a read within 10 s/);
+      const published = await pub;
+      assert.equal(typeof published, "number", `publish(): ${published}`);
+      assert.ok(published < 15000, `publish() resolved after ${published} ms`);
+      assert.equal(c.closed, false);
     } finally {
       await c.close();
     }
