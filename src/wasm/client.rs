@@ -442,11 +442,20 @@ impl WasmClient {
                         "the client is already opening",
                     ));
                 }
-                if !matches!(i.session.state(), proto::State::Idle | proto::State::Closed) {
-                    return Err(js_error(
-                        "ClientInvalidOperation",
-                        "the client is already open",
-                    ));
+                match i.session.state() {
+                    proto::State::Idle | proto::State::Closed => {}
+                    proto::State::Closing => {
+                        return Err(js_error(
+                            "ClientInvalidOperation",
+                            "the client is closing: open it again once close() has settled",
+                        ))
+                    }
+                    _ => {
+                        return Err(js_error(
+                            "ClientInvalidOperation",
+                            "the client is already open",
+                        ))
+                    }
                 }
             }
             let (promise, w) = waiter();

@@ -549,6 +549,19 @@ describe("operations enter the session in the order they were called", () => {
     }
   });
 
+  test("open() while close() is in flight says the client is closing; once close() settles, open() works", { timeout: 20000 }, async () => {
+    const c = new SalesforceStreamingClient(login());
+    await c.open();
+    const closing = c.close();
+    const err = await c.open().then(() => null, (e) => e);
+    assert.ok(err instanceof ClientInvalidOperation, `${err}`);
+    assert.match(err.message, /closing/);
+    await closing;
+    await c.open();
+    assert.equal(c.closed, false);
+    await c.close();
+  });
+
   test("a subscribe() called before close() does not enter the session open() starts next", { timeout: 20000 }, async () => {
     const backing = new Map();
     const slow = { get: async (k) => (await sleep(300), backing.get(k)), set: async (k, v) => void backing.set(k, v) };
