@@ -29,7 +29,7 @@ impl fmt::Display for TransportFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TransportFailure::Network(m) => write!(f, "network error: {m}"),
-            TransportFailure::Timeout => f.write_str("request timed out"),
+            TransportFailure::Timeout => f.write_str("the request timed out"),
             TransportFailure::HttpStatus(REDIRECT_HIDDEN) => f.write_str(
                 "the server answered with a redirect, which is not followed (check instanceUrl)",
             ),

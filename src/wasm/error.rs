@@ -44,13 +44,6 @@ fn server_response(e: &ServerError) -> JsValue {
     obj
 }
 
-fn transport_message(f: &TransportFailure) -> String {
-    match f {
-        TransportFailure::Timeout => "the request timed out".to_owned(),
-        f => f.to_string(),
-    }
-}
-
 /// Convert a core error into the JS error the wrapper exposes.
 pub fn to_js(err: &ProtoError) -> JsValue {
     match err {
@@ -94,8 +87,8 @@ pub fn to_js(err: &ProtoError) -> JsValue {
             e
         }
         // A request that timed out, where retrying did not help (or a publish, never retried).
-        ProtoError::Transport(TransportFailure::Timeout) => {
-            js_error("TransportTimeoutError", "the request timed out")
+        ProtoError::Transport(f @ TransportFailure::Timeout) => {
+            js_error("TransportTimeoutError", &f.to_string())
         }
         ProtoError::Timeout => js_error(
             "TransportTimeoutError",
@@ -117,14 +110,13 @@ pub fn to_js(err: &ProtoError) -> JsValue {
                 "TransportTimeoutError",
                 &format!(
                     "could not (re-)establish the connection with the server within \
-                     connectionTimeout; the last failure: {}",
-                    transport_message(f)
+                     connectionTimeout; the last failure: {f}"
                 ),
             );
             set(&e, "cause", &to_js(&ProtoError::Transport(f.clone())));
             e
         }
-        ProtoError::Transport(f) => js_error("TransportError", &transport_message(f)),
+        ProtoError::Transport(f) => js_error("TransportError", &f.to_string()),
         ProtoError::Authentication(m) => js_error("AuthenticationError", m),
         ProtoError::UnsupportedConnectionType => js_error(
             "ClientError",
