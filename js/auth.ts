@@ -9,7 +9,7 @@
  */
 
 import { oauthToken, jwtSigningInput, jwtAssertion, checkUrl } from "./wasm/sfstream.js";
-import { AuthenticationError, fromWasmError, SfstreamError } from "./errors.js";
+import { AuthenticationError, fromWasmError, loginFailure } from "./errors.js";
 import { checkOptionKeys } from "./options.js";
 
 /** What an authenticator yields. */
@@ -241,8 +241,7 @@ export abstract class AuthenticatorBase implements Authenticator {
     try {
       grant = await this.grant();
     } catch (e) {
-      if (e instanceof SfstreamError) throw e;
-      throw new AuthenticationError(`the grant could not be made: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+      throw loginFailure("the grant could not be made", e);
     }
     let r: TokenResult;
     try {

@@ -6,7 +6,7 @@
 import { WasmClient } from "./wasm/sfstream.js";
 import type { Authenticator, PasswordAuthenticatorOptions } from "./auth.js";
 import { DEFAULT_API_VERSION, PasswordAuthenticator } from "./auth.js";
-import { AuthenticationError, ClientInvalidOperation, fromWasmError, SfstreamError } from "./errors.js";
+import { ClientInvalidOperation, fromWasmError, loginFailure } from "./errors.js";
 import type { ReplayOption } from "./replay.js";
 import { CorruptReplayMarkerError, ReplayMarker, ReplayOption as ReplayOptions, ReplayMarkerStorage } from "./replay.js";
 import { toStorage, type ReplayConfig } from "./storage.js";
@@ -303,8 +303,7 @@ export async function login(authenticator: Authenticator, signal: AbortSignal | 
   try {
     return await authenticator.authenticate(signal);
   } catch (e) {
-    if (e instanceof SfstreamError) throw e;
-    throw new AuthenticationError(`the authenticator failed: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+    throw loginFailure("the authenticator failed", e);
   }
 }
 

@@ -135,6 +135,17 @@ function strOrNull(v: unknown): string | null {
   return typeof v === "string" ? v : null;
 }
 
+/**
+ * A login's failure as the package reports it: one of the package's errors as it is; anything
+ * else (a custom authenticator's or a grant's own error) as an {@link AuthenticationError}
+ * saying `what` failed, with the original as its `cause`.
+ * @internal
+ */
+export function loginFailure(what: string, e: unknown): SfstreamError {
+  if (e instanceof SfstreamError) return e;
+  return new AuthenticationError(`${what}: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+}
+
 /** Names of the errors the wasm shell makes (plain `Error`s with one of these names). */
 const SHELL_ERRORS = new Set(["ServerError", "AuthenticationError", "ClientInvalidOperation", "TransportTimeoutError", "TransportConnectionClosed", "TransportInvalidOperation", "TransportError", "ClientError"]);
 
