@@ -275,7 +275,8 @@ fn opt_number(options: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
 #[wasm_bindgen]
 impl WasmClient {
     /// `options`: `{ apiVersion, maxPendingCount, connectionTimeout, replayFallback,
-    /// networkAllowance, requestTimeout, seed }` (already validated by the wrapper; rechecked here).
+    /// networkAllowance, seed, store, allowInsecureHttp, jsonParse }` (already validated by the
+    /// wrapper; rechecked here).
     #[wasm_bindgen(constructor)]
     pub fn new(host: Host, options: &JsValue) -> Result<WasmClient, JsValue> {
         let mut config = Config::default();
@@ -302,9 +303,6 @@ impl WasmClient {
         }
         if let Some(ms) = opt_number(options, "networkAllowance")? {
             config.network_allowance = ms.max(0.0) as Millis;
-        }
-        if let Some(ms) = opt_number(options, "requestTimeout")? {
-            config.request_timeout = ms.max(1.0) as Millis;
         }
         if let Some(seed) = opt_number(options, "seed")? {
             config.seed = seed.abs() as u64 | 1;
