@@ -146,8 +146,47 @@ export function loginFailure(what: string, e: unknown): SfstreamError {
   return new AuthenticationError(`${what}: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
 }
 
-/** Names of the errors the wasm shell makes (plain `Error`s with one of these names). */
-const SHELL_ERRORS = new Set(["ServerError", "AuthenticationError", "ClientInvalidOperation", "TransportTimeoutError", "TransportConnectionClosed", "TransportInvalidOperation", "TransportError", "ClientError"]);
+/** How one of the shell's errors becomes one of the classes above. */
+type FromShell = (message: string, shape: WasmErrorShape, options: { cause: unknown }) => SfstreamError;
+
+/**
+ * The errors the wasm shell makes (plain `Error`s with one of these names), each as one of the
+ * classes above.
+ */
+const SHELL_ERRORS: Readonly<Record<string, FromShell>> = {
+  ServerError: (message, shape, options) =>
+    new ServerError(
+      message,
+      {
+        response: (shape.response as ServerResponse | undefined) ?? null,
+        error: strOrNull(shape.error),
+        errorCode: typeof shape.errorCode === "number" ? shape.errorCode : null,
+        errorArgs: Array.isArray(shape.errorArgs) ? shape.errorArgs.filter((a): a is string => typeof a === "string") : [],
+        errorMessage: strOrNull(shape.errorMessage),
+      },
+      options,
+    ),
+  AuthenticationError: (message, shape, options) =>
+    new AuthenticationError(
+      message,
+      {
+        error: strOrNull(shape.error),
+        errorDescription: strOrNull(shape.errorDescription),
+        status: typeof shape.status === "number" ? shape.status : null,
+      },
+      options,
+    ),
+  ClientInvalidOperation: (message, _shape, options) => new ClientInvalidOperation(message, options),
+  TransportTimeoutError: (message, _shape, options) => new TransportTimeoutError(message, options),
+  TransportConnectionClosed: (message, _shape, options) => new TransportConnectionClosed(message, options),
+  TransportInvalidOperation: (message, _shape, options) => new TransportInvalidOperation(message, options),
+  TransportError: (message, _shape, options) => new TransportError(message, options),
+  ClientError: (message, _shape, options) => new ClientError(message, options),
+};
+
+function shellErrorOf(name: unknown): FromShell | undefined {
+  return typeof name === "string" && Object.hasOwn(SHELL_ERRORS, name) ? SHELL_ERRORS[name] : undefined;
+}
 
 /**
  * The `cause` of the error made from the shell's `e`: when the shell gave one of our errors as
@@ -159,60 +198,22 @@ function causeOf(shape: WasmErrorShape, e: unknown): unknown {
   const inner = shape.cause;
   if (inner instanceof SfstreamError) return inner;
   if (inner === null || typeof inner !== "object") return e;
-  const name = (inner as WasmErrorShape).name;
-  return typeof name === "string" && SHELL_ERRORS.has(name) ? fromWasmError(inner) : e;
+  return shellErrorOf((inner as WasmErrorShape).name) !== undefined ? fromWasmError(inner) : e;
 }
 
 /**
  * Turn what the wasm shell rejected with into one of the classes above. Errors that are already
- * ours pass through; anything else becomes a {@link ClientError} with the original as `cause`.
+ * ours pass through; anything else becomes a {@link ClientError} with the original as `cause`
+ * (a `TypeError` the shell made for a bad argument stays a `TypeError`).
  * @internal
  */
 export function fromWasmError(e: unknown): Error {
   if (e instanceof SfstreamError) return e;
   if (typeof DOMException !== "undefined" && e instanceof DOMException && e.name === "AbortError") return e;
   const shape: WasmErrorShape = e !== null && typeof e === "object" ? (e as WasmErrorShape) : {};
-  const name = typeof shape.name === "string" ? shape.name : "";
   const message = typeof shape.message === "string" ? shape.message : String(e);
   const options = { cause: causeOf(shape, e) };
-  switch (name) {
-    case "ServerError":
-      return new ServerError(
-        message,
-        {
-          response: (shape.response as ServerResponse | undefined) ?? null,
-          error: strOrNull(shape.error),
-          errorCode: typeof shape.errorCode === "number" ? shape.errorCode : null,
-          errorArgs: Array.isArray(shape.errorArgs) ? shape.errorArgs.filter((a): a is string => typeof a === "string") : [],
-          errorMessage: strOrNull(shape.errorMessage),
-        },
-        options,
-      );
-    case "AuthenticationError":
-      return new AuthenticationError(
-        message,
-        {
-          error: strOrNull(shape.error),
-          errorDescription: strOrNull(shape.errorDescription),
-          status: typeof shape.status === "number" ? shape.status : null,
-        },
-        options,
-      );
-    case "ClientInvalidOperation":
-      return new ClientInvalidOperation(message, options);
-    case "TransportTimeoutError":
-      return new TransportTimeoutError(message, options);
-    case "TransportConnectionClosed":
-      return new TransportConnectionClosed(message, options);
-    case "TransportInvalidOperation":
-      return new TransportInvalidOperation(message, options);
-    case "TransportError":
-      return new TransportError(message, options);
-    case "TypeError":
-      return new TypeError(message, options);
-    case "ClientError":
-      return new ClientError(message, options);
-    default:
-      return new ClientError(message, options);
-  }
+  if (shape.name === "TypeError") return new TypeError(message, options);
+  const make = shellErrorOf(shape.name);
+  return make === undefined ? new ClientError(message, options) : make(message, shape, options);
 }
