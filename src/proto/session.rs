@@ -727,11 +727,11 @@ impl Session {
         self.hs = HsSlot::Due(now.saturating_add(delay));
     }
 
-    /// Re-authentication failed: fatal (`Failed(Authentication(message))` or `OpenFailed`, then `Closed`).
-    /// The authenticator could not reach the token endpoint (a network failure, not a rejection):
-    /// ask again after a back-off (`Event::NeedAuth` once more), until `connection_timeout` since
-    /// the first such failure, then `Failed(Timeout)`.
-    pub fn handle_auth_unreachable(&mut self, now: Millis) {
+    /// The authenticator could not reach the token endpoint (a network failure, a timeout, or an
+    /// overloaded endpoint's 429/5xx: not a rejection), for the `reason` the `Reconnecting` event
+    /// names: ask again after a back-off (`Event::NeedAuth` once more), until `connection_timeout`
+    /// since the first such failure, then `Failed(Authentication(..))`.
+    pub fn handle_auth_unreachable(&mut self, now: Millis, reason: ReconnectReason) {
         if self.phase != Phase::AwaitingAuth || self.note_failure(now) {
             return;
         }
@@ -739,7 +739,7 @@ impl Session {
         let backoff = self.backoff.delay(self.failures);
         let at = self.retry_at(now, backoff);
         self.events.push_back(Event::Reconnecting {
-            reason: ReconnectReason::NetworkError,
+            reason,
             attempt: self.failures,
             delay: at.saturating_sub(now),
         });

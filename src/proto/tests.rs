@@ -2800,14 +2800,14 @@ fn an_unreachable_token_endpoint_is_retried_with_backoff_then_times_out() {
     let c = d.take(RequestKind::Connect);
     d.reject_token(&c);
     assert!(d.take_events().contains(&Event::NeedAuth));
-    d.s.handle_auth_unreachable(d.now);
+    d.s.handle_auth_unreachable(d.now, ReconnectReason::HttpStatus(503));
     d.pump();
     let ev = d.take_events();
     assert!(
         matches!(
             ev.as_slice(),
             [Event::Reconnecting {
-                reason: ReconnectReason::NetworkError,
+                reason: ReconnectReason::HttpStatus(503),
                 ..
             }]
         ),
@@ -2824,7 +2824,7 @@ fn an_unreachable_token_endpoint_is_retried_with_backoff_then_times_out() {
         "the authenticator is asked again"
     );
     d.now += 5_000;
-    d.s.handle_auth_unreachable(d.now);
+    d.s.handle_auth_unreachable(d.now, ReconnectReason::NetworkError);
     d.pump();
     let ev = d.take_events();
     assert!(

@@ -836,6 +836,19 @@ fn is_unreachable(e: &JsValue) -> bool {
         || get(&get(e, "cause"), "unreachable").as_bool() == Some(true)
 }
 
+/// Why a login could not reach the token endpoint, as the `reconnecting` event names it: the
+/// endpoint's status when it answered (429, 5xx), else a network error.
+fn unreachable_reason(e: &JsValue) -> proto::ReconnectReason {
+    // The shell's login error carries the status; a wrapper of it has it as its `cause`.
+    let status = get(e, "status")
+        .as_f64()
+        .or_else(|| get(&get(e, "cause"), "status").as_f64());
+    match status {
+        Some(s) if (100.0..600.0).contains(&s) => proto::ReconnectReason::HttpStatus(s as u16),
+        _ => proto::ReconnectReason::NetworkError,
+    }
+}
+
 /// Ask the host's authenticator for a token and derive the CometD endpoint from it. The promise
 /// resolves once the login is over: to undefined when the client uses the new token, to
 /// [`STALE_LOGIN`] when the login was aborted or replaced meanwhile (its token, or its error, is
@@ -1101,7 +1114,8 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
                                 // The cause of the failure if the connection timeout passes
                                 // before a login succeeds.
                                 i.auth_error = Some(e.clone());
-                                i.session.handle_auth_unreachable(now_ms())
+                                i.session
+                                    .handle_auth_unreachable(now_ms(), unreachable_reason(e))
                             }
                             Err(e) => {
                                 i.auth_error = Some(e.clone());

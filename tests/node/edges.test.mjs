@@ -468,20 +468,27 @@ describe("a re-login that cannot reach its endpoint before connectionTimeout is 
         bayeux()(m, reply, seen);
       },
     });
-  const failure = async (srv) => {
+  /** The client's failure; `statuses` gets its status events. */
+  const failure = async (srv, statuses = []) => {
     const c = new Client(new PasswordAuthenticator({ consumerKey: "k", consumerSecret: "s", username: "u", password: "p", loginUrl: srv.url }), { connectionTimeout: 1500 });
+    c.onStatus((s) => statuses.push(s));
     await c.open();
     return c.receive({ signal: AbortSignal.timeout(10000) }).then(() => null, (e) => e);
   };
 
   test("a token endpoint answering 503 every time: AuthenticationError, the last login's error as its cause", { timeout: 20000 }, async () => {
     const srv = await relogin((n, reply, url) => (n === 1 ? tokenOk(n, reply, url) : reply("<html>maintenance</html>", 503, "text/html")));
-    const err = await failure(srv);
+    const statuses = [];
+    const err = await failure(srv, statuses);
     assert.ok(err instanceof AuthenticationError, `${err?.name}: ${err?.message}`);
     assert.match(err.message, /could not log in again within/);
     assert.ok(err.cause instanceof AuthenticationError, `cause: ${err.cause}`);
     assert.equal(err.cause.status, 503);
     assert.ok(srv.seen.tokens >= 3, `retried: ${srv.seen.tokens} token requests`);
+    // Each retry names the endpoint's answer, not a network error.
+    const reasons = statuses.filter((s) => s.type === "reconnecting").map((s) => s.reason);
+    assert.ok(reasons.length >= 2, JSON.stringify(reasons));
+    assert.deepEqual(reasons.slice(1), reasons.slice(1).map(() => "http503"), JSON.stringify(reasons));
   });
 });
 
