@@ -41,7 +41,8 @@ export class ReplayMarker {
   }
   /**
    * Read a marker from stored data (a marker, a plain object or its JSON text). Returns null for
-   * anything that is not a valid marker, so corrupt or foreign data never becomes a replay id.
+   * anything that is not a valid marker, so corrupt or foreign data never becomes a replay id:
+   * a replay id must be one Salesforce accepts (1 or more, or the start values -1 and -2).
    */
   static from(value: unknown): ReplayMarker | null {
     let v = value;
@@ -54,7 +55,7 @@ export class ReplayMarker {
     }
     if (v === null || typeof v !== "object") return null;
     const o = v as { date?: unknown; replayId?: unknown };
-    if (typeof o.replayId !== "number" || !Number.isSafeInteger(o.replayId)) return null;
+    if (!isReplayStart(o.replayId)) return null;
     const date = typeof o.date === "string" && !Number.isNaN(Date.parse(o.date)) ? o.date : null;
     return new ReplayMarker(date, o.replayId);
   }
@@ -133,8 +134,13 @@ export class MappingStorage extends ReplayMarkerStorage {
  * A replay id to subscribe with, as Salesforce accepts it (and the core, for a stored one):
  * `ReplayOption.ALL_EVENTS` (-2), `ReplayOption.NEW_EVENTS` (-1) or an event's id (1 or more).
  */
+/** A replay id Salesforce accepts on subscribe: a stored id (1 or more), -1 or -2. */
+function isReplayStart(id: unknown): id is number {
+  return typeof id === "number" && Number.isSafeInteger(id) && (id >= 1 || id === ReplayOption.ALL_EVENTS || id === ReplayOption.NEW_EVENTS);
+}
+
 function checkReplayId(name: string, id: unknown): number {
-  if (typeof id !== "number" || !Number.isSafeInteger(id) || !(id >= 1 || id === ReplayOption.ALL_EVENTS || id === ReplayOption.NEW_EVENTS)) {
+  if (!isReplayStart(id)) {
     throw new TypeError(`${name} must be an integer replay id (-2, -1 or a stored id, 1 or more), got ${String(id)}`);
   }
   return id;

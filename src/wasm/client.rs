@@ -810,7 +810,7 @@ fn read_stored_marker(
         report_corrupt(
             rc,
             channel,
-            "the stored replay marker is not valid; subscribing without it",
+            "the stored replay marker is not valid; subscribing as if none were stored",
         );
         return (None, None);
     };

@@ -738,6 +738,26 @@ describe("failing and corrupt storage", () => {
     }
   });
 
+  // A marker with a replay id Salesforce refuses used to be taken as a marker: the default was
+  // dropped and the channel subscribed without replay, skipping the retained events.
+  for (const stored of [{ replayId: 0, date: null }, { replayId: -5, date: "2026-01-01T00:00:00.000Z" }]) {
+    test(`a stored replay id of ${stored.replayId} in a DefaultMappingStorage(ALL_EVENTS): reported, then the default applies`, async () => {
+      const ch = channel("event", `RefusedId${-stored.replayId}`);
+      const p = await publish(ch, 3);
+      const map = new Map([[ch, stored]]);
+      const statuses = [];
+      const client = new SalesforceStreamingClient({ ...login(), replay: new DefaultMappingStorage(map, ReplayOption.ALL_EVENTS), onStatus: (s) => statuses.push(s) });
+      await client.open();
+      await client.subscribe(ch);
+      try {
+        assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === ch), "reported");
+        assert.deepEqual((await take(client, 3, { timeout: 3000 })).map(replayIdOf), p, "replays the window, as with no marker");
+      } finally {
+        await client.close();
+      }
+    });
+  }
+
   test("garbage from a custom storage: storageError status, subscribe without a marker", async () => {
     const ch = channel("u", "CorruptCustom");
     class Foreign extends ReplayMarkerStorage {
