@@ -21,7 +21,8 @@ export interface NodeRequestLike extends AsyncIterable<Uint8Array | string> {
   method?: string | undefined;
   url?: string | undefined;
   headers: Record<string, string | string[] | undefined>;
-  socket?: { encrypted?: boolean } | null;
+  /** The connection: a `tls.TLSSocket` (whose `encrypted` is true) means the request came over https. */
+  socket?: object | null;
 }
 
 /** The parts of `http.ServerResponse` the adapter uses. */
@@ -47,6 +48,11 @@ export interface NodeHandlerOptions {
 }
 
 const encoder = new TextEncoder();
+
+/** Whether `socket` is a TLS socket (Node's `TLSSocket.encrypted`; a plain `net.Socket` has no such member). */
+function isEncrypted(socket: object | null | undefined): boolean {
+  return socket != null && "encrypted" in socket && socket.encrypted === true;
+}
 
 /** `RequestInit` with `duplex`, which a streamed request body needs (Node, Deno), not yet in TypeScript's DOM lib. */
 interface StreamingRequestInit extends RequestInit {
@@ -95,7 +101,7 @@ export function toNodeHandler(relay: RelayHandler, options: NodeHandlerOptions =
     });
     try {
       const host = typeof req.headers.host === "string" ? req.headers.host : "localhost";
-      const base = options.baseUrl ?? `${req.socket?.encrypted ? "https" : "http"}://${host}`;
+      const base = options.baseUrl ?? `${isEncrypted(req.socket) ? "https" : "http"}://${host}`;
       const headers = new Headers();
       for (const [k, v] of Object.entries(req.headers)) {
         if (v === undefined || k.startsWith(":")) continue;
