@@ -162,6 +162,25 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 const OPTION_KEYS = ["authenticator", "allowedOrigins", "channels", "allowPublish", "authorize", "apiVersion", "path", "maxSessions", "sessionIdleTimeout", "loginTimeout"] as const;
 
+/**
+ * Throw if `x` is not an origin as browsers send it in `Origin` (`https://app.example.com`,
+ * `http://localhost:5173`: scheme, lower-case host and port, no path): any other string would
+ * never match, and every request would be refused.
+ */
+function originError(x: string): void {
+  let origin: string | null = null;
+  try {
+    const u = new URL(x);
+    if (u.protocol === "https:" || u.protocol === "http:") origin = u.origin;
+  } catch {
+    // not a URL at all
+  }
+  if (origin !== x) {
+    const hint = origin === null ? 'an http(s) origin such as "https://app.example.com"' : `"${origin}"`;
+    throw new TypeError(`allowedOrigins entry ${JSON.stringify(x)} is not an origin as browsers send it: use ${hint}`);
+  }
+}
+
 function checkOptions(o: RelayOptions): void {
   if (!isObject(o)) throw new TypeError("options must be an object");
   checkOptionKeys(o, OPTION_KEYS);
@@ -173,6 +192,7 @@ function checkOptions(o: RelayOptions): void {
     if (!Array.isArray(o.allowedOrigins) || o.allowedOrigins.some((x) => typeof x !== "string" || x === "" || x === "*")) {
       throw new TypeError('allowedOrigins must be an array of origins (no "*": the relay answers with credentials) or a function');
     }
+    for (const x of o.allowedOrigins) originError(x);
   }
   if (!Array.isArray(o.channels) || o.channels.some((c) => typeof c !== "string" || !c.startsWith("/"))) {
     throw new TypeError('channels must be an array of channel names or prefix patterns, each starting with "/" (e.g. "/topic/*")');

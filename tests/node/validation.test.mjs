@@ -170,6 +170,12 @@ const rows = [
   // createRelay(options) (sfstream/relay)
   ["createRelay unknown option", "bogus", () => createRelay({ ...relayOptions(), bogus: 1 })],
   ["createRelay misspelt option", "option channel", () => createRelay({ ...relayOptions(), channel: ["/topic/X"] })],
+  // Origins that never match what browsers send (every request would be refused with 403).
+  ["createRelay allowedOrigins with a trailing slash", '"https://app.example.com"', () => createRelay({ ...relayOptions(), allowedOrigins: ["https://app.example.com/"] })],
+  ["createRelay allowedOrigins without a scheme", "allowedOrigins entry", () => createRelay({ ...relayOptions(), allowedOrigins: ["app.example.com"] })],
+  ["createRelay allowedOrigins in upper case", '"https://app.example.com"', () => createRelay({ ...relayOptions(), allowedOrigins: ["https://APP.example.com"] })],
+  ["createRelay allowedOrigins with a path", "allowedOrigins entry", () => createRelay({ ...relayOptions(), allowedOrigins: ["https://app.example.com/app"] })],
+  ["createRelay allowedOrigins null (a sandboxed page's origin)", "allowedOrigins entry", () => createRelay({ ...relayOptions(), allowedOrigins: ["null"] })],
   // toNodeHandler(relay, options) (sfstream/relay/node)
   ["toNodeHandler unknown option", "option maxBody", () => toNodeHandler(createRelay(relayOptions()), { maxBody: 10 })],
   ["toNodeHandler null options", "options", () => toNodeHandler(createRelay(relayOptions()), null)],
@@ -259,6 +265,7 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
     });
     const relay = createRelay({
       ...relayOptions(),
+      allowedOrigins: ["https://app.example.com", "http://localhost:5173", "http://127.0.0.1:8080", "https://xn--bcher-kva.example"],
       allowPublish: true,
       apiVersion: "62.0",
       path: "/cometd",
