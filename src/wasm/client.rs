@@ -1559,6 +1559,8 @@ impl proto::BatchSource for ProjectedBatch<'_> {
 
 /// Hand one projected response to the core.
 fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: &Projection) {
+    // The mirror of the projection's table: what it kept, then what it added.
+    i.chans.truncate(p.base() as usize);
     if let Some(new) = p.new_chans() {
         for c in new.iter() {
             i.chans.push(c.as_string().unwrap_or_default());

@@ -81,6 +81,10 @@ extern "C" {
     #[wasm_bindgen(method, getter, js_name = newChans)]
     pub fn new_chans(this: &Projection) -> Option<Array>;
 
+    /// How many names of the table were kept: the index of the first of `newChans`.
+    #[wasm_bindgen(method, getter)]
+    pub fn base(this: &Projection) -> u32;
+
     #[wasm_bindgen(js_name = sfNewTable)]
     pub fn sf_new_table() -> JsValue;
 

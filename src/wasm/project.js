@@ -10,7 +10,12 @@
 const EVENT_STRIDE = 3;
 export const KIND_OTHER = -1;
 export const KIND_META = -2;
-/** Most distinct event channel names one client tracks. */
+/**
+ * Most distinct event channel names the table holds. The table starts again before a response
+ * whose messages might not all fit (its indices mean something only within one response), so a
+ * client that meets more names over its life loses nothing, and a hostile server cannot grow
+ * the table without bound (names past this many in one response are not tracked).
+ */
 const MAX_CHANNELS = 4096;
 
 /** A channel-name table shared by one client and its Rust side: name -> index. */
@@ -105,10 +110,14 @@ function pushMeta(out, i, m) {
 /**
  * Project one parsed response. Returns null when the body is not an array.
  * `ev` holds EVENT_STRIDE numbers per message: kind-or-channel-index, replayId (NaN if none), date ms (NaN if none).
+ * `base`: the index of the first of `newChans` (0 when the table started again: the Rust mirror
+ * keeps its first `base` names, then appends `newChans`).
  */
 export function sfProject(body, table) {
   if (!Array.isArray(body)) return null;
   const n = body.length;
+  if (table.size > 0 && table.size + n > MAX_CHANNELS) table.clear();
+  const base = table.size;
   const ev = new Float64Array(n * EVENT_STRIDE);
   let metas = null;
   let newChans = null;
@@ -153,7 +162,7 @@ export function sfProject(body, table) {
       ev[o + 2] = dateOf(data);
     }
   }
-  return { ev, metas, newChans };
+  return { ev, metas, newChans, base };
 }
 
 /** Every Set-Cookie header of a response, where the runtime exposes them (not in browsers). */

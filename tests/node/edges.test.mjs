@@ -516,6 +516,35 @@ describe("a connection timeout names the last failure", () => {
   });
 });
 
+test("events on more distinct channel names than the shell's table holds (4096) all arrive", { timeout: 30000 }, async () => {
+  // A client that subscribes to many channels over its life (dynamic names, PushTopic filters)
+  // used to fill the table for good: every event on a name first seen after 4096 was dropped
+  // without a word. The table now starts again between responses once full.
+  const PER_REPLY = 1000;
+  const REPLIES = 5;
+  const srv = await scripted({
+    token: () => {},
+    cometd: bayeux((m, seen) => {
+      const k = seen.connects - 2; // the first connect is open()'s
+      if (k < 0 || k >= REPLIES) return [];
+      return Array.from({ length: PER_REPLY }, (_, j) => {
+        const n = k * PER_REPLY + j + 1;
+        return { channel: `/topic/Many${n}`, data: { event: { replayId: n, createdDate: "2026-12-07T10:00:00.000Z" }, sobject: { Id: String(n) } } };
+      });
+    }),
+  });
+  const c = new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!many", instanceUrl: srv.url }), { maxPendingCount: 0 });
+  await c.open();
+  try {
+    const signal = AbortSignal.timeout(20000);
+    const names = new Set();
+    for (let i = 0; i < PER_REPLY * REPLIES; i++) names.add((await c.receive({ signal })).channel);
+    assert.equal(names.size, PER_REPLY * REPLIES);
+  } finally {
+    await c.close();
+  }
+});
+
 describe("operations enter the session in the order they were called", () => {
   test("subscribe() then unsubscribe() without waiting: the channel ends unsubscribed, and nothing of it is delivered", { timeout: 20000 }, async () => {
     const c = new SalesforceStreamingClient(login());
