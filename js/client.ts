@@ -388,6 +388,14 @@ function describe(s: StatusEvent): string {
 }
 
 /**
+ * Every client from `open()` until `close()` (or until an `open()` fails): what keeps an open
+ * client, and the application's `for await` loop over it, alive when the application holds no
+ * reference to it, as an open socket keeps its owner. The shell reaches its client only weakly,
+ * so a client that is closed, or never opened, is collected once the application drops it.
+ */
+const OPEN_CLIENTS = new Set<Client>();
+
+/**
  * A Salesforce Streaming API client.
  *
  * ```ts
@@ -459,21 +467,36 @@ export class Client implements AsyncIterable<Message> {
     this.#stringify = options.jsonStringify ?? JSON.stringify;
     if (options.onStatus) this.#listeners.add(options.onStatus);
     const apiVersion = options.apiVersion ?? authenticator.apiVersion ?? DEFAULT_API_VERSION;
+    // The shell holds `host` for the client's lifetime, in a table the collector treats as a
+    // root: its callbacks reach this client only through a weak reference, or no client could
+    // ever be collected. An open client is kept alive by OPEN_CLIENTS instead; the storage and the
+    // authenticator are the host's own (a marker write after close() still reaches them).
+    const self = new WeakRef(this);
+    const jsStorage = this.#storage;
     const host = {
-      onEvents: (body: Message[], positions: Uint32Array) => this.#onEvents(body, positions),
-      onStatus: (s: StatusEvent) => this.#emit(s),
-      onFailed: (e: unknown) => this.#onFailed(e),
+      onEvents: (body: Message[], positions: Uint32Array) => {
+        const c = self.deref();
+        if (c !== undefined) c.#onEvents(body, positions);
+      },
+      onStatus: (s: StatusEvent) => {
+        const c = self.deref();
+        if (c !== undefined) c.#emit(s);
+      },
+      onFailed: (e: unknown) => {
+        const c = self.deref();
+        if (c !== undefined) c.#onFailed(e);
+      },
       authenticate: (signal: AbortSignal | undefined) => login(authenticator, signal),
-      onAuthenticated: (namespace: string) => this.#storage?.bindNamespace(namespace),
+      onAuthenticated: (namespace: string) => jsStorage?.bindNamespace(namespace),
       getReplayMarker: async (channel: string) => {
-        if (!this.#storage) return null;
+        if (!jsStorage) return null;
         try {
-          const start = await this.#storage.getReplayStart(channel);
+          const start = await jsStorage.getReplayStart(channel);
           if (start !== null && start.replayId < 0) {
             // Starting from -1/-2 while a marker is stored (a default, or an application that asks
             // for everything again): hand the stored marker over too, so that the replayed older
             // events never drag the stored marker backwards.
-            const stored = await this.#storage.getReplayMarker(channel).catch(() => null);
+            const stored = await jsStorage.getReplayMarker(channel).catch(() => null);
             if (stored !== null) return { ...start, floorReplayId: stored.replayId, floorDate: stored.date };
           }
           return start;
@@ -484,7 +507,7 @@ export class Client implements AsyncIterable<Message> {
         }
       },
       setReplayMarker: async (channel: string, m: { replayId: number; date: string | null }) => {
-        await this.#storage?.setReplayMarker(channel, new ReplayMarker(m.date, m.replayId));
+        await jsStorage?.setReplayMarker(channel, new ReplayMarker(m.date, m.replayId));
       },
     };
     const bound = options.maxPendingCount ?? 100;
@@ -505,6 +528,7 @@ export class Client implements AsyncIterable<Message> {
   /** Authenticate, handshake and connect. Long-polling (and prefetching) starts here. */
   async open(): Promise<void> {
     this.#failure = null;
+    OPEN_CLIENTS.add(this);
     try {
       await this.#wasm.open();
     } catch (e) {
@@ -514,6 +538,7 @@ export class Client implements AsyncIterable<Message> {
       if (this.#wasm.closed && !(err instanceof ClientInvalidOperation)) {
         this.#failure = err;
         this.#wakeAll();
+        OPEN_CLIENTS.delete(this);
       }
       throw err;
     }
@@ -532,6 +557,7 @@ export class Client implements AsyncIterable<Message> {
       throw fromWasmError(e);
     } finally {
       this.#wakeAll();
+      OPEN_CLIENTS.delete(this);
     }
   }
 

@@ -192,8 +192,11 @@ struct Inner {
     chans: Vec<String>,
     inflight: VecMap<u64, (RequestKind, AbortController)>,
     timer: Option<(Millis, JsValue)>,
-    timer_cb: Option<Closure<dyn FnMut()>>,
-    flush_cb: Option<Closure<dyn FnMut()>>,
+    // The callbacks below are JS functions the JS collector owns (`into_js_value`), each holding
+    // only a weak reference to this: a timer still pending when the client is freed calls a
+    // function that does nothing, not a dropped closure (which throws).
+    timer_cb: Option<JsValue>,
+    flush_cb: Option<JsValue>,
     /// `done` of every `sfRequest`: a JS function that outlives the client (a request may settle
     /// after the client is gone), holding only a weak reference to it.
     request_cb: JsValue,
@@ -209,6 +212,9 @@ struct Inner {
     /// deadline, whichever comes first; then it becomes `open_waiter`.
     login_waiter: Option<Waiter>,
     login_timer: Option<JsValue>,
+    /// Rejects `login_waiter` when `login_timer` fires: one persistent callback (a closure made
+    /// per `open()` and never called, when the login won, was never freed).
+    login_deadline_cb: Option<JsValue>,
     /// Aborts the authenticator's current login (its `signal`): on `close()`, at the first login's
     /// deadline, and when the client fails.
     login_abort: Option<AbortController>,
@@ -362,6 +368,7 @@ impl WasmClient {
             ops: VecMap::default(),
             login_waiter: None,
             login_timer: None,
+            login_deadline_cb: None,
             login_abort: None,
             login_gen: 0,
             ops_entered: Promise::resolve(&JsValue::UNDEFINED),
@@ -412,6 +419,25 @@ impl WasmClient {
             },
         );
         let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
+        let login_deadline_cb = Closure::<dyn FnMut()>::new(move || {
+            let Some(rc) = weak.upgrade() else { return };
+            let (w, ms) = {
+                let mut i = rc.borrow_mut();
+                i.login_timer = None;
+                (i.login_waiter.take(), i.connection_timeout.unwrap_or(0.0))
+            };
+            abort_login(&rc);
+            if let Some(w) = w {
+                w.reject(&js_error(
+                    "AuthenticationError",
+                    &format!(
+                        "the authenticator did not answer within connectionTimeout ({} ms)",
+                        ms as u64
+                    ),
+                ));
+            }
+        });
+        let weak: Weak<RefCell<Inner>> = Rc::downgrade(&inner);
         let defer_cb = Closure::<dyn FnMut()>::new(move || {
             if let Some(rc) = weak.upgrade() {
                 run_deferred(&rc);
@@ -420,8 +446,9 @@ impl WasmClient {
         {
             let mut i = inner.borrow_mut();
             i.defer_cb = defer_cb.into_js_value();
-            i.timer_cb = Some(timer_cb);
-            i.flush_cb = Some(flush_cb);
+            i.timer_cb = Some(timer_cb.into_js_value());
+            i.flush_cb = Some(flush_cb.into_js_value());
+            i.login_deadline_cb = Some(login_deadline_cb.into_js_value());
             i.request_cb = request_cb.into_js_value();
         }
         Ok(WasmClient { inner })
@@ -466,27 +493,11 @@ impl WasmClient {
                 i.connection_timeout
             };
             if let Some(ms) = deadline {
-                let weak = Rc::downgrade(&rc);
-                let on_deadline = Closure::once_into_js(move || {
-                    let Some(rc) = weak.upgrade() else { return };
-                    let w = {
-                        let mut i = rc.borrow_mut();
-                        i.login_timer = None;
-                        i.login_waiter.take()
-                    };
-                    abort_login(&rc);
-                    if let Some(w) = w {
-                        w.reject(&js_error(
-                            "AuthenticationError",
-                            &format!(
-                                "the authenticator did not answer within connectionTimeout ({} ms)",
-                                ms as u64
-                            ),
-                        ));
-                    }
-                });
-                let id = g::set_timeout(on_deadline.unchecked_ref(), clamp_delay(ms));
-                rc.borrow_mut().login_timer = Some(id);
+                let mut i = rc.borrow_mut();
+                if let Some(cb) = &i.login_deadline_cb {
+                    let id = g::set_timeout(cb.as_ref().unchecked_ref(), clamp_delay(ms));
+                    i.login_timer = Some(id);
+                }
             }
             let rc2 = rc.clone();
             let _ = g::settle(&authenticate(&rc), move |outcome| {

@@ -1,0 +1,120 @@
+// Lifetimes: what the package keeps alive, measured with the collector itself (the real package
+// against sfemu as its own process).
+// * A client the application has dropped is collected once it is closed, or if it was never
+//   opened; an open client whose only reference is its `for await` loop keeps running.
+// * open()/close() cycles leave nothing behind in the shell.
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { Client, SalesforceStreamingClient, AccessTokenAuthenticator } from "sfstream";
+// The package's own wasm glue, the module instance its Node entry loaded (not an export: read
+// here only to count the references the shell holds).
+const { initSync } = await import(new URL("../node_modules/sfstream/dist/wasm/sfstream.js", import.meta.url).href);
+import { CREDENTIALS } from "../helpers/sfemu.mjs";
+import { sfemuForFile } from "../helpers/fixture.mjs";
+
+const emu = sfemuForFile(["--hold-timeout", "3000"]);
+const login = () => ({ ...CREDENTIALS, loginUrl: emu.url });
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc");
+
+/** Full collections with turns of the event loop between them, so finalizers run. */
+async function collect() {
+  for (let k = 0; k < 4; k++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Counts the objects registered with `track()` that the collector has reclaimed. */
+function reclaimed() {
+  const r = { count: 0 };
+  const registry = new FinalizationRegistry(() => r.count++);
+  r.track = (o) => registry.register(o, null);
+  return r;
+}
+
+describe("clients the application dropped are collected", () => {
+  test("clients never opened", async () => {
+    const r = reclaimed();
+    for (let i = 0; i < 200; i++) {
+      r.track(new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: emu.url })));
+    }
+    await collect();
+    // Before: none was (the shell's table held each client's host, whose callbacks held the client).
+    assert.ok(r.count >= 190, `${r.count} of 200 collected`);
+  });
+
+  test("clients opened, subscribed, given an event and closed", { timeout: 60000 }, async () => {
+    const r = reclaimed();
+    const ch = "/topic/LifetimeClosed";
+    for (let i = 0; i < 20; i++) {
+      const c = new SalesforceStreamingClient(login());
+      r.track(c);
+      await c.open();
+      await c.subscribe(ch);
+      await emu.control("publish", { channel: ch, count: 1 });
+      await c.receive({ signal: AbortSignal.timeout(5000) });
+      await c.close();
+    }
+    await collect();
+    assert.ok(r.count >= 18, `${r.count} of 20 collected`);
+  });
+
+  test("an open client held only by its for-await loop keeps receiving until the loop closes it", { timeout: 30000 }, async () => {
+    const ch = "/topic/LifetimeLoop";
+    const r = reclaimed();
+    const got = [];
+    let loop;
+    {
+      const c = new SalesforceStreamingClient(login());
+      r.track(c);
+      await c.open();
+      await c.subscribe(ch);
+      loop = (async () => {
+        for await (const m of c) {
+          got.push(m.data.event.replayId);
+          if (got.length === 3) await c.close();
+        }
+      })();
+    }
+    // Nothing but the loop (and what the package roots) refers to the client now.
+    await collect();
+    for (let i = 0; i < 3; i++) {
+      await emu.control("publish", { channel: ch, count: 1 });
+      await collect();
+    }
+    await loop;
+    assert.equal(got.length, 3, `received ${got.length}`);
+    await collect();
+    assert.equal(r.count, 1, "collected once its loop closed it and ended");
+  });
+});
+
+test("open()/close() cycles of one client leave no shell callback behind", { timeout: 60000 }, async () => {
+  // The wasm-bindgen table of JS values the shell holds: one entry per live reference.
+  const table = initSync({ module: new Uint8Array(0) }).__wbindgen_externrefs;
+  assert.ok(table instanceof WebAssembly.Table, "the shell's reference table");
+  const live = () => {
+    let n = 0;
+    for (let i = 0; i < table.length; i++) {
+      const v = table.get(i);
+      if (v !== undefined && v !== null && v !== true && v !== false) n++;
+    }
+    return n;
+  };
+  const c = new SalesforceStreamingClient(login()); // connectionTimeout: the default 10 s deadline
+  await c.open();
+  await c.close();
+  await collect();
+  const before = live();
+  for (let i = 0; i < 60; i++) {
+    await c.open();
+    await c.close();
+  }
+  await collect();
+  // Before: one closure per open() (its login deadline, never called when the login won).
+  assert.ok(live() - before < 10, `${live() - before} more references after 60 cycles`);
+});
