@@ -129,6 +129,7 @@ interface WasmErrorShape {
   errorDescription?: unknown;
   status?: unknown;
   cause?: unknown;
+  unreachable?: unknown;
 }
 
 function strOrNull(v: unknown): string | null {
@@ -147,7 +148,7 @@ export function loginFailure(what: string, e: unknown): SfstreamError {
 }
 
 /** How one of the shell's errors becomes one of the classes above. */
-type FromShell = (message: string, shape: WasmErrorShape, options: { cause: unknown }) => SfstreamError;
+type FromShell = (message: string, shape: WasmErrorShape, options: { cause?: unknown }) => SfstreamError;
 
 /**
  * The errors the wasm shell makes (plain `Error`s with one of these names), each as one of the
@@ -191,14 +192,18 @@ function shellErrorOf(name: unknown): FromShell | undefined {
 /**
  * The `cause` of the error made from the shell's `e`: when the shell gave one of our errors as
  * its cause (the server's refusal, the last transport failure, a login's error), that one, as
- * one of our classes; else `e` itself (which keeps any other cause, and the shell's flags such
- * as a login's `unreachable`, within reach).
+ * one of our classes; when it gave another cause (a fetch's error), or marked a login as
+ * `unreachable` (which the shell reads back to retry it), `e` itself, which keeps them within
+ * reach; for an error the shell made with nothing more, none (`e` would only repeat the
+ * message); for anything else, `e` (the original).
  */
 function causeOf(shape: WasmErrorShape, e: unknown): unknown {
   const inner = shape.cause;
   if (inner instanceof SfstreamError) return inner;
-  if (inner === null || typeof inner !== "object") return e;
-  return shellErrorOf((inner as WasmErrorShape).name) !== undefined ? fromWasmError(inner) : e;
+  if (inner !== null && typeof inner === "object" && shellErrorOf((inner as WasmErrorShape).name) !== undefined) return fromWasmError(inner);
+  if ((inner !== undefined && inner !== null) || shape.unreachable === true) return e;
+  // An error the shell made says no more than its conversion; anything else is the original.
+  return shellErrorOf(shape.name) !== undefined ? undefined : e;
 }
 
 /**
@@ -212,7 +217,8 @@ export function fromWasmError(e: unknown): Error {
   if (typeof DOMException !== "undefined" && e instanceof DOMException && e.name === "AbortError") return e;
   const shape: WasmErrorShape = e !== null && typeof e === "object" ? (e as WasmErrorShape) : {};
   const message = typeof shape.message === "string" ? shape.message : String(e);
-  const options = { cause: causeOf(shape, e) };
+  const cause = causeOf(shape, e);
+  const options = cause === undefined ? {} : { cause };
   if (shape.name === "TypeError") return new TypeError(message, options);
   const make = shellErrorOf(shape.name);
   return make === undefined ? new ClientError(message, options) : make(message, shape, options);

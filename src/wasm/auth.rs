@@ -5,7 +5,7 @@ use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::error::js_error;
+use super::error::{js_error, message_of};
 use super::js as g;
 use crate::auth::{self, AuthError, Grant, TokenFields};
 
@@ -151,7 +151,12 @@ fn read_token_response(fetched: g::Step) -> g::Step {
 /// The error of a login that could not reach the token endpoint (`cause`: why): a network
 /// failure, not a rejection, which the client retries with back-off.
 fn unreachable(cause: &JsValue) -> JsValue {
-    let err = js_error("AuthenticationError", "could not reach the token endpoint");
+    // The cause's message says why (refused, unknown host, timed out); it never holds the
+    // credentials, which travel in the request body.
+    let err = js_error(
+        "AuthenticationError",
+        &format!("could not reach the token endpoint: {}", message_of(cause)),
+    );
     set(&err, "cause", cause);
     set(&err, "unreachable", &JsValue::TRUE);
     err

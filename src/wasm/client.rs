@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::AbortController;
 
-use super::error::{js_error, to_js};
+use super::error::{js_error, message_of, to_js};
 use super::js::{self as g, Host, Projection, Step};
 use super::store::{HostStore, IndexedDbStore, LocalStorageStore, MarkerStore, MemoryStore};
 use super::vecmap::VecMap;
@@ -62,21 +62,6 @@ fn set(obj: &JsValue, key: &str, value: &JsValue) {
 
 fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-}
-
-fn message_of(err: &JsValue) -> String {
-    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
-        let name: String = e.name().into();
-        let msg: String = e.message().into();
-        if msg.is_empty() {
-            name
-        } else {
-            format!("{name}: {msg}")
-        }
-    } else {
-        err.as_string()
-            .unwrap_or_else(|| "unknown error".to_owned())
-    }
 }
 
 struct Waiter {

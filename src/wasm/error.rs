@@ -22,6 +22,22 @@ pub fn js_error(name: &str, message: &str) -> JsValue {
     err.into()
 }
 
+/// `"<name>: <message>"` of a thrown value (an `Error`), the string itself, or "unknown error".
+pub fn message_of(err: &JsValue) -> String {
+    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
+        let name: String = e.name().into();
+        let msg: String = e.message().into();
+        if msg.is_empty() {
+            name
+        } else {
+            format!("{name}: {msg}")
+        }
+    } else {
+        err.as_string()
+            .unwrap_or_else(|| "unknown error".to_owned())
+    }
+}
+
 fn opt_str(v: Option<&str>) -> JsValue {
     v.map_or(JsValue::NULL, JsValue::from_str)
 }

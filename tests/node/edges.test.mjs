@@ -545,6 +545,28 @@ test("events on more distinct channel names than the shell's table holds (4096) 
   }
 });
 
+describe("errors say why", () => {
+  test("a token endpoint that cannot be reached: the message names the reason (refused)", async () => {
+    const closed = createServer();
+    await new Promise((r) => closed.listen(0, "127.0.0.1", r));
+    const port = closed.address().port;
+    await new Promise((r) => closed.close(r));
+    const a = new PasswordAuthenticator({ consumerKey: "k", consumerSecret: "s", username: "u", password: "pw-SECRET", loginUrl: `http://127.0.0.1:${port}` });
+    const err = await a.authenticate().then(() => null, (e) => e);
+    assert.ok(err instanceof AuthenticationError, String(err));
+    assert.match(err.message, /could not reach the token endpoint: .*ECONNREFUSED/);
+    assert.doesNotMatch(err.message, /SECRET/);
+  });
+
+  test("an error the shell made carries no copy of itself as its cause", async () => {
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: "http://127.0.0.1:9" }));
+    const err = await c.subscribe("/topic/NotOpen").then(() => null, (e) => e);
+    assert.ok(err instanceof ClientInvalidOperation, String(err));
+    assert.equal(err.cause, undefined);
+    assert.equal("cause" in err, false);
+  });
+});
+
 describe("operations enter the session in the order they were called", () => {
   test("subscribe() then unsubscribe() without waiting: the channel ends unsubscribed, and nothing of it is delivered", { timeout: 20000 }, async () => {
     const c = new SalesforceStreamingClient(login());
