@@ -522,6 +522,9 @@ export class JwtBearerAuthenticator extends AuthenticatorBase {
   }
 }
 
+/** The members of a {@link TokenInfo}: what a fixed token given to {@link AccessTokenAuthenticator} may hold. */
+const TOKEN_INFO_KEYS: readonly string[] = ["accessToken", "instanceUrl", "tokenType", "id", "issuedAt", "signature", "scope"];
+
 /** Options of {@link AccessTokenAuthenticator}. */
 export type AccessTokenSource = TokenInfo | ((signal?: AbortSignal) => Promise<TokenInfo> | TokenInfo);
 
@@ -559,9 +562,18 @@ export class AccessTokenAuthenticator implements Authenticator {
       this.#source = source;
     } else {
       if (source === null || typeof source !== "object") throw new TypeError("source must be { accessToken, instanceUrl } or a function returning it");
+      for (const key of Object.keys(source)) {
+        if (TOKEN_INFO_KEYS.includes(key)) continue;
+        const where = key === "apiVersion" || key === "allowInsecureHttp" ? `: ${key} is an option, it goes in the second argument` : "";
+        throw new TypeError(`source has an unknown key ${JSON.stringify(key)} (a token is a TokenInfo: { accessToken, instanceUrl, tokenType?, id?, ... })${where}`);
+      }
       const checked = checkTokenInfo(source, this.allowInsecureHttp);
       if (Array.isArray(checked)) throw new TypeError(`${checked[0]} ${checked[1]}`);
       this.#source = checked;
+      // Known from the start: no login changes them.
+      this.#accessToken = checked.accessToken;
+      this.instanceUrl = checked.instanceUrl;
+      this.tokenType = checked.tokenType;
     }
     this.apiVersion = checkApiVersion(options.apiVersion);
   }

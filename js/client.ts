@@ -63,7 +63,7 @@ export type StatusEvent =
   | { type: "rehandshake"; at: number; reason: ReconnectReason }
   | { type: "reauthenticated"; at: number }
   | { type: "replayFallback"; at: number; channel: string; replayId: number; fallback: number; reason: "replayRejected" | "retention" }
-  | { type: "storageError"; at?: number; channel: string; message: string }
+  | { type: "storageError"; at: number; channel: string; message: string }
   | { type: "failed"; at: number; error: Error }
   | { type: "closed"; at: number };
 

@@ -136,6 +136,9 @@ const rows = [
   ["AccessTokenAuthenticator accessToken empty", "accessToken", () => new AccessTokenAuthenticator({ accessToken: "", instanceUrl: LOOP })],
   ["AccessTokenAuthenticator instanceUrl missing", "instanceUrl", () => new AccessTokenAuthenticator({ accessToken: "t" })],
   ["AccessTokenAuthenticator apiVersion", "apiVersion", () => new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: LOOP }, { apiVersion: "1.0" })],
+  ["AccessTokenAuthenticator apiVersion in the token (an option: second argument)", "second argument", () => new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: LOOP, apiVersion: "59.0" })],
+  ["AccessTokenAuthenticator allowInsecureHttp in the token", "allowInsecureHttp", () => new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: "http://10.0.0.5:8080", allowInsecureHttp: true })],
+  ["AccessTokenAuthenticator an unknown key in the token", "acessToken", () => new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: LOOP, acessToken: "x" })],
   ["AccessTokenAuthenticator instanceUrl not http(s)", "instanceUrl", () => new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: "javascript:alert(1)" })],
   ["AccessTokenAuthenticator instanceUrl plain http to a remote host", "instanceUrl", () => new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: "http://example.com" })],
   ["AccessTokenAuthenticator options not an object", "options", () => new AccessTokenAuthenticator(() => ({}), 5)],
@@ -275,6 +278,14 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
     });
     assert.equal(typeof relay, "function");
     assert.equal(typeof toNodeHandler(relay, { baseUrl: "https://relay.example.com", maxBodyBytes: 1000 }), "function");
+  });
+
+  test("a fixed token may be any TokenInfo (an authenticator's result), and its fields are readable at once", async () => {
+    const a = new AccessTokenAuthenticator({ accessToken: " 00Dx!t\n", instanceUrl: `${LOOP}/`, tokenType: "Bearer", id: "https://login.salesforce.com/id/00Dxx0000000001/005xx0000000001", issuedAt: "1700000000000", signature: "c2ln", scope: "api" });
+    assert.equal(a.instanceUrl, LOOP);
+    assert.equal(a.tokenType, "Bearer");
+    assert.equal(a.accessToken, "00Dx!t");
+    assert.equal((await a.authenticate()).instanceUrl, LOOP);
   });
 
   test("a message naming a bad option never echoes a secret value", () => {
