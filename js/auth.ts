@@ -16,15 +16,15 @@ import { checkOptionKeys } from "./options.js";
 export interface TokenInfo {
   accessToken: string;
   instanceUrl: string;
-  tokenType?: string;
+  tokenType?: string | undefined;
   /**
    * The identity URL the token came with (`https://<host>/id/<orgId>/<userId>`): the native and
    * edge replay storages keep each org's and user's markers apart by it.
    */
-  id?: string | null;
-  issuedAt?: string | null;
-  signature?: string | null;
-  scope?: string | null;
+  id?: string | null | undefined;
+  issuedAt?: string | null | undefined;
+  signature?: string | null | undefined;
+  scope?: string | null | undefined;
 }
 
 /** Anything that can produce a token: the classes below, or your own object. */
@@ -36,9 +36,9 @@ export interface Authenticator {
    */
   authenticate(signal?: AbortSignal): Promise<TokenInfo>;
   /** API version used for the CometD endpoint, e.g. "62.0". */
-  readonly apiVersion?: string;
+  readonly apiVersion?: string | undefined;
   /** Allow a plain-http instance URL on a non-loopback host (default false). */
-  readonly allowInsecureHttp?: boolean;
+  readonly allowInsecureHttp?: boolean | undefined;
 }
 
 /** The default API version of the CometD endpoint. */
@@ -51,13 +51,13 @@ export const SANDBOX_LOGIN_URL = "https://test.salesforce.com";
 /** Options shared by the OAuth authenticators. */
 export interface OAuthOptions {
   /** Token endpoint host. Default `https://login.salesforce.com`; a My Domain or a local emulator URL works too. */
-  loginUrl?: string;
+  loginUrl?: string | undefined;
   /** Shortcut for `loginUrl: "https://test.salesforce.com"`. */
-  sandbox?: boolean;
+  sandbox?: boolean | undefined;
   /** API version of the CometD endpoint. Default "62.0". */
-  apiVersion?: string;
+  apiVersion?: string | undefined;
   /** Allow plain `http://` to a host other than loopback. Off by default: tokens must not cross a network in clear. */
-  allowInsecureHttp?: boolean;
+  allowInsecureHttp?: boolean | undefined;
 }
 
 function checkBoolean(name: string, v: unknown): void {
@@ -306,7 +306,7 @@ export class PasswordAuthenticator extends AuthenticatorBase {
 export interface RefreshTokenAuthenticatorOptions extends OAuthOptions {
   consumerKey: string;
   /** Required unless the connected app waives the secret for refresh. */
-  consumerSecret?: string;
+  consumerSecret?: string | undefined;
   refreshToken: string;
   /**
    * Called with the new refresh token when the token endpoint returns one other than the token in
@@ -318,7 +318,7 @@ export interface RefreshTokenAuthenticatorOptions extends OAuthOptions {
    * warning, with no token in it, goes to `console.warn`; catch inside the callback to handle
    * failures your way.
    */
-  onRefreshToken?: (refreshToken: string) => void | Promise<void>;
+  onRefreshToken?: ((refreshToken: string) => void | Promise<void>) | undefined;
 }
 
 /** What a callback threw, for a message: its name and message, secrets replaced, one line. */
@@ -416,9 +416,9 @@ export interface JwtBearerAuthenticatorOptions extends OAuthOptions {
    * {@link JwtBearerAuthenticator}). Set it where that guess is wrong, e.g. a login host that is
    * not `*.salesforce.com` but is no Experience Cloud site either.
    */
-  audience?: string;
+  audience?: string | undefined;
   /** Lifetime of the assertion in seconds. Default 180. */
-  assertionLifetime?: number;
+  assertionLifetime?: number | undefined;
 }
 
 function pemToDer(pem: string): Uint8Array {
@@ -554,7 +554,7 @@ export class AccessTokenAuthenticator implements Authenticator {
   #accessToken: string | null = null;
   /** Allow a plain-http instance URL on a non-loopback host. */
   readonly allowInsecureHttp: boolean;
-  constructor(source: AccessTokenSource, options: { apiVersion?: string; allowInsecureHttp?: boolean } = {}) {
+  constructor(source: AccessTokenSource, options: { apiVersion?: string | undefined; allowInsecureHttp?: boolean | undefined } = {}) {
     checkOptionKeys(options, ["apiVersion", "allowInsecureHttp"], "AccessTokenAuthenticator");
     checkBoolean("allowInsecureHttp", options.allowInsecureHttp);
     this.allowInsecureHttp = options.allowInsecureHttp === true;

@@ -76,37 +76,37 @@ export interface ClientOptions {
    * Replay: `ReplayOption.NEW_EVENTS` (default) or `ReplayOption.ALL_EVENTS`, a
    * {@link ReplayMarkerStorage}, or a Map-like object (wrapped in `MappingStorage`).
    */
-  replay?: ReplayConfig;
+  replay?: ReplayConfig | undefined;
   /** Replay option to fall back to when Salesforce rejects a stored replay id (outside retention). */
-  replayFallback?: ReplayOption | null;
+  replayFallback?: ReplayOption | null | undefined;
   /** How long to try to re-establish a lost connection before `receive()` raises `TransportTimeoutError`. Default 10000 ms; null = forever. */
-  connectionTimeout?: number | null;
+  connectionTimeout?: number | null | undefined;
   /**
    * Most messages to prefetch before polling pauses: those waiting in the buffer, not those taken
    * (a `batches()` batch in hand, messages not acknowledged). Default 100; 0 or less = unbounded.
    */
-  maxPendingCount?: number;
+  maxPendingCount?: number | undefined;
   /** CometD API version. Default: the authenticator's, else "62.0". */
-  apiVersion?: string;
+  apiVersion?: string | undefined;
   /** Extra time allowed on top of the server's 110 s hold before a long-poll counts as lost. Default 10000 ms. */
-  networkAllowance?: number;
+  networkAllowance?: number | undefined;
   /**
    * When a message counts as consumed, so that its channel's replay marker may advance:
    * `"automatic"` (default) when the application asks for the next message (the iterator moves
    * past it) or closes the client; `"manual"` only through {@link Client.acknowledge}.
    */
-  ackPolicy?: "automatic" | "manual";
+  ackPolicy?: "automatic" | "manual" | undefined;
   /**
    * JSON parser for responses (the seed's `json_loads`), e.g. a faster or a BigInt-preserving
    * one. Default: the runtime's own (`response.json()`).
    */
-  jsonParse?: (text: string) => unknown;
+  jsonParse?: ((text: string) => unknown) | undefined;
   /** JSON serialiser for published data (the seed's `json_dumps`). Default `JSON.stringify`. */
-  jsonStringify?: (value: unknown) => string;
+  jsonStringify?: ((value: unknown) => string) | undefined;
   /** Called for every status event. */
-  onStatus?: (status: StatusEvent) => void;
+  onStatus?: ((status: StatusEvent) => void) | undefined;
   /** Optional logger. */
-  logger?: Logger;
+  logger?: Logger | undefined;
 }
 
 /**
@@ -218,13 +218,13 @@ export function withdrawableIterator<T>(
 /** Options of {@link Client.receive}. */
 export interface ReceiveOptions {
   /** Abort waiting; the promise rejects with `signal.reason` and no message is lost. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Options of {@link Client.batches}. */
 export interface BatchOptions extends ReceiveOptions {
   /** Most messages in one batch (a positive integer). Default: every message buffered. */
-  maxSize?: number;
+  maxSize?: number | undefined;
 }
 
 /**

@@ -37,14 +37,14 @@ export interface NodeResponseLike {
 /** Options of {@link toNodeHandler}. */
 export interface NodeHandlerOptions {
   /** Base URL the relay is reached at (default: `http(s)://` + the `Host` header). */
-  baseUrl?: string;
+  baseUrl?: string | undefined;
   /**
    * Most bytes of a request body handed to the handler (default 65536); past them its body stream
    * fails. The body is streamed, read only as far as the handler reads it: the relay refuses a body
    * over 32,768 bytes itself (413 with its CORS headers) and stops reading there, so at the default
    * this bound is never reached with the relay.
    */
-  maxBodyBytes?: number;
+  maxBodyBytes?: number | undefined;
 }
 
 const encoder = new TextEncoder();

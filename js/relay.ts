@@ -57,7 +57,7 @@ export interface RelayOptions {
    */
   channels: readonly string[];
   /** Let browsers publish over CometD (on allowed channels). Default false. */
-  allowPublish?: boolean;
+  allowPublish?: boolean | undefined;
   /**
    * Decides whether a request may use the relay, e.g. by checking a signed session token in its
    * `Authorization` header (the browser `Client` sends `Authorization: Bearer <accessToken>` of its
@@ -65,17 +65,17 @@ export interface RelayOptions {
    */
   authorize: (request: Request) => boolean | Promise<boolean>;
   /** If set, the only API version the relay forwards (others get HTTP 400). Default: any version >= 37.0. */
-  apiVersion?: string;
+  apiVersion?: string | undefined;
   /** Path the relay serves, default `"/cometd"`: it answers `{path}/{version}` and `{path}/{version}/...`. */
-  path?: string;
+  path?: string | undefined;
   /** Most Bayeux client sessions (cookie jars) kept at once. Default 10000; the least recently used go first. */
-  maxSessions?: number;
+  maxSessions?: number | undefined;
   /**
    * A jar unused this long is dropped (ms): no request of its client under way (a held long-poll
    * counts as use) and none answered for that long. Default 300000; Salesforce sweeps a session
    * after 40 s without a connect.
    */
-  sessionIdleTimeout?: number;
+  sessionIdleTimeout?: number | undefined;
   /**
    * Longest wait for `authenticator.authenticate()` (ms). Default 10000. A login that has not
    * answered by then is abandoned (the signal passed to `authenticate()` aborts, and a late
@@ -84,7 +84,7 @@ export interface RelayOptions {
    * login the relay waits before starting another (1 s, doubling on each further failure up to
    * 30 s); requests meanwhile get the same 503 at once.
    */
-  loginTimeout?: number;
+  loginTimeout?: number | undefined;
 }
 
 /** A fetch handler, as Workers, Deno and the Node adapter call it. */

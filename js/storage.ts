@@ -22,12 +22,12 @@ import { checkOptionKeys } from "./options.js";
 /** Options shared by the native storages. */
 export interface NativeStorageOptions {
   /** Replay id for channels without a stored marker (default: omit, i.e. only new events). */
-  defaultReplay?: ReplayOption;
+  defaultReplay?: ReplayOption | undefined;
   /**
    * A fixed namespace instead of `<orgId>/<userId>` of the authenticated identity (or `<host>/-`
    * when the login gave no identity URL).
    */
-  namespace?: string;
+  namespace?: string | undefined;
 }
 
 /**
@@ -81,7 +81,7 @@ export class MemoryReplayStorage extends NativeReplayStorage {
 export class LocalStorageReplayStorage extends NativeReplayStorage {
   readonly kind = "localStorage" as const;
   readonly prefix: string;
-  constructor(options: NativeStorageOptions & { prefix?: string } = {}) {
+  constructor(options: NativeStorageOptions & { prefix?: string | undefined } = {}) {
     checkKeys(options, ["prefix"]);
     super(options);
     checkPrefix(options.prefix);
@@ -96,7 +96,7 @@ export class LocalStorageReplayStorage extends NativeReplayStorage {
 export class IndexedDbReplayStorage extends NativeReplayStorage {
   readonly kind = "indexedDB" as const;
   readonly database: string;
-  constructor(options: NativeStorageOptions & { database?: string } = {}) {
+  constructor(options: NativeStorageOptions & { database?: string | undefined } = {}) {
     checkKeys(options, ["database"]);
     super(options);
     if (options.database !== undefined && (typeof options.database !== "string" || options.database === "")) {
@@ -185,7 +185,7 @@ export interface WorkersKvLike {
 export class WorkersKvReplayStorage extends NamespacedStorage {
   readonly #kv: WorkersKvLike;
   readonly prefix: string;
-  constructor(kv: WorkersKvLike, options: NativeStorageOptions & { prefix?: string } = {}) {
+  constructor(kv: WorkersKvLike, options: NativeStorageOptions & { prefix?: string | undefined } = {}) {
     checkKeys(options, ["prefix"]);
     super(options);
     if (kv === null || typeof kv !== "object" || typeof kv.get !== "function" || typeof kv.put !== "function") {
@@ -213,7 +213,7 @@ export interface DurableObjectStorageLike {
 export class DurableObjectReplayStorage extends NamespacedStorage {
   readonly #storage: DurableObjectStorageLike;
   readonly prefix: string;
-  constructor(storage: DurableObjectStorageLike, options: NativeStorageOptions & { prefix?: string } = {}) {
+  constructor(storage: DurableObjectStorageLike, options: NativeStorageOptions & { prefix?: string | undefined } = {}) {
     checkKeys(options, ["prefix"]);
     super(options);
     if (storage === null || typeof storage !== "object" || typeof storage.get !== "function" || typeof storage.put !== "function") {

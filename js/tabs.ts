@@ -86,24 +86,24 @@ export type SharedTabStatus =
 /** Options of {@link SharedTabClient}. */
 export interface SharedTabClientOptions extends Omit<ClientOptions, "replay" | "ackPolicy" | "onStatus"> {
   /** Share one connection between the tabs. Default true (where Web Locks and BroadcastChannel exist). */
-  shared?: boolean;
+  shared?: boolean | undefined;
   /** Where to start a channel that has no stored marker and no event seen yet. Default `ReplayOption.NEW_EVENTS`. */
-  replay?: ReplayOption;
+  replay?: ReplayOption | undefined;
   /** IndexedDB database of the shared replay markers. Default `"sfstream-tabs"`. */
-  database?: string;
+  database?: string | undefined;
   /** Election key. Default: `<orgId>/<userId>` of the authenticated identity, else the instance host. */
-  key?: string;
+  key?: string | undefined;
   /** How long `open()` waits for a leader (or to become one) before failing, ms. Default 30000. */
-  leaderTimeout?: number;
+  leaderTimeout?: number | undefined;
   /**
    * As for `Client`: how long the leader's connection tries to reconnect before it fails (ms,
    * default 10000; null: forever). Also how long a tab goes on with failed takeovers while no tab
    * leads before it fails, and how long `open()` waits for the login that tells whose connection to
    * share (without `key`).
    */
-  connectionTimeout?: number | null;
+  connectionTimeout?: number | null | undefined;
   /** Called for every status event. */
-  onStatus?: (status: SharedTabStatus) => void;
+  onStatus?: ((status: SharedTabStatus) => void) | undefined;
 }
 
 /** An error carried between tabs: its class name, message and the fields of that class. */

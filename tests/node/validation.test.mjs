@@ -280,6 +280,26 @@ describe("valid values are accepted (the checks are not over-eager)", () => {
     assert.equal(typeof toNodeHandler(relay, { baseUrl: "https://relay.example.com", maxBodyBytes: 1000 }), "function");
   });
 
+  test("every option given as undefined means its default (what the types say under exactOptionalPropertyTypes)", async () => {
+    const u = undefined;
+    const pwAuth = new PasswordAuthenticator({ ...pw, loginUrl: u, sandbox: u, apiVersion: u, allowInsecureHttp: u });
+    new RefreshTokenAuthenticator({ consumerKey: "k", refreshToken: "r", consumerSecret: u, onRefreshToken: u, loginUrl: u });
+    new JwtBearerAuthenticator({ ...jwt, audience: u, assertionLifetime: u });
+    const at = new AccessTokenAuthenticator({ accessToken: "t", instanceUrl: LOOP, tokenType: u, id: u }, { apiVersion: u, allowInsecureHttp: u });
+    assert.equal(at.tokenType, "Bearer");
+    const c = new Client(at, { replay: u, replayFallback: u, connectionTimeout: u, maxPendingCount: u, apiVersion: u, networkAllowance: u, ackPolicy: u, jsonParse: u, jsonStringify: u, onStatus: u, logger: u });
+    assert.equal(c.closed, true);
+    const signal = u;
+    await assert.rejects(c.receive({ signal }), (e) => e.name === "ClientInvalidOperation");
+    new Client(pwAuth, { replay: new MemoryReplayStorage({ defaultReplay: u, namespace: u }) });
+    new LocalStorageReplayStorage({ prefix: u });
+    new IndexedDbReplayStorage({ database: u });
+    new WorkersKvReplayStorage(workersKv, { prefix: u, defaultReplay: u, namespace: u });
+    new SharedTabClient(at, { shared: u, replay: u, database: u, key: u, leaderTimeout: u, connectionTimeout: u, onStatus: u });
+    const relay = createRelay({ ...relayOptions(), allowPublish: u, apiVersion: u, path: u, maxSessions: u, sessionIdleTimeout: u, loginTimeout: u });
+    assert.equal(typeof toNodeHandler(relay, { baseUrl: u, maxBodyBytes: u }), "function");
+  });
+
   test("a fixed token may be any TokenInfo (an authenticator's result), and its fields are readable at once", async () => {
     const a = new AccessTokenAuthenticator({ accessToken: " 00Dx!t\n", instanceUrl: `${LOOP}/`, tokenType: "Bearer", id: "https://login.salesforce.com/id/00Dxx0000000001/005xx0000000001", issuedAt: "1700000000000", signature: "c2ln", scope: "api" });
     assert.equal(a.instanceUrl, LOOP);

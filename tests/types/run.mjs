@@ -44,11 +44,12 @@ let emu;
 try {
   writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "sfstream-consumer", private: true, type: "module" }));
   execFileSync("npm", ["install", tgz, "--offline", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"], { cwd: dir, stdio: "inherit", timeout: 120000 });
-  for (const f of ["consumer.ts", "wrong.ts", "node-relay.ts"]) cpSync(join(here, f), join(dir, f));
+  for (const f of ["consumer.ts", "wrong.ts", "node-relay.ts", "exact-optional.ts"]) cpSync(join(here, f), join(dir, f));
   tsconfig("tsconfig.bundler.json", { module: "esnext", moduleResolution: "bundler" }, ["consumer.ts"]);
   tsconfig("tsconfig.node16.json", { module: "node16", moduleResolution: "node16" }, ["consumer.ts"]);
   tsconfig("tsconfig.wrong.json", { module: "esnext", moduleResolution: "bundler" }, ["wrong.ts"]);
   // Node's own types (the repository's @types/node, pinned to the Node line it supports), no DOM lib.
+  tsconfig("tsconfig.exact.json", { module: "esnext", moduleResolution: "bundler", exactOptionalPropertyTypes: true }, ["exact-optional.ts"]);
   tsconfig("tsconfig.node-relay.json", { module: "node16", moduleResolution: "node16", lib: ["es2022", "esnext.disposable"], types: ["node"], typeRoots: [join(ROOT, "node_modules", "@types")] }, ["node-relay.ts"]);
 
   // ---- types
@@ -62,6 +63,10 @@ try {
   }
   await check("types: the Node relay of docs/deploy.md compiles against @types/node (Node's request and response fit toNodeHandler)", () => {
     const r = tsc("tsconfig.node-relay.json");
+    assert(r.status === 0, `tsc failed:\n${r.stdout}${r.stderr}`);
+  });
+  await check("types: options given as undefined compile under exactOptionalPropertyTypes (undefined means the default)", () => {
+    const r = tsc("tsconfig.exact.json");
     assert(r.status === 0, `tsc failed:\n${r.stdout}${r.stderr}`);
   });
   await check("types: wrong calls do not compile", () => {
