@@ -396,6 +396,16 @@ function describe(s: StatusEvent): string {
 const OPEN_CLIENTS = new Set<Client>();
 
 /**
+ * A weak reference to `o`; a strong one where the runtime has no `WeakRef` (Workers before the
+ * 2025-05-05 compatibility date), where a client is then never collected. A function of its own:
+ * a closure over `this` in the constructor would put `this` in the context every callback made
+ * there shares, and hold the client strongly after all.
+ */
+function weakRefTo<T extends object>(o: T): { deref(): T | undefined } {
+  return typeof WeakRef === "function" ? new WeakRef(o) : { deref: () => o };
+}
+
+/**
  * A Salesforce Streaming API client.
  *
  * ```ts
@@ -453,6 +463,8 @@ export class Client implements AsyncIterable<Message> {
   readonly #bound: number;
   #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
+  /** `open()` calls so far: a failing open() or a settling close() acts only if no open() came since. */
+  #opens = 0;
 
   constructor(authenticator: Authenticator, options: ClientOptions = {}) {
     if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
@@ -471,7 +483,7 @@ export class Client implements AsyncIterable<Message> {
     // root: its callbacks reach this client only through a weak reference, or no client could
     // ever be collected. An open client is kept alive by OPEN_CLIENTS instead; the storage and the
     // authenticator are the host's own (a marker write after close() still reaches them).
-    const self = new WeakRef(this);
+    const self = weakRefTo(this);
     const jsStorage = this.#storage;
     const host = {
       onEvents: (body: Message[], positions: Uint32Array) => {
@@ -527,6 +539,7 @@ export class Client implements AsyncIterable<Message> {
 
   /** Authenticate, handshake and connect. Long-polling (and prefetching) starts here. */
   async open(): Promise<void> {
+    const call = ++this.#opens;
     this.#failure = null;
     OPEN_CLIENTS.add(this);
     try {
@@ -534,8 +547,9 @@ export class Client implements AsyncIterable<Message> {
     } catch (e) {
       const err = fromWasmError(e);
       // A receive() waiting since open() began must not wait for ever on a client that could not
-      // open (a second open() while one runs fails without closing anything).
-      if (this.#wasm.closed && !(err instanceof ClientInvalidOperation)) {
+      // open (a second open() while one runs fails without closing anything). An open() called
+      // since (a listener may reopen at once) owns the client now: this one's failure is not its.
+      if (call === this.#opens && this.#wasm.closed && !(err instanceof ClientInvalidOperation)) {
         this.#failure = err;
         this.#wakeAll();
         OPEN_CLIENTS.delete(this);
@@ -551,13 +565,18 @@ export class Client implements AsyncIterable<Message> {
       this.#reportTimer = null;
     }
     this.#reportTaken(this.#inHand < 0 ? -this.#inHand : 0);
+    const opens = this.#opens;
     try {
       await this.#wasm.close();
     } catch (e) {
       throw fromWasmError(e);
     } finally {
-      this.#wakeAll();
-      OPEN_CLIENTS.delete(this);
+      // Unless open() was called again while this close() wrote its markers: that session is
+      // open, and its waiters wait for its messages.
+      if (opens === this.#opens) {
+        this.#wakeAll();
+        OPEN_CLIENTS.delete(this);
+      }
     }
   }
 

@@ -93,6 +93,35 @@ describe("clients the application dropped are collected", () => {
   });
 });
 
+describe("a close() that settles after the client was opened again does not end the new session", () => {
+  test("close() not awaited, then open(): the loop that is the client's only reference keeps receiving", { timeout: 30000 }, async () => {
+    const ch = "/topic/LifetimeReopen";
+    const r = reclaimed();
+    const got = [];
+    let loop;
+    {
+      const c = new SalesforceStreamingClient(login());
+      r.track(c);
+      void c.close(); // settles after the open() below was accepted
+      await c.open();
+      await c.subscribe(ch);
+      loop = (async () => {
+        for await (const m of c) {
+          got.push(m.data.event.replayId);
+          if (got.length === 3) await c.close();
+        }
+      })();
+    }
+    await collect();
+    for (let i = 0; i < 3; i++) {
+      await emu.control("publish", { channel: ch, count: 1 });
+      await collect();
+    }
+    await loop;
+    assert.equal(got.length, 3, `received ${got.length}`);
+  });
+});
+
 test("open()/close() cycles of one client leave no shell callback behind", { timeout: 60000 }, async () => {
   // The wasm-bindgen table of JS values the shell holds: one entry per live reference.
   const table = initSync({ module: new Uint8Array(0) }).__wbindgen_externrefs;
