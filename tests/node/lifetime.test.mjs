@@ -64,29 +64,7 @@ describe("clients the application dropped are collected", () => {
   });
 
   test("an open client held only by its for-await loop keeps receiving until the loop closes it", { timeout: 30000 }, async () => {
-    const ch = "/topic/LifetimeLoop";
-    const r = reclaimed();
-    const got = [];
-    let loop;
-    {
-      const c = new SalesforceStreamingClient(login());
-      r.track(c);
-      await c.open();
-      await c.subscribe(ch);
-      loop = (async () => {
-        for await (const m of c) {
-          got.push(m.data.event.replayId);
-          if (got.length === 3) await c.close();
-        }
-      })();
-    }
-    // Nothing but the loop (and what the package roots) refers to the client now.
-    await collect();
-    for (let i = 0; i < 3; i++) {
-      await emu.control("publish", { channel: ch, count: 1 });
-      await collect();
-    }
-    await loop;
+    const { got, r } = await loopAsOnlyReference("/topic/LifetimeLoop");
     assert.equal(got.length, 3, `received ${got.length}`);
     await collect();
     assert.equal(r.count, 1, "collected once its loop closed it and ended");
@@ -95,32 +73,43 @@ describe("clients the application dropped are collected", () => {
 
 describe("a close() that settles after the client was opened again does not end the new session", () => {
   test("close() not awaited, then open(): the loop that is the client's only reference keeps receiving", { timeout: 30000 }, async () => {
-    const ch = "/topic/LifetimeReopen";
-    const r = reclaimed();
-    const got = [];
-    let loop;
-    {
-      const c = new SalesforceStreamingClient(login());
-      r.track(c);
-      void c.close(); // settles after the open() below was accepted
-      await c.open();
-      await c.subscribe(ch);
-      loop = (async () => {
-        for await (const m of c) {
-          got.push(m.data.event.replayId);
-          if (got.length === 3) await c.close();
-        }
-      })();
-    }
-    await collect();
-    for (let i = 0; i < 3; i++) {
-      await emu.control("publish", { channel: ch, count: 1 });
-      await collect();
-    }
-    await loop;
+    const { got } = await loopAsOnlyReference("/topic/LifetimeReopen", (c) => void c.close()); // settles after open() was accepted
     assert.equal(got.length, 3, `received ${got.length}`);
   });
 });
+
+/**
+ * Open a client (after `beforeOpen(client)`), subscribe to `ch` and consume it in a `for await`
+ * loop that closes it after 3 events; drop every other reference, then publish 3 events with
+ * full collections in between. Resolves once the loop ended, to what it received and the
+ * count of clients collected.
+ */
+async function loopAsOnlyReference(ch, beforeOpen = () => {}) {
+  const r = reclaimed();
+  const got = [];
+  let loop;
+  {
+    const c = new SalesforceStreamingClient(login());
+    r.track(c);
+    beforeOpen(c);
+    await c.open();
+    await c.subscribe(ch);
+    loop = (async () => {
+      for await (const m of c) {
+        got.push(m.data.event.replayId);
+        if (got.length === 3) await c.close();
+      }
+    })();
+  }
+  // Nothing but the loop (and what the package roots) refers to the client now.
+  await collect();
+  for (let i = 0; i < 3; i++) {
+    await emu.control("publish", { channel: ch, count: 1 });
+    await collect();
+  }
+  await loop;
+  return { got, r };
+}
 
 test("open()/close() cycles of one client leave no shell callback behind", { timeout: 60000 }, async () => {
   // The wasm-bindgen table of JS values the shell holds: one entry per live reference.

@@ -706,21 +706,29 @@ describe("failing and corrupt storage", () => {
 
   // Bug B4 (fixed): corrupt data must not lose the storage's own default (DefaultMappingStorage's
   // defaultId, the edge stores' defaultReplay).
-  test("garbage in a DefaultMappingStorage(ALL_EVENTS): reported, then the default applies (no marker = ALL_EVENTS)", async () => {
-    const ch = channel("event", "CorruptDefault");
-    const p = await publish(ch, 3);
-    const map = new Map([[ch, "{garbage"]]);
-    const statuses = [];
-    const client = new SalesforceStreamingClient({ ...login(), replay: new DefaultMappingStorage(map, ReplayOption.ALL_EVENTS), onStatus: (s) => statuses.push(s) });
-    await client.open();
-    await client.subscribe(ch);
-    try {
-      assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === ch), "reported");
-      assert.deepEqual((await take(client, 3, { timeout: 3000 })).map(replayIdOf), p, "replays the window, as with no marker");
-    } finally {
-      await client.close();
-    }
-  });
+  // A stored replay id Salesforce refuses (0, below -2) is corrupt data too: it used to be taken
+  // as a marker, so the default was dropped and the channel subscribed without replay.
+  for (const [what, stored] of [
+    ["garbage", "{garbage"],
+    ["a stored replay id of 0", { replayId: 0, date: null }],
+    ["a stored replay id of -5", { replayId: -5, date: "2026-01-01T00:00:00.000Z" }],
+  ]) {
+    test(`${what} in a DefaultMappingStorage(ALL_EVENTS): reported, then the default applies (no marker = ALL_EVENTS)`, async () => {
+      const ch = channel("event", `CorruptDefault${what.replace(/[^a-z0-9]/gi, "")}`);
+      const p = await publish(ch, 3);
+      const map = new Map([[ch, stored]]);
+      const statuses = [];
+      const client = new SalesforceStreamingClient({ ...login(), replay: new DefaultMappingStorage(map, ReplayOption.ALL_EVENTS), onStatus: (s) => statuses.push(s) });
+      await client.open();
+      await client.subscribe(ch);
+      try {
+        assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === ch), "reported");
+        assert.deepEqual((await take(client, 3, { timeout: 3000 })).map(replayIdOf), p, "replays the window, as with no marker");
+      } finally {
+        await client.close();
+      }
+    });
+  }
 
   test("garbage in a DefaultMappingStorage with a replay id as its default: reported, then replayed from that id", async () => {
     const ch = channel("event", "CorruptDefaultId");
@@ -737,26 +745,6 @@ describe("failing and corrupt storage", () => {
       await client.close();
     }
   });
-
-  // A marker with a replay id Salesforce refuses used to be taken as a marker: the default was
-  // dropped and the channel subscribed without replay, skipping the retained events.
-  for (const stored of [{ replayId: 0, date: null }, { replayId: -5, date: "2026-01-01T00:00:00.000Z" }]) {
-    test(`a stored replay id of ${stored.replayId} in a DefaultMappingStorage(ALL_EVENTS): reported, then the default applies`, async () => {
-      const ch = channel("event", `RefusedId${-stored.replayId}`);
-      const p = await publish(ch, 3);
-      const map = new Map([[ch, stored]]);
-      const statuses = [];
-      const client = new SalesforceStreamingClient({ ...login(), replay: new DefaultMappingStorage(map, ReplayOption.ALL_EVENTS), onStatus: (s) => statuses.push(s) });
-      await client.open();
-      await client.subscribe(ch);
-      try {
-        assert.ok(statuses.some((s) => s.type === "storageError" && s.channel === ch), "reported");
-        assert.deepEqual((await take(client, 3, { timeout: 3000 })).map(replayIdOf), p, "replays the window, as with no marker");
-      } finally {
-        await client.close();
-      }
-    });
-  }
 
   test("garbage from a custom storage: storageError status, subscribe without a marker", async () => {
     const ch = channel("u", "CorruptCustom");
