@@ -463,8 +463,6 @@ export class Client implements AsyncIterable<Message> {
   readonly #bound: number;
   #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
-  /** `open()` calls so far: a failing open() or a settling close() acts only if no open() came since. */
-  #opens = 0;
 
   constructor(authenticator: Authenticator, options: ClientOptions = {}) {
     if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
@@ -539,7 +537,6 @@ export class Client implements AsyncIterable<Message> {
 
   /** Authenticate, handshake and connect. Long-polling (and prefetching) starts here. */
   async open(): Promise<void> {
-    const call = ++this.#opens;
     this.#failure = null;
     OPEN_CLIENTS.add(this);
     try {
@@ -547,9 +544,9 @@ export class Client implements AsyncIterable<Message> {
     } catch (e) {
       const err = fromWasmError(e);
       // A receive() waiting since open() began must not wait for ever on a client that could not
-      // open (a second open() while one runs fails without closing anything). An open() called
-      // since (a listener may reopen at once) owns the client now: this one's failure is not its.
-      if (call === this.#opens && this.#wasm.closed && !(err instanceof ClientInvalidOperation)) {
+      // open (a second open() while one runs fails without closing anything, and an open() called
+      // since, by a listener say, owns the client now: this one's failure is not its).
+      if (this.#wasm.idle && !(err instanceof ClientInvalidOperation)) {
         this.#failure = err;
         this.#wakeAll();
         OPEN_CLIENTS.delete(this);
@@ -565,15 +562,14 @@ export class Client implements AsyncIterable<Message> {
       this.#reportTimer = null;
     }
     this.#reportTaken(this.#inHand < 0 ? -this.#inHand : 0);
-    const opens = this.#opens;
     try {
       await this.#wasm.close();
     } catch (e) {
       throw fromWasmError(e);
     } finally {
       // Unless open() was called again while this close() wrote its markers: that session is
-      // open, and its waiters wait for its messages.
-      if (opens === this.#opens) {
+      // open (or opening), and its waiters wait for its messages.
+      if (this.#wasm.idle) {
         this.#wakeAll();
         OPEN_CLIENTS.delete(this);
       }

@@ -647,6 +647,16 @@ impl WasmClient {
         drive(&self.inner);
     }
 
+    /// No session and no `open()` under way (its login included): true before `open()`, after a
+    /// failed `open()`, and after `close()` or a fatal error, unless `open()` was called again.
+    #[wasm_bindgen(getter)]
+    pub fn idle(&self) -> bool {
+        let i = self.inner.borrow();
+        matches!(i.session.state(), proto::State::Idle | proto::State::Closed)
+            && i.login_waiter.is_none()
+            && i.open_waiter.is_none()
+    }
+
     /// True before `open()` and after `close()` or a fatal error.
     #[wasm_bindgen(getter)]
     pub fn closed(&self) -> bool {

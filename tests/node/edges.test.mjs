@@ -545,6 +545,30 @@ test("events on more distinct channel names than the shell's table holds (4096) 
   }
 });
 
+describe("a refused open() changes nothing", () => {
+  test("open() while one handshakes is refused; when the first then fails, a waiting receive() gets its error", { timeout: 10000 }, async () => {
+    const srv = await scripted({
+      token: () => {},
+      cometd: (m, reply) => {
+        if (m[0].channel === "/meta/handshake") {
+          return setTimeout(() => reply([{ ...ok(m), successful: false, error: "403::Handshake denied", advice: { reconnect: "none" } }]), 400).unref();
+        }
+        reply([ok(m)]);
+      },
+    });
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: srv.url }));
+    const first = c.open().then(() => null, (e) => e);
+    await until(() => !c.closed, { what: "the handshake under way" });
+    const waiting = c.receive().then(() => null, (e) => e);
+    const second = await c.open().then(() => null, (e) => e);
+    assert.ok(second instanceof ClientInvalidOperation, `second open(): ${second}`);
+    const err = await first;
+    assert.ok(err instanceof Error && !(err instanceof ClientInvalidOperation), `first open(): ${err}`);
+    assert.equal(await waiting, err, "the waiting receive() is settled with open()'s error");
+    assert.equal(c.closed, true);
+  });
+});
+
 describe("errors say why", () => {
   test("a token endpoint that cannot be reached: the message names the reason (refused)", async () => {
     const closed = createServer();
