@@ -6,10 +6,11 @@ import {
   AccessTokenAuthenticator,
   Client,
   ClientInvalidOperation,
+  DefaultMappingStorage,
   PasswordAuthenticator,
   ReplayOption,
 } from "./vendor/sfstream/browser.js";
-import { RateChart, COLORS } from "./chart.js";
+import { RateChart, COLORS, DASHES } from "./chart.js";
 import { eventTimeOf, kindOf, replayIdOf, summarize } from "./events.js";
 import { LocalStorageMap } from "./storage.js";
 
@@ -28,7 +29,8 @@ const DEFAULT_SUBSCRIBED = new Set(DEMO_CHANNELS.slice(0, 4));
  * @typedef {{
  *   name: string, kind: string, color: string, index: number,
  *   wanted: boolean, sub: "no" | "pending" | "yes" | "error", subError: string,
- *   received: number, lastReplayId: number | null, outOfOrder: number,
+ *   received: number, lastReplayId: number | null, maxReplayId: number | null, outOfOrder: number,
+ *   fromStart: boolean,
  *   lastLatency: number | null, latencies: number[],
  *   buckets: Int32Array, bucketSec: Int32Array,
  *   queue: import("./vendor/sfstream/index.js").Message[],
@@ -113,7 +115,7 @@ function addChannel(name, wanted) {
 
   ch = {
     name, kind: kindOf(name), color, index, wanted, sub: "no", subError: "",
-    received: 0, lastReplayId: null, outOfOrder: 0, lastLatency: null, latencies: [],
+    received: 0, lastReplayId: null, maxReplayId: null, outOfOrder: 0, fromStart: false, lastLatency: null, latencies: [],
     buckets: new Int32Array(WINDOW + 1), bucketSec: new Int32Array(WINDOW + 1).fill(-1),
     queue: [], marker: null, published: null, publishedAt: 0, row, cells, button, list, feed,
   };
@@ -137,9 +139,11 @@ function renderRow(ch) {
     ch.cells.published.className = "published num";
   } else {
     ch.cells.published.textContent = String(ch.published);
-    // Shown = Published holds when every event was asked for (replay all, or resume from the start).
+    // Shown = Published holds when every event was asked for: replay all, or resume on a channel
+    // that had no marker yet (the default is then all retained events). After resuming from a
+    // marker the page shows only what came after it, so there is nothing to compare.
     // The sfemu figure is polled once a second: a difference only counts once it has lasted.
-    const comparable = ch.wanted && replayMode !== "new";
+    const comparable = ch.wanted && ch.fromStart;
     const settled = Date.now() - ch.publishedAt > 3000;
     const cls = !comparable ? "" : ch.published === ch.received ? "match" : settled ? "mismatch" : "";
     ch.cells.published.className = `published num ${cls}`;
@@ -164,14 +168,21 @@ function markerText(ch) {
 function renderLegend() {
   const ul = $("#legend");
   ul.replaceChildren();
-  const styles = ["solid", "dashed", "dotted", "dashed", "dotted", "dashed", "dashed", "dotted"];
+  const SVG = "http://www.w3.org/2000/svg";
   for (const ch of channels.values()) {
     const li = document.createElement("li");
-    const sw = document.createElement("span");
-    sw.className = "swatch";
+    // The chart's own line: its colour and its dash pattern.
+    const sw = document.createElementNS(SVG, "svg");
+    sw.setAttribute("class", "legend-line");
+    sw.setAttribute("width", "28");
+    sw.setAttribute("height", "8");
     sw.setAttribute("aria-hidden", "true");
-    sw.style.borderTop = `4px ${styles[ch.index % styles.length]} ${ch.color}`;
-    li.append(sw, document.createTextNode(ch.name));
+    const line = document.createElementNS(SVG, "line");
+    for (const [k, v] of Object.entries({ x1: "0", y1: "4", x2: "28", y2: "4", stroke: ch.color, "stroke-width": "2" })) line.setAttribute(k, v);
+    const dash = DASHES[ch.index % DASHES.length];
+    if (dash.length > 0) line.setAttribute("stroke-dasharray", dash.join(" "));
+    sw.append(line);
+    li.append(sw, document.createTextNode(` ${ch.name}`));
     ul.append(li);
   }
 }
@@ -186,7 +197,9 @@ function onMessage(m) {
   totalReceived++;
   const id = replayIdOf(m);
   if (id !== null) {
-    if (ch.lastReplayId !== null && id <= ch.lastReplayId) ch.outOfOrder++;
+    // A duplicate: a replay id not above the highest shown (each event of a replayed run counts).
+    if (ch.maxReplayId !== null && id <= ch.maxReplayId) ch.outOfOrder++;
+    else ch.maxReplayId = id;
     ch.lastReplayId = id;
   }
   const s = nowSec();
@@ -358,6 +371,13 @@ function onStatus(s) {
         timeline(s.type, "bufferFull: the prefetch buffer is full, long-polling pauses until the page catches up");
         break;
       }
+      if (s.reason === "multipleClients") {
+        // Another tab of this browser shares its Bayeux session: the server answers its
+        // long-polls at once and advises polling every few seconds. Events keep arriving.
+        setState("connected", "another tab shares this browser's session: polling");
+        timeline(s.type, `multipleClients: another tab holds the long-poll; polling every ${s.delay} ms`);
+        break;
+      }
       setState("reconnecting", `${s.reason}, attempt ${s.attempt}`);
       timeline(s.type, `${s.reason}: attempt ${s.attempt} in ${s.delay} ms`);
       break;
@@ -413,7 +433,9 @@ async function connect() {
   $("#connect-error").textContent = "";
   const v = formValues();
   replayMode = v.replay;
-  const replay = replayMode === "resume" ? storageMap : replayMode === "all" ? ReplayOption.ALL_EVENTS : ReplayOption.NEW_EVENTS;
+  // Resume: from each channel's stored marker; a channel without one (or with corrupt data, which
+  // the client reports) starts from all retained events, so nothing published meanwhile is missed.
+  const replay = replayMode === "resume" ? new DefaultMappingStorage(storageMap, ReplayOption.ALL_EVENTS) : replayMode === "all" ? ReplayOption.ALL_EVENTS : ReplayOption.NEW_EVENTS;
   const maxPending = Number(v.maxPending) || 100;
   /** @type {Client} */
   let c;
@@ -444,6 +466,7 @@ async function connect() {
       setConnectedUi(false);
     }
     setState("failed", e instanceof Error ? e.message : String(e));
+    timeline("failed", `could not connect: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
     $("#connect-error").textContent = `Could not connect: ${e instanceof Error ? e.message : String(e)}`;
     return;
   }
@@ -502,6 +525,20 @@ async function pump(c) {
 
 async function subscribe(c, ch) {
   ch.sub = "pending";
+  if (replayMode === "all") {
+    // Every retained event comes again: count this channel afresh, so Shown = Published holds.
+    resetCounts(ch);
+    ch.fromStart = true;
+  } else if (replayMode === "resume") {
+    const stored = storageMap.get(ch.name);
+    // No usable marker: the storage's default (all retained events) applies.
+    if (!(stored !== null && typeof stored === "object" && typeof stored.replayId === "number" && stored.replayId > 0)) {
+      resetCounts(ch);
+      ch.fromStart = true;
+    }
+  } else {
+    ch.fromStart = false;
+  }
   renderRow(ch);
   try {
     await c.subscribe(ch.name);
@@ -512,6 +549,19 @@ async function subscribe(c, ch) {
     timeline("failed", `subscribe ${ch.name}: ${ch.subError}`);
   }
   renderRow(ch);
+}
+
+/** Forget what the page counted and showed for `ch` (a subscription that replays it all again). */
+function resetCounts(ch) {
+  ch.received = 0;
+  ch.outOfOrder = 0;
+  ch.lastReplayId = null;
+  ch.maxReplayId = null;
+  ch.queue.length = 0;
+  const empty = document.createElement("li");
+  empty.className = "empty";
+  empty.textContent = "No events yet.";
+  ch.list.replaceChildren(empty);
 }
 
 async function toggleSubscription(name) {
@@ -552,7 +602,11 @@ async function control(path, body) {
     headers: body === undefined ? {} : { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (!res.ok) throw new Error(`/_sfemu/${path}: HTTP ${res.status}`);
+  if (!res.ok) {
+    // sfemu says what was wrong in {"error": "..."}.
+    const why = await res.json().then((b) => (b && typeof b.error === "string" ? `: ${b.error}` : ""), () => "");
+    throw new Error(`/_sfemu/${path}: HTTP ${res.status}${why}`);
+  }
   return res.json();
 }
 
@@ -569,16 +623,30 @@ async function injectFault(name) {
 }
 
 async function publishBurst() {
-  const n = Math.max(1, Math.min(10000, Number(/** @type {HTMLInputElement} */ ($("#burst-size")).value) || 100));
-  const targets = [...channels.values()].filter((ch) => ch.wanted);
-  let total = 0;
+  const input = /** @type {HTMLInputElement} */ ($("#burst-size"));
+  const n = Number(input.value);
+  if (!input.validity.valid || input.value === "" || !Number.isInteger(n)) {
+    $("#fault-result").textContent = `Events per subscribed channel: a whole number from ${input.min} to ${input.max}`;
+    input.focus();
+    return;
+  }
+  // Channels whose subscription failed get nothing: their events could not be shown.
+  const targets = [...channels.values()].filter((ch) => ch.wanted && ch.sub !== "error");
+  const done = [];
+  const failed = [];
   for (const ch of targets) {
     // A CDC subscription on /data/ChangeEvents gets its events from an entity channel.
     const channel = ch.name === "/data/ChangeEvents" ? "/data/AccountChangeEvent" : ch.name;
-    const r = await control("publish", { channel, count: n });
-    total += r.published;
+    try {
+      const r = await control("publish", { channel, count: n });
+      done.push(`${r.published} on ${channel}`);
+    } catch (e) {
+      failed.push(`${channel}: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
-  $("#fault-result").textContent = `published ${total} events`;
+  const parts = [done.length > 0 ? `published ${done.join(", ")}` : targets.length === 0 ? "no subscribed channel to publish on" : "published nothing"];
+  if (failed.length > 0) parts.push(`failed: ${failed.join("; ")}`);
+  $("#fault-result").textContent = parts.join("; ");
 }
 
 async function pollSfemu() {
@@ -641,7 +709,10 @@ async function main() {
     const name = input.value.trim();
     if (!name.startsWith("/")) return;
     const existing = channels.get(name);
-    if (existing && existing.wanted) return;
+    if (existing && existing.wanted) {
+      $("#fault-result").textContent = `${name} is already subscribed`;
+      return;
+    }
     const ch = addChannel(name, false);
     input.value = "";
     void toggleSubscription(ch.name);

@@ -1,7 +1,8 @@
 // A small canvas line chart: events per second per channel over a sliding window. No library.
 
 export const COLORS = ["#0b5cad", "#b3261e", "#1b7f3b", "#7b3fa0", "#9a5a00", "#00727a", "#5c5c5c", "#c2185b"];
-const DASHES = [[], [6, 3], [2, 3], [8, 3, 2, 3], [1, 2], [10, 4], [4, 4], [3, 6]];
+/** Line dash of each series (by index), also drawn in the legend: colour is never the only signal. */
+export const DASHES = [[], [6, 3], [2, 3], [8, 3, 2, 3], [1, 2], [10, 4], [4, 4], [3, 6]];
 
 export class RateChart {
   /** @param {HTMLCanvasElement} canvas */
@@ -29,9 +30,11 @@ export class RateChart {
     const bottom = h - 20;
     const top = 10;
     const right = w - 8;
-    let max = 1;
-    for (const s of series) for (const v of s.values) max = Math.max(max, v);
-    max = niceCeil(max);
+    let peak = 1;
+    for (const s of series) for (const v of s.values) peak = Math.max(peak, v);
+    // Four gridlines a whole, round number of events/s apart.
+    const step = niceStep(peak / 4);
+    const max = step * 4;
     g.font = "11px system-ui, sans-serif";
     g.fillStyle = "#4a5563";
     g.strokeStyle = "#e3e7ec";
@@ -42,7 +45,7 @@ export class RateChart {
       g.moveTo(left, y);
       g.lineTo(right, y);
       g.stroke();
-      g.fillText(String(Math.round((max * i) / 4)), 4, y + 4);
+      g.fillText(String(step * i), 4, y + 4);
     }
     g.fillText(`-${this.seconds}s`, left, h - 5);
     g.fillText("now", right - 22, h - 5);
@@ -64,8 +67,10 @@ export class RateChart {
   }
 }
 
-function niceCeil(v) {
+/** The smallest of 1, 2, 5, 10, 20, 50, … at least `v`. */
+function niceStep(v) {
+  if (v <= 1) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 5]) if (v <= m * p) return m * p;
   return 10 * p;
 }

@@ -16,7 +16,9 @@ export class LocalStorageMap {
     try {
       return JSON.parse(raw);
     } catch {
-      return undefined; // corrupt entry: the client treats it as "no marker"
+      // Corrupt entry: handed on as it is, so the client reports it (storageError) and the
+      // storage's default applies, as for a channel without a marker.
+      return raw;
     }
   }
   set(key, value) {
