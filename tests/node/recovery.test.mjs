@@ -86,6 +86,9 @@ describe("a failure burst shorter than connectionTimeout", () => {
     const client = new SalesforceStreamingClient(login({ replay: ReplayOption.NEW_EVENTS, onStatus: (s) => statuses.push(s) }));
     await client.open();
     await client.subscribe(ch);
+    // The event below must answer a held long-poll: armed between two long-polls, the 503s would
+    // meet the next one first, and its back-off would outlast the first wait.
+    await until(async () => (await emu.control("stats")).sessions.some((s) => s.subscriptions.includes(ch) && s.held), { timeout: 5000, what: "the long-poll held" });
     await emu.control("fail", { status: 503, count: 5 });
     // The event answers the held long-poll; the next five requests get the 503.
     await emu.control("publish", { channel: ch, count: 1 });

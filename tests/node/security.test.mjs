@@ -16,7 +16,7 @@ import {
   SfstreamError,
   MappingStorage,
 } from "sfstream";
-import { startSfemu } from "../helpers/sfemu.mjs";
+import { startSfemu, until } from "../helpers/sfemu.mjs";
 
 const CONSUMER_KEY = "sec-consumer-key";
 const CONSUMER_SECRET = "CSECRET-5d1f0a7e-consumer";
@@ -104,6 +104,8 @@ describe("no secret in anything observable", () => {
     await c.subscribe(ch);
     let total = 0;
     for (const fault of [null, ["expire-sessions", {}], ["revoke-tokens", {}], ["drop-connections", {}], ["fail", { status: 503, count: 3 }], ["disconnect", {}], ["restart", {}]]) {
+      // Each fault meets a held long-poll, as in the field (not the gap between two long-polls).
+      if (fault) await until(async () => (await emu.control("stats")).sessions.some((s) => s.subscriptions.includes(ch) && s.held), { timeout: 5000, what: "the long-poll held" });
       if (fault) await emu.control(fault[0], fault[1]);
       if (fault?.[0] === "fail") await emu.control("drop-connections", {});
       await emu.control("publish", { channel: ch, count: 5 });
