@@ -130,15 +130,15 @@ export class MappingStorage extends ReplayMarkerStorage {
   }
 }
 
-/**
- * A replay id to subscribe with, as Salesforce accepts it (and the core, for a stored one):
- * `ReplayOption.ALL_EVENTS` (-2), `ReplayOption.NEW_EVENTS` (-1) or an event's id (1 or more).
- */
 /** A replay id Salesforce accepts on subscribe: a stored id (1 or more), -1 or -2. */
 function isReplayStart(id: unknown): id is number {
   return typeof id === "number" && Number.isSafeInteger(id) && (id >= 1 || id === ReplayOption.ALL_EVENTS || id === ReplayOption.NEW_EVENTS);
 }
 
+/**
+ * A replay id to subscribe with, as Salesforce accepts it (and the core, for a stored one):
+ * `ReplayOption.ALL_EVENTS` (-2), `ReplayOption.NEW_EVENTS` (-1) or an event's id (1 or more).
+ */
 function checkReplayId(name: string, id: unknown): number {
   if (!isReplayStart(id)) {
     throw new TypeError(`${name} must be an integer replay id (-2, -1 or a stored id, 1 or more), got ${String(id)}`);
