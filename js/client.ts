@@ -429,6 +429,8 @@ export class Client implements AsyncIterable<Message> {
   readonly #listeners = new Set<(s: StatusEvent) => void>();
   readonly #logger: Logger | undefined;
   readonly #stringify: (value: unknown) => string;
+  /** `options.jsonParse` (see the constructor: the shell reaches it through the client). */
+  readonly #jsonParse: ((text: string) => unknown) | undefined;
   readonly #buffer: Message[] = [];
   #head = 0;
   readonly #waiters: Waiter[] = [];
@@ -475,14 +477,18 @@ export class Client implements AsyncIterable<Message> {
     this.#manual = options.ackPolicy === "manual";
     this.#logger = options.logger;
     this.#stringify = options.jsonStringify ?? JSON.stringify;
+    this.#jsonParse = options.jsonParse;
     if (options.onStatus) this.#listeners.add(options.onStatus);
     const apiVersion = options.apiVersion ?? authenticator.apiVersion ?? DEFAULT_API_VERSION;
-    // The shell holds `host` for the client's lifetime, in a table the collector treats as a
-    // root: its callbacks reach this client only through a weak reference, or no client could
-    // ever be collected. An open client is kept alive by OPEN_CLIENTS instead; the storage and the
-    // authenticator are the host's own (a marker write after close() still reaches them).
+    // The shell holds `host` (and the options below) for the client's lifetime, in a table the
+    // collector treats as a root: its callbacks reach this client only through a weak reference,
+    // or no client could ever be collected. An open client is kept alive by OPEN_CLIENTS instead.
+    // The application's authenticator and JSON parser are reached through the client too: a
+    // token function, or a parser, made in a scope where the client is used holds the client.
+    // The storage is the host's own (a marker write after close() still reaches it).
     const self = weakRefTo(this);
     const jsStorage = this.#storage;
+    const jsonParse = options.jsonParse;
     const host = {
       onEvents: (body: Message[], positions: Uint32Array) => {
         const c = self.deref();
@@ -496,7 +502,11 @@ export class Client implements AsyncIterable<Message> {
         const c = self.deref();
         if (c !== undefined) c.#onFailed(e);
       },
-      authenticate: (signal: AbortSignal | undefined) => login(authenticator, signal),
+      // Called only from open() or a re-login, while the client is open, hence alive.
+      authenticate: (signal: AbortSignal | undefined) => {
+        const c = self.deref();
+        return c === undefined ? Promise.reject(new ClientInvalidOperation("the client was collected")) : login(c.authenticator, signal);
+      },
       onAuthenticated: (namespace: string) => jsStorage?.bindNamespace(namespace),
       getReplayMarker: async (channel: string) => {
         if (!jsStorage) return null;
@@ -530,7 +540,15 @@ export class Client implements AsyncIterable<Message> {
       networkAllowance: options.networkAllowance ?? 10_000,
       store: storage instanceof ReplayMarkerStorage ? null : storage.toShell(),
       allowInsecureHttp: authenticator.allowInsecureHttp === true,
-      jsonParse: options.jsonParse ?? null,
+      // Called once per response: a response still on its way when the client is gone is parsed
+      // as the runtime parses JSON, for a session nobody reads.
+      jsonParse:
+        jsonParse === undefined
+          ? null
+          : (text: string): unknown => {
+              const c = self.deref();
+              return (c === undefined ? JSON.parse : (c.#jsonParse ?? JSON.parse))(text);
+            },
       seed: Math.floor(Math.random() * 2 ** 52),
     });
   }
@@ -891,6 +909,7 @@ export class Client implements AsyncIterable<Message> {
     this.#armReport();
   }
 
+  /** The connection failed for good. Called before the `failed` status, so that a listener may open the client again. */
   #onFailed(e: unknown): void {
     this.#failure = fromWasmError(e);
     this.#wakeAll();
@@ -903,7 +922,8 @@ export class Client implements AsyncIterable<Message> {
   }
 
   #emit(raw: StatusEvent): void {
-    const s = raw.type === "failed" ? { ...raw, error: fromWasmError(raw.error) } : raw;
+    // A failure's error is the one receive() rejects with (#onFailed has just recorded it).
+    const s = raw.type === "failed" ? { ...raw, error: this.#failure ?? fromWasmError(raw.error) } : raw;
     if (this.#logger) {
       try {
         this.#logger(levelOf(s), describe(s), s);

@@ -1207,10 +1207,12 @@ fn handle_event(rc: &Rc<RefCell<Inner>>, ev: Event) {
             for w in ops {
                 w.reject(&e);
             }
+            // The client's own state first: a `failed` listener that opens the client again must
+            // find the failure recorded already, not have it recorded over its new session.
+            host.on_failed(&e);
             let s = status("failed");
             set(&s, "error", &e);
             host.on_status(&s);
-            host.on_failed(&e);
         }
         Event::Closed => {
             let (waiters, ops, open_w) = {

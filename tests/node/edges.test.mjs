@@ -569,6 +569,64 @@ describe("a refused open() changes nothing", () => {
   });
 });
 
+describe("a client whose connection failed", () => {
+  /** A fixed-token authenticator whose second login (the re-login after a revoked token) throws. */
+  const failingSecondLogin = () => {
+    let logins = 0;
+    return new AccessTokenAuthenticator(async () => {
+      if (++logins === 2) throw new Error("the token was revoked");
+      return token();
+    });
+  };
+
+  test("a 'failed' listener that opens it again gets a working client, and the status carries receive()'s error", { timeout: 20000 }, async () => {
+    const ch = "/topic/EdgesReopenOnFailed";
+    let failed = null;
+    let reopened = null;
+    const c = new Client(failingSecondLogin(), {
+      onStatus: (s) => {
+        if (s.type !== "failed" || failed !== null) return;
+        failed = s;
+        reopened = c.open().then(() => c.subscribe(ch));
+      },
+    });
+    await c.open();
+    await c.subscribe(ch);
+    await emu.control("revoke-tokens", {});
+    await emu.control("drop-connections", {});
+    await until(() => reopened !== null, { what: "the failed status" });
+    assert.ok(failed.error instanceof AuthenticationError, `${failed.error}`);
+    await reopened;
+    await emu.control("publish", { channel: ch, count: 1 });
+    // Before: the failure was recorded after the listener ran, over the new session, and this
+    // rejected at once with the old error.
+    const m = await c.receive({ signal: AbortSignal.timeout(5000) });
+    assert.equal(m.channel, ch);
+    await c.close();
+  });
+
+  test("receive() rejects with the very error of the failed status", { timeout: 20000 }, async () => {
+    const ch = "/topic/EdgesFailedError";
+    const c = new SalesforceStreamingClient(login({ connectionTimeout: 1000 }));
+    const failed = new Promise((resolve) => c.onStatus((s) => s.type === "failed" && resolve(s)));
+    await c.open();
+    await c.subscribe(ch);
+    try {
+      // A failure the shell reports with an error it made (a connection timeout).
+      await emu.control("fail", { status: 503, count: 1000 });
+      await emu.control("drop-connections", {});
+      const s = await failed;
+      const err = await c.receive().then(() => null, (e) => e);
+      assert.ok(err instanceof SfstreamError, `${err}`);
+      // Before: two conversions of the shell's error, equal in all but identity.
+      assert.equal(err, s.error);
+      assert.equal(c.closed, true);
+    } finally {
+      await emu.control("fail", { status: 503, count: 0 });
+    }
+  });
+});
+
 describe("errors say why", () => {
   test("a token endpoint that cannot be reached: the message names the reason (refused)", async () => {
     const closed = createServer();

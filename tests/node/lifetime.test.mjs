@@ -63,6 +63,32 @@ describe("clients the application dropped are collected", () => {
     assert.ok(r.count >= 18, `${r.count} of 20 collected`);
   });
 
+  // A token function or a JSON parser made in a scope where a closure also uses the client
+  // (`req.on("close", () => client.close())`) shares that scope's context, so it holds the client.
+  for (const what of ["token function", "jsonParse"]) {
+    test(`closed clients whose ${what} was made where the client is used`, { timeout: 60000 }, async () => {
+      const r = reclaimed();
+      const ch = "/topic/LifetimeScope";
+      for (let i = 0; i < 10; i++) {
+        const token = async () => ({ accessToken: (await emu.control("token", {})).access_token, instanceUrl: emu.url });
+        const c =
+          what === "token function"
+            ? new Client(new AccessTokenAuthenticator(token))
+            : new Client(new AccessTokenAuthenticator(await token()), { jsonParse: (text) => JSON.parse(text) });
+        const closeIt = () => c.close();
+        r.track(c);
+        await c.open();
+        await c.subscribe(ch);
+        await emu.control("publish", { channel: ch, count: 1 });
+        await c.receive({ signal: AbortSignal.timeout(5000) });
+        await closeIt();
+      }
+      await collect();
+      // Before: none was (the shell, a root, held the authenticator and the parser).
+      assert.ok(r.count >= 9, `${r.count} of 10 collected`);
+    });
+  }
+
   test("an open client held only by its for-await loop keeps receiving until the loop closes it", { timeout: 30000 }, async () => {
     const { got, r } = await loopAsOnlyReference("/topic/LifetimeLoop");
     assert.equal(got.length, 3, `received ${got.length}`);
