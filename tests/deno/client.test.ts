@@ -8,6 +8,7 @@ import {
   ReplayOption,
   SalesforceStreamingClient,
   ServerError,
+  SfstreamError,
   type Message,
   type StatusEvent,
 } from "sfstream";
@@ -140,4 +141,27 @@ Deno.test("a reply that declares more than 64 MiB is refused from its header; th
   assert(replayIdOf(m) === 7, `the event after the refused reply, got ${JSON.stringify(m)}`);
   // A refused reply may have carried events: the client starts a new session that replays them.
   assert(statuses.some((s) => s.type === "rehandshake"), "the refused reply counted as a failed poll");
+});
+
+Deno.test("a long-poll or a publish whose connection is reset after the server took it is sent once", async () => {
+  const url = Deno.env.get("LOSSY_URL");
+  assert(url, "LOSSY_URL is set by run.mjs");
+  const statuses: string[] = [];
+  await using client = new Client(new AccessTokenAuthenticator({ accessToken: "lossy-token", instanceUrl: url }), {
+    onStatus: (s) => statuses.push(s.type === "reconnecting" || s.type === "rehandshake" ? `${s.type}:${s.reason}` : s.type),
+  });
+  await client.open();
+  await client.subscribe("/topic/Lossy");
+  // The third long-poll is reset after the server took it: the client must see the failure and
+  // start a new session (which replays what the lost reply may have carried), not have the
+  // runtime send the long-poll again on the same session.
+  const [m] = await take(client, 1, 10000);
+  assert(replayIdOf(m) === 9, `the event of the new session, got ${JSON.stringify(m)}`);
+  assert(statuses.includes("rehandshake:networkError"), `the lost long-poll was reported: ${statuses}`);
+  // A publish reset the same way fails; the server made it once.
+  const err = await client.publish("/u/Lossy", { n: 1 }).then(() => null, (e: unknown) => e);
+  assert(err instanceof SfstreamError && err.name === "TransportError", `TransportError, got ${err}`);
+  const seen = (await (await fetch(`${url}/seen`)).json()) as { again: string[]; publishes: number };
+  assert(seen.again.length === 0, `Bayeux messages the server received twice: ${seen.again}`);
+  assert(seen.publishes === 1, `the publish reached the server ${seen.publishes} times`);
 });

@@ -59,13 +59,60 @@ const bigReply = createServer((req, res) => {
 });
 await new Promise((r) => bigReply.listen(0, "127.0.0.1", r));
 
+// A server that loses replies the way a reset connection does: it takes the third long-poll and
+// the first publish, then resets the connection without a byte of answer. Deno's fetch sends a
+// request once more when its reused connection is reset like this, unless its body is a stream:
+// a long-poll or a publish must reach the server once. `GET /seen` lists the Bayeux message ids
+// that arrived more than once. Its URL goes to the test in LOSSY_URL.
+const lossySeen = new Map();
+let lossyConnects = 0;
+let lossyPublishes = 0;
+let lossySession = 0;
+const lossy = createServer((req, res) => {
+  if (req.method === "GET" && req.url === "/seen") {
+    const again = [...lossySeen].filter(([, n]) => n > 1).map(([k]) => k);
+    return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ again, connects: lossyConnects, publishes: lossyPublishes }));
+  }
+  let body = "";
+  req.on("data", (c) => (body += c));
+  req.on("end", () => {
+    const m = JSON.parse(body);
+    const reply = (v) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(v));
+    const kind = m[0].channel;
+    const key = `${m[0].clientId ?? "-"}:${m[0].id}`;
+    lossySeen.set(key, (lossySeen.get(key) ?? 0) + 1);
+    const clientId = `lossy${lossySession}`;
+    if (kind === "/meta/handshake") {
+      lossySession++;
+      return reply([{ channel: kind, id: m[0].id, clientId: `lossy${lossySession}`, successful: true, version: "1.0", supportedConnectionTypes: ["long-polling"] }]);
+    }
+    if (kind === "/meta/subscribe") return reply([{ channel: kind, id: m[0].id, clientId, subscription: m[0].subscription, successful: true }]);
+    if (kind === "/meta/disconnect") return reply([{ channel: kind, id: m[0].id, successful: true }]);
+    if (kind !== "/meta/connect") {
+      lossyPublishes++;
+      if (lossyPublishes === 1) return req.socket.resetAndDestroy();
+      return reply([{ channel: kind, id: m[0].id, successful: true }]);
+    }
+    lossyConnects++;
+    const ok = { channel: kind, id: m[0].id, clientId, successful: true, advice: { interval: 0, timeout: 300, reconnect: "retry" } };
+    if (lossyConnects === 3) return req.socket.resetAndDestroy();
+    // The session after the lost long-poll: one event on its first held long-poll.
+    if (lossySession >= 2 && !lossy.sent) {
+      lossy.sent = true;
+      return setTimeout(() => reply([{ channel: "/topic/Lossy", data: { event: { replayId: 9 } } }, ok]), 50);
+    }
+    setTimeout(() => reply([ok]), lossyConnects === 1 ? 0 : 300);
+  });
+});
+await new Promise((r) => lossy.listen(0, "127.0.0.1", r));
+
 const emu = await startSfemu(["--hold-timeout", "3000"]);
 let code = 1;
 try {
   const child = spawn(DENO, ["test", "-A", "--no-prompt", "client.test.ts"], {
     cwd: dir,
     stdio: "inherit",
-    env: { ...process.env, SFEMU_URL: emu.url, BIG_REPLY_URL: `http://127.0.0.1:${bigReply.address().port}`, DENO_DIR: join(dir, ".deno"), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    env: { ...process.env, SFEMU_URL: emu.url, BIG_REPLY_URL: `http://127.0.0.1:${bigReply.address().port}`, LOSSY_URL: `http://127.0.0.1:${lossy.address().port}`, DENO_DIR: join(dir, ".deno"), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
   });
   const timer = setTimeout(() => child.kill("SIGKILL"), 180000);
   code = await new Promise((r) => child.once("exit", (c, sig) => r(c ?? (sig ? 1 : 0))));
@@ -73,6 +120,8 @@ try {
 } finally {
   bigReply.closeAllConnections();
   bigReply.close();
+  lossy.closeAllConnections();
+  lossy.close();
   await emu.stop();
   rmSync(dir, { recursive: true, force: true });
 }
