@@ -564,7 +564,7 @@ export class Client implements AsyncIterable<Message> {
       // A receive() waiting since open() began must not wait for ever on a client that could not
       // open (a second open() while one runs fails without closing anything, and an open() called
       // since, by a listener say, owns the client now: this one's failure is not its).
-      if (this.#wasm.idle && !(err instanceof ClientInvalidOperation)) {
+      if (this.#wasm.closed && !(err instanceof ClientInvalidOperation)) {
         this.#failure = err;
         this.#wakeAll();
         OPEN_CLIENTS.delete(this);
@@ -587,7 +587,7 @@ export class Client implements AsyncIterable<Message> {
     } finally {
       // Unless open() was called again while this close() wrote its markers: that session is
       // open (or opening), and its waiters wait for its messages.
-      if (this.#wasm.idle) {
+      if (this.#wasm.closed) {
         this.#wakeAll();
         OPEN_CLIENTS.delete(this);
       }
@@ -818,7 +818,7 @@ export class Client implements AsyncIterable<Message> {
     return () => this.#listeners.delete(listener);
   }
 
-  /** True before `open()`, and after `close()` or a fatal error. */
+  /** True before `open()`, and after `close()`, a failed `open()` or a fatal error; false from the moment `open()` is called. */
   get closed(): boolean {
     return this.#wasm.closed;
   }
@@ -931,7 +931,9 @@ export class Client implements AsyncIterable<Message> {
         // A throwing logger must not break the connection.
       }
     }
-    for (const l of this.#listeners) {
+    // The listeners registered when the event happened: one added by a listener hears only later
+    // events (a Set's iterator would visit it now, and a listener that re-registers would loop).
+    for (const l of [...this.#listeners]) {
       try {
         l(s);
       } catch {

@@ -694,7 +694,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
   }
 
   #emit(s: SharedTabStatus): void {
-    for (const l of this.#listeners) {
+    // The listeners registered when the event happened: one added by a listener hears only later
+    // events (a Set's iterator would visit it now, and a listener that re-registers would loop).
+    for (const l of [...this.#listeners]) {
       try {
         l(s);
       } catch {

@@ -196,6 +196,9 @@ struct Inner {
     /// `open()` while the authenticator runs: settled by the login, a `close()` or the login's
     /// deadline, whichever comes first; then it becomes `open_waiter`.
     login_waiter: Option<Waiter>,
+    /// Settles once `login_waiter` is taken (by the login, a `close()` or the deadline):
+    /// operations called while `open()` logs in enter the session after it (see `take_login`).
+    login_phase: Option<Waiter>,
     login_timer: Option<JsValue>,
     /// Rejects `login_waiter` when `login_timer` fires: one persistent callback (a closure made
     /// per `open()` and never called, when the login won, was never freed).
@@ -352,6 +355,7 @@ impl WasmClient {
             flush_timer: None,
             ops: VecMap::default(),
             login_waiter: None,
+            login_phase: None,
             login_timer: None,
             login_deadline_cb: None,
             login_abort: None,
@@ -409,7 +413,7 @@ impl WasmClient {
             let (w, ms) = {
                 let mut i = rc.borrow_mut();
                 i.login_timer = None;
-                (i.login_waiter.take(), i.connection_timeout.unwrap_or(0.0))
+                (take_login(&mut i), i.connection_timeout.unwrap_or(0.0))
             };
             abort_login(&rc);
             if let Some(w) = w {
@@ -469,10 +473,16 @@ impl WasmClient {
                 }
             }
             let (promise, w) = waiter();
+            let (phase, phase_w) = waiter();
             let deadline = {
                 let mut i = rc.borrow_mut();
                 i.session_gen += 1;
                 i.login_waiter = Some(w);
+                i.login_phase = Some(phase_w);
+                // A subscribe() (unsubscribe(), publish()) called from now on enters the session
+                // this login opens, in call order, rather than failing because it came too early.
+                let earlier = i.ops_entered.clone();
+                i.ops_entered = g::then(&earlier, move |_| Ok(phase.into()));
                 // An error kept from an earlier session's login explains nothing of this one.
                 i.auth_error = None;
                 i.connection_timeout
@@ -496,7 +506,7 @@ impl WasmClient {
                     if let Some(id) = i.login_timer.take() {
                         g::clear_timeout(&id);
                     }
-                    i.login_waiter.take()
+                    take_login(&mut i)
                 };
                 // None: close() or the deadline settled open() already; the token is not used.
                 let Some(w) = w else {
@@ -591,7 +601,7 @@ impl WasmClient {
                 if let Some(id) = i.login_timer.take() {
                     g::clear_timeout(&id);
                 }
-                i.login_waiter.take()
+                take_login(&mut i)
             };
             abort_login(&rc);
             if let Some(w) = login {
@@ -650,18 +660,11 @@ impl WasmClient {
     /// No session and no `open()` under way (its login included): true before `open()`, after a
     /// failed `open()`, and after `close()` or a fatal error, unless `open()` was called again.
     #[wasm_bindgen(getter)]
-    pub fn idle(&self) -> bool {
+    pub fn closed(&self) -> bool {
         let i = self.inner.borrow();
         matches!(i.session.state(), proto::State::Idle | proto::State::Closed)
             && i.login_waiter.is_none()
             && i.open_waiter.is_none()
-    }
-
-    /// True before `open()` and after `close()` or a fatal error.
-    #[wasm_bindgen(getter)]
-    pub fn closed(&self) -> bool {
-        let i = self.inner.borrow();
-        matches!(i.session.state(), proto::State::Idle | proto::State::Closed)
     }
 
     /// Channels subscribed (confirmed or pending).
@@ -763,8 +766,21 @@ fn in_call_order(
     Ok(result.into())
 }
 
+/// Take `open()`'s waiter while it logs in, which ends the login phase: the operations called
+/// meanwhile may enter the session now (or fail, if there is none).
+fn take_login(i: &mut Inner) -> Option<Waiter> {
+    if let Some(phase) = i.login_phase.take() {
+        phase.resolve(&JsValue::UNDEFINED);
+    }
+    i.login_waiter.take()
+}
+
+/// An operation may be called once `open()` was (during its login, it waits for the session).
 fn ensure_open(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     let i = rc.borrow();
+    if i.login_waiter.is_some() {
+        return Ok(());
+    }
     if i.session.is_closed() || matches!(i.session.state(), proto::State::Idle) {
         return Err(js_error("ClientInvalidOperation", "the client is closed"));
     }
@@ -1047,6 +1063,8 @@ fn reason_name(r: &proto::ReconnectReason) -> String {
     match r {
         R::NetworkError => "networkError".into(),
         R::Timeout => "timeout".into(),
+        // A browser hides a redirect's status (an opaque redirect): name it for what it is.
+        R::HttpStatus(proto::REDIRECT_HIDDEN) => "redirect".into(),
         R::HttpStatus(s) => format!("http{s}"),
         R::UnknownClient => "unknownClient".into(),
         R::ServerDisconnect => "serverDisconnect".into(),

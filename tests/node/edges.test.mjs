@@ -627,6 +627,63 @@ describe("a client whose connection failed", () => {
   });
 });
 
+describe("calls made while open() logs in", () => {
+  const slowToken = (ms, fail = false) =>
+    new AccessTokenAuthenticator(async () => {
+      await sleep(ms);
+      if (fail) throw new Error("no token today");
+      return token();
+    });
+
+  test("the client is not closed: a receive() waits for the session, a subscribe() enters it", { timeout: 20000 }, async () => {
+    const ch = "/topic/EdgesDuringLogin";
+    const c = new Client(slowToken(300));
+    const opening = c.open();
+    await sleep(50); // the login is under way
+    // Before: closed was true until the handshake began, so these failed at once as on a closed
+    // client ("the client is closed"), and a for-await loop started now ended quietly.
+    assert.equal(c.closed, false);
+    const subscribed = c.subscribe(ch);
+    const got = c.receive({ signal: AbortSignal.timeout(10000) });
+    await opening;
+    await subscribed;
+    assert.deepEqual([...c.subscriptions], [ch]);
+    await emu.control("publish", { channel: ch, count: 1 });
+    assert.equal((await got).channel, ch);
+    await c.close();
+  });
+
+  test("when that login fails, the subscribe() rejects and the waiting receive() gets open()'s error", { timeout: 20000 }, async () => {
+    const c = new Client(slowToken(200, true));
+    const opening = c.open().then(() => null, (e) => e);
+    await sleep(20);
+    const subscribed = c.subscribe("/topic/EdgesDuringFailedLogin").then(() => null, (e) => e);
+    const waiting = c.receive().then(() => null, (e) => e);
+    const err = await opening;
+    assert.ok(err instanceof AuthenticationError, `${err}`);
+    assert.ok((await subscribed) instanceof ClientInvalidOperation);
+    assert.equal(await waiting, err);
+    assert.equal(c.closed, true);
+  });
+
+  test("a status listener added by a listener hears only the events after the one it was added in", async () => {
+    const c = new SalesforceStreamingClient(login());
+    let first = null;
+    const later = [];
+    c.onStatus((s) => {
+      if (first !== null) return;
+      first = s;
+      c.onStatus((t) => later.push(t));
+    });
+    await c.open();
+    await c.close();
+    // Before: the new listener was called at once with the same event (a listener that
+    // re-registered itself on "failed" looped for ever).
+    assert.ok(first !== null && !later.includes(first), "not the event it was added during");
+    assert.ok(later.some((t) => t.type === "closed"), later.map((t) => t.type).join(","));
+  });
+});
+
 describe("errors say why", () => {
   test("a token endpoint that cannot be reached: the message names the reason (refused)", async () => {
     const closed = createServer();

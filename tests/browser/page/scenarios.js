@@ -73,6 +73,34 @@ export const scenarios = {
     check(performance.now() - t0 < 4000, `failed after ${performance.now() - t0} ms: not at once`);
   },
 
+  // Mid-session, a redirect is retried like any failed long-poll; the page cannot see its status,
+  // and the reconnecting status names it a redirect (it said "http0").
+  async "a redirect mid-session: reconnecting names it, and the client goes on"(creds) {
+    const ch = "/topic/BrowserRedirect";
+    const statuses = [];
+    const client = new SalesforceStreamingClient({ ...creds, loginUrl: location.origin, onStatus: (s) => statuses.push(s) });
+    await client.open();
+    await client.subscribe(ch);
+    // The fault must meet the long-poll after the held one, which the event below answers.
+    for (let i = 0; ; i++) {
+      const stats = await control("stats");
+      if (stats.sessions.some((s) => s.subscriptions.includes(ch) && s.held)) break;
+      check(i < 250, "the long-poll held");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await control("fail", { status: 302, count: 1 });
+    const p1 = await control("publish", { channel: ch, count: 1 });
+    checkPublished(await take(client, 1, 10000, "the event before the redirect"), p1, "before");
+    const reasons = () => statuses.filter((s) => s.type === "reconnecting" || s.type === "rehandshake").map((s) => s.reason);
+    for (let i = 0; !reasons().includes("redirect"); i++) {
+      check(i < 250, `reasons: ${reasons()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const p2 = await control("publish", { channel: ch, count: 1 });
+    checkPublished(await take(client, 1, 10000, "the event after the redirect"), p2, "after");
+    await client.close();
+  },
+
   async "publish on a generic channel and receive it, UTF-8 intact"(creds) {
     const client = new SalesforceStreamingClient({ ...creds, loginUrl: location.origin });
     await client.open();
