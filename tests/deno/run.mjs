@@ -30,54 +30,56 @@ cpSync(join(here, "client.test.ts"), join(dir, "client.test.ts"));
 writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "deno-consumer", private: true, type: "module", dependencies: { sfstream: "*" } }));
 writeFileSync(join(dir, "deno.json"), JSON.stringify({ nodeModulesDir: "manual", compilerOptions: { lib: ["deno.window", "esnext"] } }));
 
+/**
+ * A loopback server playing CometD: `handle(messages, reply, req, res)` for each POST; a GET is
+ * answered with the JSON of `report()`.
+ */
+function bayeuxServer(handle, report = () => ({})) {
+  return createServer((req, res) => {
+    if (req.method === "GET") return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(report()));
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const reply = (v) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(v));
+      handle(JSON.parse(body), reply, req, res);
+    });
+  });
+}
+
 // A server that declares a 70 MiB reply on the second long-poll and then stalls: with the runtime's
 // own fetch (Deno's), the shell must refuse it from the Content-Length header, not wait for the body.
 // Its URL goes to the test in BIG_REPLY_URL.
-const bigReply = createServer((req, res) => {
-  let body = "";
-  req.on("data", (c) => (body += c));
-  req.on("end", () => {
-    const m = JSON.parse(body);
-    const reply = (v) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(v));
-    const kind = m[0].channel;
-    if (kind === "/meta/handshake") return reply([{ channel: kind, id: m[0].id, clientId: "big1", successful: true, version: "1.0", supportedConnectionTypes: ["long-polling"] }]);
-    if (kind === "/meta/subscribe") return reply([{ channel: kind, id: m[0].id, clientId: "big1", subscription: m[0].subscription, successful: true }]);
-    if (kind === "/meta/disconnect") return reply([{ channel: kind, id: m[0].id, successful: true }]);
-    if (kind !== "/meta/connect") return res.writeHead(400).end();
-    bigReply.connects = (bigReply.connects ?? 0) + 1;
-    const ok = { channel: kind, id: m[0].id, clientId: "big1", successful: true, advice: { interval: 0, timeout: 500, reconnect: "retry" } };
-    if (bigReply.connects === 1) return reply([ok]);
-    if (bigReply.connects === 2) {
-      res.writeHead(200, { "content-type": "application/json", "content-length": String(70 * 1024 * 1024) });
-      res.write("["); // and nothing more: the client must not wait for the rest
-      res.on("error", () => {});
-      return;
-    }
-    if (bigReply.connects === 3) return reply([{ channel: "/topic/Big", data: { event: { replayId: 7 } } }, ok]);
-    setTimeout(() => reply([ok]), 500);
-  });
+const bigReply = bayeuxServer((m, reply, req, res) => {
+  const kind = m[0].channel;
+  if (kind === "/meta/handshake") return reply([{ channel: kind, id: m[0].id, clientId: "big1", successful: true, version: "1.0", supportedConnectionTypes: ["long-polling"] }]);
+  if (kind === "/meta/subscribe") return reply([{ channel: kind, id: m[0].id, clientId: "big1", subscription: m[0].subscription, successful: true }]);
+  if (kind === "/meta/disconnect") return reply([{ channel: kind, id: m[0].id, successful: true }]);
+  if (kind !== "/meta/connect") return res.writeHead(400).end();
+  bigReply.connects = (bigReply.connects ?? 0) + 1;
+  const ok = { channel: kind, id: m[0].id, clientId: "big1", successful: true, advice: { interval: 0, timeout: 500, reconnect: "retry" } };
+  if (bigReply.connects === 1) return reply([ok]);
+  if (bigReply.connects === 2) {
+    res.writeHead(200, { "content-type": "application/json", "content-length": String(70 * 1024 * 1024) });
+    res.write("["); // and nothing more: the client must not wait for the rest
+    res.on("error", () => {});
+    return;
+  }
+  if (bigReply.connects === 3) return reply([{ channel: "/topic/Big", data: { event: { replayId: 7 } } }, ok]);
+  setTimeout(() => reply([ok]), 500);
 });
 await new Promise((r) => bigReply.listen(0, "127.0.0.1", r));
 
 // A server that loses replies the way a reset connection does: it takes the third long-poll and
 // the first publish, then resets the connection without a byte of answer. Deno's fetch sends a
 // request once more when its reused connection is reset like this, unless its body is a stream:
-// a long-poll or a publish must reach the server once. `GET /seen` lists the Bayeux message ids
+// a long-poll or a publish must reach the server once. A GET (`/seen`) lists the Bayeux message ids
 // that arrived more than once. Its URL goes to the test in LOSSY_URL.
 const lossySeen = new Map();
 let lossyConnects = 0;
 let lossyPublishes = 0;
 let lossySession = 0;
-const lossy = createServer((req, res) => {
-  if (req.method === "GET" && req.url === "/seen") {
-    const again = [...lossySeen].filter(([, n]) => n > 1).map(([k]) => k);
-    return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ again, connects: lossyConnects, publishes: lossyPublishes }));
-  }
-  let body = "";
-  req.on("data", (c) => (body += c));
-  req.on("end", () => {
-    const m = JSON.parse(body);
-    const reply = (v) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(v));
+const lossy = bayeuxServer(
+  (m, reply, req) => {
     const kind = m[0].channel;
     const key = `${m[0].clientId ?? "-"}:${m[0].id}`;
     lossySeen.set(key, (lossySeen.get(key) ?? 0) + 1);
@@ -102,8 +104,9 @@ const lossy = createServer((req, res) => {
       return setTimeout(() => reply([{ channel: "/topic/Lossy", data: { event: { replayId: 9 } } }, ok]), 50);
     }
     setTimeout(() => reply([ok]), lossyConnects === 1 ? 0 : 300);
-  });
-});
+  },
+  () => ({ again: [...lossySeen].filter(([, n]) => n > 1).map(([k]) => k), connects: lossyConnects, publishes: lossyPublishes }),
+);
 await new Promise((r) => lossy.listen(0, "127.0.0.1", r));
 
 const emu = await startSfemu(["--hold-timeout", "3000"]);
