@@ -147,7 +147,9 @@ pub enum ProtoError {
     Server(ServerError),
     /// A request failed at the transport level and could not be retried.
     Transport(TransportFailure),
-    /// The connection could not be (re-)established within `Config::connection_timeout`.
+    /// The connection could not be (re-)established within `Config::connection_timeout`, and
+    /// nothing failed meanwhile: the request under way has not been answered (a server, or a
+    /// network, that drops traffic silently).
     Timeout,
     /// As `Timeout`, while the server kept refusing (handshake denied, server busy): its latest
     /// refusal.
@@ -168,9 +170,9 @@ impl fmt::Display for ProtoError {
             ProtoError::InvalidArgument { name, reason } => write!(f, "invalid {name}: {reason}"),
             ProtoError::Server(e) => write!(f, "{e}"),
             ProtoError::Transport(t) => write!(f, "{t}"),
-            ProtoError::Timeout => {
-                f.write_str("could not (re)connect within the connection timeout")
-            }
+            ProtoError::Timeout => f.write_str(
+                "could not (re)connect within the connection timeout; the server has not answered",
+            ),
             ProtoError::TimeoutRefused(e) => write!(
                 f,
                 "could not (re)connect within the connection timeout; the server's last answer: {e}"

@@ -108,7 +108,8 @@ pub fn to_js(err: &ProtoError) -> JsValue {
         }
         ProtoError::Timeout => js_error(
             "TransportTimeoutError",
-            "could not (re-)establish the connection with the server within connectionTimeout",
+            "could not (re-)establish the connection with the server within connectionTimeout; \
+             the server has not answered",
         ),
         ProtoError::TimeoutRefused(se) => {
             let e = js_error(

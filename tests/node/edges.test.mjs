@@ -514,6 +514,17 @@ describe("a connection timeout names the last failure", () => {
     assert.equal(err?.name, "TransportTimeoutError", String(err));
     assert.match(err.message, /the last failure: unexpected HTTP status 503/);
   });
+
+  test("a server that takes the handshake and never answers: the TransportTimeoutError says so", { timeout: 20000 }, async () => {
+    const srv = await scripted({ token: () => {}, cometd: () => {} });
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: srv.url }), { connectionTimeout: 1000 });
+    const err = await c.open().then(() => null, (e) => e);
+    assert.equal(err?.name, "TransportTimeoutError", String(err));
+    // The handshake's own timeout and the connection's deadline fall together; whichever comes
+    // first, the message says why. Before: when the deadline came first, it ended at "within
+    // connectionTimeout", naming nothing (a firewall that drops traffic looked like any timeout).
+    assert.match(err.message, /within connectionTimeout; (the server has not answered|the last failure: the request timed out)$/);
+  });
 });
 
 test("events on more distinct channel names than the shell's table holds (4096) all arrive", { timeout: 30000 }, async () => {
