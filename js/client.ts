@@ -465,6 +465,11 @@ export class Client implements AsyncIterable<Message> {
   readonly #bound: number;
   #reportTimer: ReturnType<typeof setTimeout> | null = null;
   #failure: Error | null = null;
+  /**
+   * `open()` calls not settled: the shell starts an `open()` in a microtask, and from the call on
+   * the client is not closed (a `receive()` right after an `open()` not awaited waits for it).
+   */
+  #opening = 0;
 
   constructor(authenticator: Authenticator, options: ClientOptions = {}) {
     if (authenticator === null || typeof authenticator !== "object" || typeof authenticator.authenticate !== "function") {
@@ -557,6 +562,7 @@ export class Client implements AsyncIterable<Message> {
   async open(): Promise<void> {
     this.#failure = null;
     OPEN_CLIENTS.add(this);
+    this.#opening++;
     try {
       await this.#wasm.open();
     } catch (e) {
@@ -570,6 +576,8 @@ export class Client implements AsyncIterable<Message> {
         OPEN_CLIENTS.delete(this);
       }
       throw err;
+    } finally {
+      this.#opening--;
     }
   }
 
@@ -670,7 +678,7 @@ export class Client implements AsyncIterable<Message> {
     }
     this.#reportTaken();
     if (this.#failure) return Promise.reject(this.#failure);
-    if (this.#wasm.closed) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
+    if (this.closed) return Promise.reject(new ClientInvalidOperation("the client is closed and has no pending messages"));
     return waitForMessage(this.#waiters, options.signal, slot);
   }
 
@@ -820,7 +828,7 @@ export class Client implements AsyncIterable<Message> {
 
   /** True before `open()`, and after `close()`, a failed `open()` or a fatal error; false from the moment `open()` is called. */
   get closed(): boolean {
-    return this.#wasm.closed;
+    return this.#opening === 0 && this.#wasm.closed;
   }
   /** The subscribed channels. */
   get subscriptions(): ReadonlySet<string> {

@@ -650,16 +650,20 @@ describe("calls made while open() logs in", () => {
     const ch = "/topic/EdgesDuringLogin";
     const c = new Client(slowToken(300));
     const opening = c.open();
-    await sleep(50); // the login is under way
+    // Right after the call (the shell starts it in a microtask) and during the login alike.
     // Before: closed was true until the handshake began, so these failed at once as on a closed
     // client ("the client is closed"), and a for-await loop started now ended quietly.
+    assert.equal(c.closed, false);
+    const first = c.receive({ signal: AbortSignal.timeout(10000) });
+    await sleep(50); // the login is under way
     assert.equal(c.closed, false);
     const subscribed = c.subscribe(ch);
     const got = c.receive({ signal: AbortSignal.timeout(10000) });
     await opening;
     await subscribed;
     assert.deepEqual([...c.subscriptions], [ch]);
-    await emu.control("publish", { channel: ch, count: 1 });
+    await emu.control("publish", { channel: ch, count: 2 });
+    assert.equal((await first).channel, ch);
     assert.equal((await got).channel, ch);
     await c.close();
   });
