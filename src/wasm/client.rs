@@ -926,7 +926,7 @@ fn abort_login(rc: &Rc<RefCell<Inner>>) {
         i.login_abort.take()
     };
     if let Some(c) = c {
-        c.abort();
+        g::abort(&c);
     }
 }
 
@@ -1316,7 +1316,7 @@ fn abort_inflight(rc: &Rc<RefCell<Inner>>, kind: Option<RequestKind>) {
             .collect()
     };
     for c in controllers {
-        c.abort();
+        g::abort(&c);
     }
 }
 

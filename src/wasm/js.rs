@@ -9,6 +9,23 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::AbortController;
 
+/// Cancel a timer; one the runtime no longer knows (workerd: made while serving another request)
+/// is left alone. A JS exception must never unwind through the shell's state.
+pub fn clear_timeout(id: &JsValue) {
+    let _ = clear_timeout_binding(id);
+}
+
+/// Abort `c`'s request, if the runtime lets this context do so (workerd does not for a controller
+/// made while serving another request, whose request is cancelled with it anyway).
+pub fn abort(c: &AbortController) {
+    // Called through `Function.call`, which catches (web-sys's `abort` does not).
+    if let Ok(f) = js_sys::Reflect::get(c, &JsValue::from_str("abort")) {
+        if let Some(f) = f.dyn_ref::<Function>() {
+            let _ = f.call0(c);
+        }
+    }
+}
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = fetch)]
@@ -17,8 +34,8 @@ extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     pub fn set_timeout(handler: &Function, ms: f64) -> JsValue;
 
-    #[wasm_bindgen(js_name = clearTimeout)]
-    pub fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(catch, js_name = clearTimeout)]
+    fn clear_timeout_binding(id: &JsValue) -> Result<(), JsValue>;
 
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     pub fn performance_now() -> f64;

@@ -101,6 +101,17 @@ try {
       instance.server.close();
     }
   });
+  await check("workerd: a client closed from a later request than the one that opened it: close() settles, twice, and ends the session", async () => {
+    const opened = await call("crossOpen");
+    assert(opened.open === true, JSON.stringify(opened));
+    // Before: close() threw workerd's "Cannot perform I/O on behalf of a different request" from
+    // inside the shell (aborting the first request's long-poll), left the session closing, and
+    // a second close() never settled.
+    const r = await call("crossClose");
+    assert(r.first === "closed" && r.second === "closed" && r.closed === true, JSON.stringify(r));
+    const stats = await emu.control("stats");
+    assert(!stats.sessions.some((s) => s.subscriptions.includes("/topic/WorkerdCross")), "the session was disconnected");
+  });
   await check("workerd: requests in parallel share the wasm module", async () => {
     const [a, b] = await Promise.all([call("replayAll?n=2"), call("password")]);
     checkPublished(a.events, a.published, "parallel replay");

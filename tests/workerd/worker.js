@@ -31,6 +31,9 @@ async function take(client, n, timeout = 15000) {
   return out;
 }
 
+/** The client of crossOpen/crossClose, which outlives the request that opened it. */
+let crossClient = null;
+
 const summary = (ms) => ms.map((m) => ({ channel: m.channel, replayId: m.data.event.replayId }));
 
 const routes = {
@@ -78,6 +81,29 @@ const routes = {
     } catch (e) {
       return { thrown: true, name: e?.name, message: e?.message, sfstreamError: e instanceof SfstreamError, ms: Date.now() - started };
     }
+  },
+  // A client opened in one request (kept at module level) and closed from a later one: workerd
+  // cancels the first request's long-poll when it ends and refuses to abort its requests from
+  // another request. close() must still settle, twice, and end the session on the server.
+  async crossOpen(base) {
+    const grant = await control(base, "token", {});
+    crossClient = new Client(new AccessTokenAuthenticator({ accessToken: grant.access_token, instanceUrl: grant.instance_url }));
+    await crossClient.open();
+    await crossClient.subscribe("/topic/WorkerdCross");
+    return { open: !crossClient.closed };
+  },
+  async crossClose() {
+    const outcome = async () => {
+      try {
+        await crossClient.close();
+        return "closed";
+      } catch (e) {
+        return `${e?.name}: ${e?.message}`;
+      }
+    };
+    const first = await outcome();
+    const second = await outcome();
+    return { first, second, closed: crossClient.closed };
   },
   async serverError(base) {
     const client = new SalesforceStreamingClient({ ...CREDS, loginUrl: base });
