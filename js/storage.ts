@@ -185,6 +185,8 @@ export interface WorkersKvLike {
 export class WorkersKvReplayStorage extends NamespacedStorage {
   readonly #kv: WorkersKvLike;
   readonly prefix: string;
+  /** When each key's last write ended: Workers KV refuses (429) a second write to a key within a second. */
+  readonly #written = new Map<string, number>();
   constructor(kv: WorkersKvLike, options: NativeStorageOptions & { prefix?: string | undefined } = {}) {
     checkKeys(options, ["prefix"]);
     super(options);
@@ -198,10 +200,25 @@ export class WorkersKvReplayStorage extends NamespacedStorage {
   async getReplayMarker(subscription: string): Promise<ReplayMarker | null> {
     return storedMarker(await this.#kv.get(`${this.prefix}${this.currentNamespace}/${subscription}`));
   }
+  /**
+   * Writes a key at most once a second, as Workers KV allows: a write that comes sooner waits for
+   * its turn (the client coalesces markers meanwhile, so the newest one is written).
+   */
   async setReplayMarker(subscription: string, marker: ReplayMarker): Promise<void> {
-    await this.#kv.put(`${this.prefix}${this.currentNamespace}/${subscription}`, JSON.stringify(marker.toJSON()));
+    const key = `${this.prefix}${this.currentNamespace}/${subscription}`;
+    const last = this.#written.get(key);
+    const wait = last === undefined ? 0 : last + KV_WRITE_SPACING_MS - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    try {
+      await this.#kv.put(key, JSON.stringify(marker.toJSON()));
+    } finally {
+      this.#written.set(key, Date.now());
+    }
   }
 }
+
+/** Workers KV: at most one write per second to a key (https://developers.cloudflare.com/kv/platform/limits/). */
+const KV_WRITE_SPACING_MS = 1000;
 
 /** The parts of `DurableObjectStorage` this storage uses. */
 export interface DurableObjectStorageLike {

@@ -895,6 +895,38 @@ describe("namespacing by org and user", () => {
     assert.throws(() => new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: "https://example.my.salesforce.com", id: "alice" }), (e) => e instanceof TypeError && /^id must be the identity URL/.test(e.message));
   });
 
+  test("Workers KV takes one write per key per second: a fast drain then close() stores the last marker without a refusal", { timeout: 30000 }, async () => {
+    // Workers KV refuses (429) a write to a key written less than a second before; the stand-in
+    // below does the same. The client writes markers up to five times a second, and close()
+    // retried its flush three times back to back: before, close() rejected and the stored
+    // marker lagged (events came again on the next run).
+    const backing = new Map();
+    const lastPut = new Map();
+    const kv = {
+      get: async (k) => backing.get(k) ?? null,
+      put: async (k, v) => {
+        const now = Date.now();
+        if (now - (lastPut.get(k) ?? -Infinity) < 1000) throw new Error("KV PUT failed: 429 Too Many Requests");
+        lastPut.set(k, now);
+        backing.set(k, v);
+      },
+    };
+    const statuses = [];
+    const client = new SalesforceStreamingClient({ ...login(), replay: new WorkersKvReplayStorage(kv, { namespace: "kv-rate" }), onStatus: (s) => statuses.push(s) });
+    await client.open();
+    const ch = channel("topic", "KvRate");
+    await client.subscribe(ch);
+    const published = await emu.control("publish", { channel: ch, count: 60 });
+    const signal = AbortSignal.timeout(15000);
+    for (let i = 0; i < 60; i++) {
+      await client.receive({ signal });
+      await new Promise((r) => setTimeout(r, 25)); // the application's work: markers advance for 1.5 s
+    }
+    await client.close();
+    assert.deepEqual(statuses.filter((s) => s.type === "storageError").map((s) => s.message), []);
+    assert.equal(JSON.parse(backing.get(`sfstream/kv-rate/${ch}`)).replayId, published.lastReplayId);
+  });
+
   test("a fixed namespace option overrides the identity", async () => {
     const backing = new Map();
     const kv = { get: async (k) => backing.get(k) ?? null, put: async (k, v) => void backing.set(k, v) };
