@@ -86,7 +86,12 @@ export async function runExampleWorker(check) {
     const worker = await mf.getWorker();
     const kv = await mf.getKVNamespace("EVENTS");
     const eventKeys = async () => (await kv.list({ prefix: "event:" })).keys.map((k) => k.name).sort();
-    const marker = async (ch) => JSON.parse((await kv.get(`marker:${ch}`)) ?? "null");
+    // WorkersKvReplayStorage's keys: marker:<orgId>/<userId>/<channel>.
+    const markerKey = async (ch) => (await kv.list({ prefix: "marker:" })).keys.map((k) => k.name).find((k) => k.endsWith(`/${ch}`));
+    const marker = async (ch) => {
+      const key = await markerKey(ch);
+      return key === undefined ? null : JSON.parse((await kv.get(key)) ?? "null");
+    };
     const cron = async () => {
       const t0 = Date.now();
       const r = await worker.scheduled({ cron: "*/5 * * * *", scheduledTime: new Date() });
@@ -137,7 +142,8 @@ export async function runExampleWorker(check) {
       assert((await marker(A))?.replayId === a2.lastReplayId, "marker A advanced");
       const res = await mf.dispatchFetch("http://worker/");
       const body = await res.json();
-      assert(body.events === 12 && body.markers[A].replayId === a2.lastReplayId, `GET / ${JSON.stringify(body)}`);
+      const markerA = Object.entries(body.markers).find(([k]) => k.endsWith(`/${A}`))?.[1];
+      assert(body.events === 12 && markerA?.replayId === a2.lastReplayId, `GET / ${JSON.stringify(body)}`);
     });
   } catch (e) {
     await check("examples/worker setup", () => {

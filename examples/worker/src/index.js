@@ -3,21 +3,17 @@
 // IDLE_MS (the backlog is drained), after MAX_EVENTS events, or at the deadline, whichever comes
 // first; it never waits for the next event forever.
 //
-// Replay markers live in the same KV namespace (key `marker:<channel>`), so each run resumes where
-// the previous one stopped; the first run takes every event still retained (ALL_EVENTS).
+// Replay markers live in the same KV namespace (`WorkersKvReplayStorage`, keys
+// `marker:<orgId>/<userId>/<channel>`; it writes a key at most once a second, as KV allows), so each
+// run resumes where the previous one stopped; the first run takes every event still retained
+// (ALL_EVENTS).
 // Events are stored under `event:<channel>:<replayId, zero-padded>`: a re-delivered event
 // overwrites its own key, so at-least-once delivery never leaves duplicates.
-import { Client, DefaultMappingStorage, PasswordAuthenticator, AccessTokenAuthenticator, ReplayOption } from "sfstream";
+import { Client, WorkersKvReplayStorage, PasswordAuthenticator, AccessTokenAuthenticator, ReplayOption } from "sfstream";
 
-const DEFAULTS = { IDLE_MS: 2000, MAX_EVENTS: 1000, DEADLINE_MS: 25000 };
-
-/** Replay markers in KV, as the Map-like object sfstream's storages accept. */
-function kvMarkers(kv) {
-  return {
-    get: (channel) => kv.get(`marker:${channel}`, "json"),
-    set: (channel, marker) => kv.put(`marker:${channel}`, JSON.stringify(marker)),
-  };
-}
+// MAX_EVENTS: one KV write per event, and Workers allow 1,000 KV operations per invocation (the
+// markers' reads and writes count too): a run stops well below.
+const DEFAULTS = { IDLE_MS: 2000, MAX_EVENTS: 500, DEADLINE_MS: 25000 };
 
 function authenticator(env) {
   if (env.SF_ACCESS_TOKEN) return new AccessTokenAuthenticator({ accessToken: env.SF_ACCESS_TOKEN, instanceUrl: env.SF_INSTANCE_URL });
@@ -41,7 +37,7 @@ export async function drain(env) {
   if (channels.length === 0) throw new Error("CHANNELS is empty");
 
   const client = new Client(authenticator(env), {
-    replay: new DefaultMappingStorage(kvMarkers(env.EVENTS), ReplayOption.ALL_EVENTS),
+    replay: new WorkersKvReplayStorage(env.EVENTS, { prefix: "marker:", defaultReplay: ReplayOption.ALL_EVENTS }),
     // An event counts as consumed once it is in KV (acknowledge below): if storing it fails, the
     // next run gets it again.
     ackPolicy: "manual",
@@ -71,7 +67,7 @@ export async function drain(env) {
       count++;
     }
   } finally {
-    // Closing stores the replay marker of every message acknowledged (into KV, through kvMarkers).
+    // Closing stores the replay marker of every message acknowledged (into KV).
     await client.close();
   }
   return { count, stored, reason };
@@ -85,9 +81,17 @@ export default {
   // GET /: what has been stored so far (a convenience for looking at the result).
   async fetch(request, env) {
     if (new URL(request.url).pathname !== "/") return new Response("not found", { status: 404 });
-    const events = await env.EVENTS.list({ prefix: "event:" });
+    // list() returns at most 1,000 keys a call: page through them.
+    let events = 0;
+    let cursor;
+    do {
+      const page = await env.EVENTS.list({ prefix: "event:", cursor });
+      events += page.keys.length;
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor !== undefined);
     const markers = await env.EVENTS.list({ prefix: "marker:" });
-    const out = { events: events.keys.length, markers: {} };
+    const out = { events, markers: {} };
+    // Keyed `<orgId>/<userId>/<channel>`.
     for (const k of markers.keys) out.markers[k.name.slice("marker:".length)] = await env.EVENTS.get(k.name, "json");
     return Response.json(out);
   },
