@@ -406,6 +406,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
   #takeoverFailures = 0;
   #leaderlessSince: number | null = null;
   #ready: { resolve(): void; reject(e: unknown): void } | null = null;
+  /** The `open()` under way: a second `open()` waits for it rather than resolving at once. */
+  #opening: Promise<void> | null = null;
+  /** The `close()` under way: a second `close()`, and an `open()`, wait for it. */
+  #closing: Promise<void> | null = null;
+  /**
+   * A leader tab closing its connection: the calls it runs for followers fail with it, and are not
+   * answered, so that the followers send them to the next leader (as calls the leader never got).
+   */
+  #leaving = false;
   /** This tab's subscriptions. */
   readonly #subs = new Set<string>();
   /** Leader: which tabs want each channel, with when their subscription was confirmed (epoch ms) where known. */
@@ -486,11 +495,31 @@ export class SharedTabClient implements AsyncIterable<Message> {
     return this.#buffer.length > 0;
   }
 
-  /** Join the election (shared) or connect (standalone). Resolves once this tab leads or follows a leader. */
-  async open(): Promise<void> {
-    if (this.#open) return;
+  /**
+   * Join the election (shared) or connect (standalone). Resolves once this tab leads or follows a
+   * leader. A second call while one runs waits for it; on a tab that failed, it starts over (as
+   * `close()` then `open()`); after a `close()` not awaited, it starts once that has left.
+   */
+  open(): Promise<void> {
+    if (this.#opening) return this.#opening;
+    if (this.#open && this.#failure === null) return Promise.resolve();
+    const p = this.#openFresh();
+    this.#opening = p;
+    const done = () => {
+      if (this.#opening === p) this.#opening = null;
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  async #openFresh(): Promise<void> {
+    if (this.#open) await this.close(); // a failed tab starts over
     this.#open = true;
     const epoch = ++this.#epoch;
+    if (this.#closing) {
+      await this.#closing;
+      if (this.#epoch !== epoch) throw new ClientInvalidOperation("closed");
+    }
     this.#failure = null;
     this.#takeoverFailures = 0;
     this.#leaderlessSince = null;
@@ -512,12 +541,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
     }
     if (this.#epoch !== epoch) throw new ClientInvalidOperation("closed");
     this.#lockName = `sfstream:${this.#key}`;
-    const ready = new Promise<void>((resolve, reject) => (this.#ready = { resolve, reject }));
+    let handle: { resolve(): void; reject(e: unknown): void } | null = null;
+    const ready = new Promise<void>((resolve, reject) => (handle = { resolve, reject }));
+    this.#ready = handle;
     this.#listenToPage();
     this.#join();
     const timer = setTimeout(() => {
-      this.#ready?.reject(new TransportTimeoutError(`no leader tab answered within ${this.#leaderTimeout} ms`));
-      this.#ready = null;
+      // This open()'s own wait (a later open() has its own).
+      handle?.reject(new TransportTimeoutError(`no leader tab answered within ${this.#leaderTimeout} ms`));
+      if (this.#ready === handle) this.#ready = null;
     }, this.#leaderTimeout);
     try {
       await ready;
@@ -548,27 +580,48 @@ export class SharedTabClient implements AsyncIterable<Message> {
     });
   }
 
-  /** Leave: a leader stores its markers, disconnects and hands over; a follower says goodbye. */
-  async close(): Promise<void> {
-    if (!this.#open) return;
+  /**
+   * Leave: a leader stores its markers, disconnects and hands over; a follower says goodbye. A
+   * second call while one runs waits for it.
+   */
+  close(): Promise<void> {
+    if (!this.#open) return this.#closing ?? Promise.resolve();
+    const p = this.#closeNow();
+    this.#closing = p;
+    const done = () => {
+      if (this.#closing === p) this.#closing = null;
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  async #closeNow(): Promise<void> {
     this.#open = false;
     this.#loginAbort?.abort();
     this.#loginAbort = null;
     this.#suspended = false;
-    this.#epoch++;
+    const epoch = ++this.#epoch;
+    const wasLeader = this.#role === "leader";
     if (this.#pageListeners) {
       const g = globalThis as { removeEventListener?: (t: string, f: (ev: Event) => void) => void };
       g.removeEventListener?.("pagehide", this.#pageListeners.hide);
       g.removeEventListener?.("pageshow", this.#pageListeners.show);
       this.#pageListeners = null;
     }
-    await this.#leave();
-    this.#ready?.reject(new ClientInvalidOperation("closed"));
+    // What belongs to this session is settled now: an open() called while this tab leaves owns
+    // what comes after (it used to be rejected, and its tab left closed, by this close()'s end).
+    const ready = this.#ready;
     this.#ready = null;
-    for (const p of this.#pending.values()) p.reject(new ClientInvalidOperation("the client is closed"));
+    ready?.reject(new ClientInvalidOperation("closed"));
+    const pending = [...this.#pending.values()];
     this.#pending.clear();
+    for (const p of pending) p.reject(new ClientInvalidOperation("the client is closed"));
+    await this.#leave();
+    if (this.#epoch !== epoch) return;
     this.#role = null;
     this.#wakeAll();
+    // A leader's own connection reported `closed`; a follower closes no connection of its own.
+    if (!wasLeader) this.#emit({ type: "closed", at: now() });
   }
 
   /** Subscribe this tab to `channel` (the leader subscribes the connection if no tab had). */
@@ -768,7 +821,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
       replay: this.#storage,
       onStatus: (s) => {
         this.#emit(s);
-        if (this.#role === "leader") this.#post({ t: "status", s: statusToWire(s) });
+        // Not its `closed`: the leader's connection closing is a handover to the followers.
+        if (this.#role === "leader" && s.type !== "closed") this.#post({ t: "status", s: statusToWire(s) });
       },
     });
     this.#client = client;
@@ -865,7 +919,12 @@ export class SharedTabClient implements AsyncIterable<Message> {
     // Calls not answered yet go to whichever tab leads when (and if) this one joins again.
     for (const p of this.#pending.values()) p.to = null;
     // The connection's last messages still go out (over `bc`) while it closes.
-    await this.#stopClient();
+    this.#leaving = wasLeader;
+    try {
+      await this.#stopClient();
+    } finally {
+      this.#leaving = false;
+    }
     if (wasLeader) this.#post({ t: "resign", id: this.tabId });
     release?.();
     if (bc) bc.onmessage = null;
@@ -993,8 +1052,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
     const elapsed = now() - this.#leaderlessSince;
     const limit = this.#connectionTimeout;
     if (limit !== null && elapsed >= limit) {
-      this.#emit({ type: "failed", at: now(), error });
+      // Recorded before the status: a `failed` listener may open the tab again.
       this.#fail(error);
+      this.#emit({ type: "failed", at: now(), error });
       return;
     }
     let delay = Math.min(TAKEOVER_RETRY_MS * 2 ** (this.#takeoverFailures - 1), TAKEOVER_RETRY_MAX_MS);
@@ -1121,7 +1181,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
           for (const ch of w.channels) {
             const at = w.since?.[ch];
             this.#want(ch, w.from, typeof at === "number" && Number.isFinite(at) ? at : undefined);
-            this.#run({ op: "sub", channel: ch }, w.from).catch((e: unknown) => this.#subscribeFailed(ch, e));
+            this.#run({ op: "sub", channel: ch }, w.from).catch((e: unknown) => {
+              if (!this.#leaving) this.#subscribeFailed(ch, e);
+            });
           }
         }
         break;
@@ -1136,7 +1198,10 @@ export class SharedTabClient implements AsyncIterable<Message> {
         if (leading && w.to === this.tabId) {
           this.#run(w.call, w.from).then(
             (value) => this.#post({ t: "ack", to: w.from, rid: w.rid, ok: true, value }),
-            (e) => this.#post({ t: "ack", to: w.from, rid: w.rid, ok: false, error: toWire(e) }),
+            (e) => {
+              // Failed because this tab is handing over: the follower sends it to the next leader.
+              if (!this.#leaving) this.#post({ t: "ack", to: w.from, rid: w.rid, ok: false, error: toWire(e) });
+            },
           );
         }
         break;

@@ -366,6 +366,63 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    await check("tabs: a leader restarted with close() not awaited, then open(): a second close() waits for the first, open() leads again, the tab receives", async () => {
+      const ch = "/event/Tabs_Restart__e";
+      await isolated(async (ctx) => {
+        const a = await newTab(ctx);
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        // Before: open() rejected "closed" (the first close() ended by closing the new session)
+        // and the tab stayed closed; the second close() resolved while the first still ran.
+        const r = await a.evaluate(() => window.tabTest.restart());
+        assert(r.opened === "open" && r.closed === false && r.role === "leader", JSON.stringify(r));
+        await a.evaluate(([c]) => window.tabTest.call("subscribe", c), [ch]);
+        const p = await emu.control("publish", { channel: ch, count: 2 });
+        await expectRanges(a, ch, [p], "a");
+      });
+    });
+
+    await check("tabs: a follower's publish() in flight when the leader closes goes to the next leader and resolves", async () => {
+      const ch = "/u/Tabs_Handover";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [])).role === "leader", "a leads");
+        assert((await openVia(b, [])).role === "follower", "b follows");
+        await emu.control("delay", { ms: 1500, count: 2 });
+        const call = b.evaluate(([c]) => window.tabTest.call("publish", c, "handover"), [ch]);
+        await sleep(300);
+        await a.evaluate(() => window.tabTest.close());
+        // Before: it rejected with the leader's "the client is closed" (and may have been made).
+        const r = await call;
+        assert(r.ok, `publish: ${JSON.stringify(r)}`);
+        const sb = await state(b);
+        assert(sb.role === "leader", "b took over");
+        // The old leader's connection closing is a handover, not b's `closed` (b heard it before).
+        assert(!sb.statuses.includes("closed"), `b's statuses: ${sb.statuses}`);
+      });
+    });
+
+    await check("tabs: a 'failed' listener that sets a good token, then close() and open(), gets a working tab", async () => {
+      const ch = "/event/Tabs_Reopen__e";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        const ob = await openVia(b, [ch], { connectionTimeout: 3000 }, { tokenOnFailed: tabsRelay.session() });
+        assert(ob.role === "follower", "b follows");
+        tabsRelay.sessions.delete(ob.session); // b's takeovers fail until its listener sets the good token
+        await a.evaluate(() => window.tabTest.close());
+        await a.close();
+        // Before: the failure was recorded after the listener's open() had cleared it: the tab
+        // neither led nor followed, and that open() rejected after leaderTimeout.
+        await until(async () => !["pending", null].includes(await b.evaluate(() => window.tabTest.reopened())), { timeout: 20000, what: "the listener's open() to settle" });
+        const r = await b.evaluate(() => window.tabTest.reopened());
+        assert(r === "open", `the listener's open(): ${r}`);
+        await b.evaluate(([c]) => window.tabTest.call("subscribe", c), [ch]);
+        const p = await emu.control("publish", { channel: ch, count: 1 });
+        const m = await b.evaluate((ms) => window.tabTest.receiveOne(ms), 8000);
+        assert(m.channel === ch && m.replayId === p.firstReplayId, JSON.stringify(m));
+      });
+    });
+
     await check("tabs: a follower's publish() in flight while another tab opens is published once", async () => {
       const ch = "/u/Tabs_Notes";
       await isolated(async (ctx) => {

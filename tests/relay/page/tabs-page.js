@@ -13,6 +13,8 @@ const got = [];
 const roles = [];
 const statuses = [];
 let failure = null;
+/** What the tokenOnFailed hook's open() came to: null, "pending", "open" or its error. */
+let reopened = null;
 // The session token the tab's authenticator hands out; setToken() changes it (an expired session).
 let token = null;
 
@@ -49,6 +51,16 @@ export const tabTest = {
       onStatus: (s) => {
         if (s.type === "role") roles.push(s.role);
         if (s.type === "role" && s.role === hooks.closeOnRole) void client.close();
+        // A supervisor written the Client way: on failure, a good token, then close() and open().
+        if (s.type === "failed" && hooks.tokenOnFailed) {
+          token = hooks.tokenOnFailed;
+          void client.close();
+          reopened = "pending";
+          client.open().then(
+            () => (reopened = "open"),
+            (e) => (reopened = `${e?.name}: ${e?.message}`),
+          );
+        }
         statuses.push(s.type === "failed" ? `failed: ${s.error?.name}: ${s.error?.message}` : s.type === "reconnecting" ? `reconnecting ${s.reason}` : s.type);
       },
       ...options,
@@ -131,6 +143,23 @@ export const tabTest = {
   },
   setToken(t) {
     token = t;
+  },
+  /** close() not awaited, then open(), as a supervisor restarting the tab does; the receive loop goes on. */
+  async restart() {
+    const closing = client.close();
+    const second = client.close(); // a second close() waits for the first
+    let opened;
+    try {
+      await client.open();
+      opened = "open";
+    } catch (e) {
+      opened = `${e?.name}: ${e?.message}`;
+    }
+    await Promise.all([closing, second]);
+    return { opened, closed: client.closed, role: client.role };
+  },
+  reopened() {
+    return reopened;
   },
   state() {
     return { role: client?.role ?? null, roles: [...roles], statuses: statuses.slice(-20), got: [...got], failure, failureError: tabTest.failureError, closed: client?.closed ?? true };
