@@ -36,8 +36,8 @@
  * most 30 s), following any tab that leads meanwhile. After `connectionTimeout` (default 10 s;
  * `null`: forever) of failed takeovers with no leader it fails like a `Client` that cannot
  * reconnect: a `failed` status, and `receive()` and pending calls reject with the last error. When
- * the leader's connection fails, every tab fails with its error and leaves the election; `close()`
- * and `open()` start over.
+ * the leader's connection fails, every tab fails with its error and leaves the election; `open()`
+ * (with or without `close()` first) starts over.
  *
  * `shared: false`, or a runtime without Web Locks or BroadcastChannel (Node, Deno, workers
  * without locks), gives each instance its own connection, like a plain `Client`.
