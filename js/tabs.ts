@@ -1151,7 +1151,10 @@ export class SharedTabClient implements AsyncIterable<Message> {
           break;
         }
         this.#leaderId = w.id;
+        const epoch = this.#epoch;
         this.#setRole("follower");
+        // A role listener closed (or reopened) the tab: this session sends nothing more.
+        if (this.#epoch !== epoch) break;
         if (this.#subs.size > 0) {
           // With when each subscription was confirmed: the new leader replays a channel without
           // marker from then (a channel only this tab wants too), not from its own start.

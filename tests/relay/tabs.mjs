@@ -311,6 +311,18 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    await check("tabs: close() called from the follower role status listener: open() rejects, the tab is closed", async () => {
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, ["/event/Tabs_Lead__e"])).role === "leader", "a leads");
+        // Before: open() resolved on a closed tab, and the closed tab's subscriptions and calls
+        // still went to the leader after its goodbye.
+        const o = await openVia(b, [], {}, { closeOnRole: "follower" });
+        assert(o.error?.instanceOf?.ClientInvalidOperation, `open(): ${JSON.stringify(o)}`);
+        assert((await state(b)).closed, "b is closed");
+      });
+    });
+
     await check("tabs: a takeover that cannot connect (session expired) goes back to following and retries; then one leader, every tab receives", async () => {
       const ch = "/event/Tabs_Takeover__e";
       await isolated(async (ctx) => {
