@@ -493,7 +493,6 @@ export class Client implements AsyncIterable<Message> {
     // The storage is the host's own (a marker write after close() still reaches it).
     const self = weakRefTo(this);
     const jsStorage = this.#storage;
-    const jsonParse = options.jsonParse;
     const host = {
       onEvents: (body: Message[], positions: Uint32Array) => {
         const c = self.deref();
@@ -548,7 +547,7 @@ export class Client implements AsyncIterable<Message> {
       // Called once per response: a response still on its way when the client is gone is parsed
       // as the runtime parses JSON, for a session nobody reads.
       jsonParse:
-        jsonParse === undefined
+        this.#jsonParse === undefined
           ? null
           : (text: string): unknown => {
               const c = self.deref();

@@ -230,6 +230,12 @@ const statusFromWire = (s: WireStatus): SharedTabStatus => ("error" in s ? { ...
 
 /** Clock-skew allowance of the gap-free takeover (the core uses the same for resubscribes). */
 const CLOCK_SKEW_MS = 60_000;
+/** `p`, with `settled()` called once it settles, either way (the caller still sees a rejection). */
+function untilSettled(p: Promise<void>, settled: () => void): Promise<void> {
+  p.then(settled, settled);
+  return p;
+}
+
 /** After a failed takeover, the tab asks for the lock again after this long, doubling per failure... */
 const TAKEOVER_RETRY_MS = 1_000;
 /** ... up to this. */
@@ -505,11 +511,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (this.#open && this.#failure === null) return Promise.resolve();
     const p = this.#openFresh();
     this.#opening = p;
-    const done = () => {
+    return untilSettled(p, () => {
       if (this.#opening === p) this.#opening = null;
-    };
-    p.then(done, done);
-    return p;
+    });
   }
 
   async #openFresh(): Promise<void> {
@@ -588,11 +592,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (!this.#open) return this.#closing ?? Promise.resolve();
     const p = this.#closeNow();
     this.#closing = p;
-    const done = () => {
+    return untilSettled(p, () => {
       if (this.#closing === p) this.#closing = null;
-    };
-    p.then(done, done);
-    return p;
+    });
   }
 
   async #closeNow(): Promise<void> {

@@ -1607,8 +1607,8 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
 /// promise rejects if a write failed.
 /// Write the dirty markers, one round. `drain` (close): then write what became dirty meanwhile, at
 /// once. Otherwise what became dirty waits for the next coalescing tick: at most one write per
-/// channel per `FLUSH_INTERVAL_MS` however fast the storage answers (Workers KV allows one write
-/// per second per key).
+/// channel per `FLUSH_INTERVAL_MS` however fast the storage answers (a store with a slower limit,
+/// as Workers KV's one write per second per key, spaces its own writes: `WorkersKvReplayStorage`).
 fn flush(rc: &Rc<RefCell<Inner>>, drain: bool) -> Promise {
     let mut i = rc.borrow_mut();
     if i.writing {
