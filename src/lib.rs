@@ -14,3 +14,9 @@ pub mod proto;
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod wasm;
+
+/// The wasm module's allocator: talc, growing the module's memory as it needs. The module is
+/// single-threaded (no shared memory, no threads), which talc's wasm allocator requires.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
