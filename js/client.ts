@@ -608,6 +608,9 @@ export class Client implements AsyncIterable<Message> {
    */
   async subscribe(channel: string): Promise<void> {
     checkChannel(channel);
+    // What was consumed becomes the channel's marker before the subscribe reads it from the
+    // storage (the message in hand, if any, is not consumed yet).
+    this.#reportTaken(Math.abs(this.#inHand));
     try {
       await this.#wasm.subscribe(channel);
     } catch (e) {

@@ -541,16 +541,30 @@ impl WasmClient {
             proto::validate_channel(&channel).map_err(|e| to_js(&e))?;
             ensure_open(&rc)?;
             let key = proto::replay_key(&channel).to_owned();
-            let (store, ns, default_replay) = {
+            let (store, ns, default_replay, unwritten) = {
                 let i = rc.borrow();
-                (i.store.clone(), i.namespace.clone(), i.default_replay)
+                let unwritten = i.writing || i.dirty.contains_key(&key);
+                (i.store.clone(), i.namespace.clone(), i.default_replay, unwritten)
             };
-            // Read now, enter the core in call order.
-            let stored = g::sf_within(
-                &store.get(&ns, &key).into(),
-                STORE_READ_TIMEOUT_MS,
-                "the replay storage did not answer a read within 10 s",
-            );
+            // Read now, enter the core in call order. A marker of this channel consumed but not
+            // written yet (writes are coalesced) is written first: read before it, the storage
+            // would give an older marker or none, and a subscribe again soon after an
+            // unsubscribe would resume before what was consumed (events again) or from the
+            // newest event (the ones published meanwhile lost). Written, it also goes through
+            // the storage's own rules (a `ConstantReplayId` still gives its constant). A failed
+            // write is reported as usual and retried; the read goes ahead.
+            let read = move || -> Promise {
+                g::sf_within(
+                    &store.get(&ns, &key).into(),
+                    STORE_READ_TIMEOUT_MS,
+                    "the replay storage did not answer a read within 10 s",
+                )
+            };
+            let stored = if unwritten {
+                g::settle(&flush(&rc, false), move |_| Ok(read().into()))
+            } else {
+                read()
+            };
             let rc2 = rc.clone();
             in_call_order(&rc, stored, move |stored| {
                 let (replay, marker) = match read_stored_marker(&rc2, &channel, &stored) {

@@ -32,6 +32,10 @@ impl<K: PartialEq, V> VecMap<K, V> {
         }
     }
 
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.entries.iter().any(|(k, _)| k == key)
+    }
+
     /// Remove and return the value of `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let i = self.entries.iter().position(|(k, _)| k == key)?;

@@ -15,6 +15,7 @@ import {
   MappingStorage,
   DefaultMappingStorage,
   MemoryReplayStorage,
+  ConstantReplayId,
   WorkersKvReplayStorage,
 } from "sfstream";
 import { startSfemu, CREDENTIALS, until } from "../helpers/sfemu.mjs";
@@ -115,6 +116,62 @@ describe("Map-like and custom storages resume with no loss", () => {
     await assertQuiet(second);
     await second.close();
     assert.equal(ReplayMarker.from(store.get(ch))?.replayId, p2.at(-1));
+  });
+
+  // Markers are written at most every 200 ms: a subscribe again right after an unsubscribe must
+  // not read the storage before what was consumed is in it.
+  test("subscribing again at once resumes from what was consumed, not from the last marker written", async () => {
+    const ch = channel("topic", "Resub");
+    const map = new Map();
+    const client = new SalesforceStreamingClient({ ...login(), replay: map });
+    await client.open();
+    await client.subscribe(ch);
+    // Nothing stored yet: the subscribe would go out with no replay id (new events only).
+    const p1 = await publish(ch, 3);
+    assert.deepEqual((await take(client, 3)).map(replayIdOf), p1);
+    await assertQuiet(client, 100); // asks for the next: the 3rd is consumed too
+    await client.unsubscribe(ch);
+    const p2 = await publish(ch, 2);
+    await client.subscribe(ch);
+    assert.deepEqual((await take(client, 2)).map(replayIdOf), p2, "the events published while unsubscribed");
+    await assertQuiet(client, 100);
+    // An older marker stored: the subscribe would resume from it (events again).
+    await until(() => ReplayMarker.from(map.get(ch))?.replayId === p2.at(-1), { what: "the marker written" });
+    const p3 = await publish(ch, 2);
+    assert.deepEqual((await take(client, 2)).map(replayIdOf), p3);
+    await assertQuiet(client, 100);
+    await client.unsubscribe(ch);
+    const p4 = await publish(ch, 2);
+    await client.subscribe(ch);
+    assert.deepEqual((await take(client, 2)).map(replayIdOf), p4, "no event of before the unsubscribe again");
+    await assertQuiet(client);
+    // Messages taken by `for await` are reported to the core in batches: the subscribe counts
+    // them first. The one in hand when the loop was left by `break` is not consumed: it comes again.
+    const p5 = await publish(ch, 3);
+    await until(() => client.pendingCount === 3, { what: "3 events buffered" });
+    const looped = [];
+    for await (const m of client) {
+      looped.push(replayIdOf(m));
+      if (looped.length === 3) break;
+    }
+    assert.deepEqual(looped, p5);
+    await client.unsubscribe(ch);
+    const p6 = await publish(ch, 1);
+    await client.subscribe(ch);
+    assert.deepEqual((await take(client, 2)).map(replayIdOf), [p5[2], ...p6], "the message in hand at `break`, then the new one");
+    await assertQuiet(client);
+    await client.close();
+
+    // The storage's own rule still decides: a ConstantReplayId replays from its constant.
+    const constant = new SalesforceStreamingClient({ ...login(), replay: new ConstantReplayId(ReplayOption.ALL_EVENTS) });
+    await constant.open();
+    await constant.subscribe(ch);
+    const all = [...p1, ...p2, ...p3, ...p4, ...p5, ...p6];
+    assert.deepEqual((await take(constant, all.length)).map(replayIdOf), all);
+    await constant.unsubscribe(ch);
+    await constant.subscribe(ch);
+    assert.deepEqual((await take(constant, all.length)).map(replayIdOf), all, "ALL_EVENTS again");
+    await constant.close();
   });
 
   test("an async Map-like (a KV wrapper) through MappingStorage", async () => {
