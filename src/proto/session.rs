@@ -648,7 +648,18 @@ impl Session {
         self.abort_connect();
         self.hs = HsSlot::None;
         let has_session = self.phase == Phase::Connected && self.client_id.is_some();
-        if has_session {
+        // A handshake in flight may have made a session on the server already: its reply is
+        // awaited (bounded by the request's timeout), and a session it names is disconnected, not
+        // left to count against the org's concurrent clients until the server sweeps it.
+        let handshake_in_flight = self.phase == Phase::Handshaking
+            && matches!(
+                self.control,
+                Some(Ctl {
+                    what: CtlWhat::Handshake,
+                    ..
+                })
+            );
+        if has_session || handshake_in_flight {
             self.phase = Phase::Closing;
             self.disconnect_sent = false;
         } else {
@@ -797,6 +808,7 @@ impl Session {
                 return;
             };
             match ctl.what {
+                CtlWhat::Handshake if self.phase == Phase::Closing => self.finish_close(),
                 CtlWhat::Handshake => {
                     self.hs = HsSlot::None;
                     self.handshake_transport_failed(now, failure);
@@ -1374,6 +1386,17 @@ impl Session {
         match ctl.what {
             CtlWhat::Orphan => {}
             CtlWhat::Disconnect => self.finish_close(),
+            CtlWhat::Handshake if self.phase == Phase::Closing => {
+                // close() was called while it was in flight: disconnect the session it made.
+                let cid = find_reply(b, "/meta/handshake", &ctl.msg_id, status)
+                    .ok()
+                    .filter(|(_, m)| m.successful == Some(true))
+                    .and_then(|(_, m)| m.client_id.filter(|c| !c.is_empty()).map(str::to_owned));
+                match cid {
+                    Some(cid) => self.client_id = Some(cid),
+                    None => self.finish_close(),
+                }
+            }
             CtlWhat::Handshake => {
                 self.hs = HsSlot::None;
                 match find_reply(b, "/meta/handshake", &ctl.msg_id, status) {

@@ -1908,15 +1908,61 @@ fn close_disconnect_failure_still_closes_and_close_before_session_is_immediate()
     d.pump();
     assert_eq!(d.take_events(), vec![Event::Closed]);
 
+    // Before the handshake is sent: closed at once.
+    let mut d = Driver::new(Driver::cfg());
+    d.s.open(0).unwrap();
+    d.s.close(0);
+    d.pump();
+    d.nothing_sent();
+    assert_eq!(d.take_events(), vec![Event::Connecting, Event::Closed]);
+}
+
+#[test]
+fn close_during_the_handshake_disconnects_the_session_the_reply_names() {
     let mut d = Driver::new(Driver::cfg());
     d.s.open(0).unwrap();
     d.pump();
     let hs = d.take(RequestKind::Handshake);
     d.s.close(0);
     d.pump();
-    assert_eq!(d.take_events(), vec![Event::Connecting, Event::Closed]);
-    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    // The server may have made a session: the reply is awaited, not dropped.
+    assert_eq!(d.take_events(), vec![Event::Connecting]);
+    assert!(d.s.subscribe(0, 0.0, "/topic/X", None, None).is_err());
     d.nothing_sent();
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    let disc = d.take(RequestKind::Disconnect);
+    assert_eq!(body(&disc).get("clientId").and_then(Value::str), Some(CID));
+    d.nothing_sent();
+    assert!(d.take_events().is_empty(), "no connect, no resubscribe, not opened");
+    d.reply(
+        &disc,
+        200,
+        batch(vec![MsgBuf::Meta(meta("/meta/disconnect", Some(mid(&disc)), true))]),
+    );
+    assert_eq!(d.take_events(), vec![Event::Closed]);
+    d.nothing_sent();
+
+    // Refused, failed or without a clientId: nothing to disconnect.
+    for outcome in 0..3 {
+        let mut d = Driver::new(Driver::cfg());
+        d.s.open(0).unwrap();
+        d.pump();
+        let hs = d.take(RequestKind::Handshake);
+        d.s.close(0);
+        d.pump();
+        d.take_events();
+        match outcome {
+            0 => d.reply(&hs, 200, batch(vec![hs_denied(&hs, "403::Handshake denied")])),
+            1 => d.fail(&hs, TransportFailure::Timeout),
+            _ => d.reply(
+                &hs,
+                200,
+                batch(vec![MsgBuf::Meta(meta("/meta/handshake", Some(mid(&hs)), true))]),
+            ),
+        }
+        assert_eq!(d.take_events(), vec![Event::Closed], "outcome {outcome}");
+        d.nothing_sent();
+    }
 }
 
 #[test]

@@ -580,6 +580,31 @@ describe("a refused open() changes nothing", () => {
   });
 });
 
+describe("close() while the handshake is under way", () => {
+  test("the session the handshake reply names is disconnected, not left for the server to sweep", { timeout: 10000 }, async () => {
+    const disconnected = [];
+    const srv = await scripted({
+      token: () => {},
+      cometd: (m, reply, seen) => {
+        const ch = m[0].channel;
+        // The server has made the session when the request arrives; the reply takes its time.
+        if (ch === "/meta/handshake") return setTimeout(() => reply([ok(m, { clientId: `c${seen.handshakes}`, version: "1.0", supportedConnectionTypes: ["long-polling"] })]), 400).unref();
+        if (ch === "/meta/disconnect") disconnected.push(m[0].clientId);
+        reply([ok(m)]);
+      },
+    });
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: srv.url }));
+    const opened = c.open().then(() => null, (e) => e);
+    await until(() => srv.seen.handshakes === 1, { what: "the handshake at the server" });
+    await c.close();
+    // Before: close() aborted the handshake at once, and the session it made was never ended.
+    assert.deepEqual(disconnected, ["c1"]);
+    assert.ok((await opened) instanceof ClientInvalidOperation, "open() rejects: the client was closed");
+    assert.equal(c.closed, true);
+    assert.equal(srv.seen.connects, 0, "no connect for a session closed while it was made");
+  });
+});
+
 describe("a client whose connection failed", () => {
   /** A fixed-token authenticator whose second login (the re-login after a revoked token) throws. */
   const failingSecondLogin = () => {
