@@ -14,7 +14,8 @@
  * so that the leader unsubscribes the channels only it wanted. A page going into the back/forward
  * cache (`pagehide` with `persisted`) leaves the election the same way but stays open, and joins
  * again when it is shown (`pageshow`): as a follower it receives what is published from then on
- * (what it missed while cached is not replayed to it).
+ * (what it missed while cached is not replayed to it). A leader page releases the lock at once
+ * there (the browser freezes the page before its connection has closed).
  *
  * When the leader goes (tab closed, crashed or `close()`d), the browser hands the lock to a waiting
  * tab, which opens its own `Client`, subscribes to every channel the remaining tabs want, and
@@ -240,6 +241,8 @@ function untilSettled(p: Promise<void>, settled: () => void): Promise<void> {
 const TAKEOVER_RETRY_MS = 1_000;
 /** ... up to this. */
 const TAKEOVER_RETRY_MAX_MS = 30_000;
+/** How many followers' calls a leader remembers the answer of (see #answered). */
+const ANSWERS_KEPT = 256;
 
 /** The event's date in epoch ms (PushTopic/generic createdDate, CDC commitTimestamp, platform-event CreatedDate). */
 const eventDate = (m: Message): number | null => {
@@ -429,6 +432,15 @@ export class SharedTabClient implements AsyncIterable<Message> {
   readonly #live = new Map<string, Promise<void>>();
   readonly #pending = new Map<number, Pending>();
   #rid = 0;
+  /**
+   * Leader: followers' calls it ran, by `<tabId>:<rid>`: the answer once settled, null while
+   * running (the newest ANSWERS_KEPT). A follower back from the back/forward cache missed the
+   * answers posted while it was away and sends its calls again: one this leader has run is
+   * answered again, not run twice (a publish made twice).
+   */
+  readonly #answered = new Map<string, Wire | null>();
+  /** How many times close() was called: an open() restarting a failed tab yields to one called meanwhile. */
+  #closeCalls = 0;
   readonly #lastReplay = new Map<string, number>();
   /** Epoch ms at which this tab's subscription of a channel was confirmed. */
   readonly #subscribedAt = new Map<string, number>();
@@ -517,7 +529,14 @@ export class SharedTabClient implements AsyncIterable<Message> {
   }
 
   async #openFresh(): Promise<void> {
-    if (this.#open) await this.close(); // a failed tab starts over
+    if (this.#open) {
+      // A failed tab starts over. A close() called while it closes (which waits for this one)
+      // leaves the tab closed.
+      const closing = this.close();
+      const calls = this.#closeCalls;
+      await closing;
+      if (this.#closeCalls !== calls) throw new ClientInvalidOperation("closed");
+    }
     this.#open = true;
     const epoch = ++this.#epoch;
     if (this.#closing) {
@@ -589,6 +608,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
    * second call while one runs waits for it.
    */
   close(): Promise<void> {
+    this.#closeCalls++;
     if (!this.#open) return this.#closing ?? Promise.resolve();
     const p = this.#closeNow();
     this.#closing = p;
@@ -603,7 +623,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
     this.#loginAbort = null;
     this.#suspended = false;
     const epoch = ++this.#epoch;
-    const wasLeader = this.#role === "leader";
+    // A leader's or standalone tab's own connection reports its `closed`.
+    const ownConnection = this.#role === "leader" || this.#role === "standalone";
     if (this.#pageListeners) {
       const g = globalThis as { removeEventListener?: (t: string, f: (ev: Event) => void) => void };
       g.removeEventListener?.("pagehide", this.#pageListeners.hide);
@@ -622,8 +643,8 @@ export class SharedTabClient implements AsyncIterable<Message> {
     if (this.#epoch !== epoch) return;
     this.#role = null;
     this.#wakeAll();
-    // A leader's own connection reported `closed`; a follower closes no connection of its own.
-    if (!wasLeader) this.#emit({ type: "closed", at: now() });
+    // A follower closes no connection of its own.
+    if (!ownConnection) this.#emit({ type: "closed", at: now() });
   }
 
   /** Subscribe this tab to `channel` (the leader subscribes the connection if no tab had). */
@@ -822,6 +843,9 @@ export class SharedTabClient implements AsyncIterable<Message> {
       ...this.#clientOptions,
       replay: this.#storage,
       onStatus: (s) => {
+        // A connection that never led (a takeover that failed, or was closed while it
+        // connected) closing is not this tab closing: close() reports that once.
+        if (s.type === "closed" && this.#role !== "leader" && this.#role !== "standalone") return;
         this.#emit(s);
         // Not its `closed`: the leader's connection closing is a handover to the followers.
         if (this.#role === "leader" && s.type !== "closed") this.#post({ t: "status", s: statusToWire(s) });
@@ -906,13 +930,19 @@ export class SharedTabClient implements AsyncIterable<Message> {
    * its markers, disconnects and hands the lock over; a follower says goodbye, so that the leader
    * unsubscribes what only this tab wanted.
    */
-  async #leave(): Promise<void> {
+  async #leave(suspending = false): Promise<void> {
     const wasLeader = this.#role === "leader";
     const bc = this.#bc;
     const release = this.#release;
     this.#release = null;
     this.#lockAbort?.abort();
     this.#lockAbort = null;
+    this.#answered.clear();
+    // Into the back/forward cache: the browser freezes the page tens of ms after pagehide, before
+    // its connection has closed, and a lock still held would leave the other tabs without a
+    // leader until the page is evicted. The lock goes at once: the next leader may connect while
+    // this one disconnects.
+    if (suspending) release?.();
     // At once, not after an await: the page may be going away.
     if (!wasLeader && bc) this.#post({ t: "bye", from: this.tabId });
     this.#wanted.clear();
@@ -928,7 +958,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
       this.#leaving = false;
     }
     if (wasLeader) this.#post({ t: "resign", id: this.tabId });
-    release?.();
+    if (!suspending) release?.();
     if (bc) bc.onmessage = null;
     bc?.close();
     if (this.#bc === bc) this.#bc = null;
@@ -959,7 +989,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
   #suspend(): void {
     if (!this.#open || this.#suspended || this.#failure) return;
     this.#suspended = true;
-    void this.#leave().then(() => {
+    void this.#leave(true).then(() => {
       if (this.#suspended && this.#role === "leader") this.#setRole("follower");
     });
   }
@@ -1018,6 +1048,7 @@ export class SharedTabClient implements AsyncIterable<Message> {
     this.#leaderId = this.tabId;
     this.#takeoverFailures = 0;
     this.#leaderlessSince = null;
+    this.#answered.clear();
     this.#setRole("leader");
     // A role listener may have closed the tab: close() closed the connection already.
     if (signal.aborted || !this.#open) return false;
@@ -1201,11 +1232,26 @@ export class SharedTabClient implements AsyncIterable<Message> {
         break;
       case "rpc":
         if (leading && w.to === this.tabId) {
+          const key = `${w.from}:${w.rid}`;
+          if (this.#answered.has(key)) {
+            // Sent again (its tab was in the back/forward cache): the answer again, or, while it
+            // runs, the answer when it comes.
+            const ack = this.#answered.get(key);
+            if (ack) this.#post(ack);
+            break;
+          }
+          this.#answered.set(key, null);
+          if (this.#answered.size > ANSWERS_KEPT) this.#answered.delete(this.#answered.keys().next().value as string);
+          const answer = (ack: Wire) => {
+            if (this.#answered.has(key)) this.#answered.set(key, ack);
+            this.#post(ack);
+          };
           this.#run(w.call, w.from).then(
-            (value) => this.#post({ t: "ack", to: w.from, rid: w.rid, ok: true, value }),
+            (value) => answer({ t: "ack", to: w.from, rid: w.rid, ok: true, value }),
             (e) => {
               // Failed because this tab is handing over: the follower sends it to the next leader.
-              if (!this.#leaving) this.#post({ t: "ack", to: w.from, rid: w.rid, ok: false, error: toWire(e) });
+              if (this.#leaving) this.#answered.delete(key);
+              else answer({ t: "ack", to: w.from, rid: w.rid, ok: false, error: toWire(e) });
             },
           );
         }

@@ -74,7 +74,8 @@ const pageServer = createServer((req, res) => {
     res.writeHead(404).end();
     return;
   }
-  res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+  // no-cache rather than no-store: a no-store page never enters the back/forward cache.
+  res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-cache" });
   createReadStream(file).pipe(res);
 });
 await new Promise((r) => pageServer.listen(0, "127.0.0.1", r));
@@ -365,7 +366,9 @@ try {
   const tabs = join(here, "tabs.mjs");
   if (existsSync(tabs) && deno) {
     const { runTabs } = await import(pathToFileURL(tabs).href);
-    await runTabs({ check, assert, browser, emu, relayUrl: deno.url, pageOrigin, session });
+    // playwright-core turns the back/forward cache off; the tabs' bfcache checks need it on.
+    const launchWithBfcache = () => chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true, ignoreDefaultArgs: ["--disable-back-forward-cache"] });
+    await runTabs({ check, assert, browser, launchWithBfcache, emu, relayUrl: deno.url, pageOrigin, session });
   }
 } catch (e) {
   await check("relay layer setup", () => {

@@ -47,7 +47,7 @@ async function startTabsRelay(emu, pageOrigin) {
   };
 }
 
-export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigin, session }) {
+export async function runTabs({ check, assert, browser, launchWithBfcache, emu, relayUrl, pageOrigin, session }) {
   const context = await browser.newContext();
   const pages = [];
   const errors = [];
@@ -69,9 +69,9 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
     return { ...o, session };
   };
   /** Run `fn(ctx)` in a fresh browser context (own IndexedDB, locks, BroadcastChannels), through the tabs relay. */
-  async function isolated(fn) {
+  async function isolated(fn, inBrowser = browser) {
     tabsRelay ??= await startTabsRelay(emu, pageOrigin);
-    const ctx = await browser.newContext();
+    const ctx = await inBrowser.newContext();
     try {
       await fn(ctx);
     } finally {
@@ -93,6 +93,18 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
     assert(ids[0] === ranges[0].firstReplayId && ids.at(-1) === ranges.at(-1).lastReplayId, `${what}: span ${ids[0]}..${ids.at(-1)}`);
     for (const r of ranges) assert(ids.includes(r.firstReplayId) && ids.includes(r.lastReplayId), `${what}: has ${r.firstReplayId}..${r.lastReplayId}`);
   }
+
+  /** A browser with the back/forward cache on (playwright-core's default turns it off). */
+  let bfBrowser = null;
+  const withBfcache = async (fn) => {
+    bfBrowser ??= await launchWithBfcache();
+    await isolated(fn, bfBrowser);
+  };
+  /** Navigate `page` to another page of the origin; true if the page left went into the back/forward cache. */
+  const away = async (page) => {
+    await page.goto(`${pageOrigin}/other.html`);
+    return (await page.evaluate(() => window.lastPagehide)) === "true";
+  };
 
   try {
     await until(async () => (await clients()) === 0, { timeout: 20000, what: "no streaming client before the tabs" });
@@ -164,6 +176,8 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       assert((await clients()) === 2, "a second streaming client");
       await t4.evaluate(() => window.tabTest.close());
       await until(async () => (await clients()) === 1, { timeout: 10000, what: "the standalone client to disconnect" });
+      const closed = (await state(t4)).statuses.filter((x) => x === "closed").length;
+      assert(closed === 1, `one closed status, not ${closed}`);
     });
 
     await check("tabs: closing every tab client disconnects the one connection", async () => {
@@ -339,6 +353,8 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
         });
         const failed = await state(b);
         assert(failed.role === "follower" && failed.failure === null, `b follows again, not failed: ${JSON.stringify(failed)}`);
+        // The takeover's connection closing is not the tab closing.
+        assert(!failed.statuses.includes("closed"), `b's statuses: ${failed.statuses}`);
         // The app's token function now hands out a fresh session; a new tab opens meanwhile.
         await b.evaluate((t) => window.tabTest.setToken(t), tabsRelay.session());
         const c = await newTab(ctx);
@@ -501,8 +517,74 @@ export async function runTabs({ check, assert, browser, emu, relayUrl, pageOrigi
       });
     });
 
+    await check("tabs: a leader page put in the back/forward cache by a navigation: another tab leads at once", async () => {
+      const ch = "/event/Tabs_BfLeader__e";
+      await withBfcache(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        assert((await openVia(b, [ch])).role === "follower", "b follows");
+        const p1 = await emu.control("publish", { channel: ch, count: 2 });
+        await expectRanges(b, ch, [p1], "b, a leading");
+        assert(await away(a), "a's page went into the back/forward cache");
+        // Before: the page was frozen before its connection had closed, still holding the leader
+        // lock; b followed no one until the cached page was evicted.
+        await until(async () => (await state(b)).role === "leader", { timeout: 10000, what: "b to lead while a's page is cached" }).catch(async (e) => {
+          throw new Error(`${e.message}: ${JSON.stringify(await state(b))}`);
+        });
+        const p2 = await emu.control("publish", { channel: ch, count: 2 });
+        await expectRanges(b, ch, [p1, p2], "b, leading");
+        await until(async () => (await clients()) === 1, { timeout: 10000, what: "one streaming client" });
+      });
+    });
+
+    await check("tabs: a follower's publish() in flight when its page goes into the back/forward cache is published once", async () => {
+      const ch = "/u/Tabs_BfPublish";
+      await withBfcache(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        assert((await openVia(b, [])).role === "follower", "b follows");
+        await emu.control("delay", { ms: 1500, count: 2 });
+        await b.evaluate(([c]) => window.tabTest.startCall("publish", c, "once"), [ch]);
+        await sleep(200);
+        assert(await away(b), "b's page went into the back/forward cache");
+        await sleep(2000); // the leader publishes, and answers while b's page is cached
+        await b.goBack({ waitUntil: "commit" }); // a page restored from the cache fires no load
+        await b.waitForFunction(() => window.tabTest !== undefined);
+        const sb = await state(b);
+        assert(sb.shown.includes(true), `b's page came back from the cache: ${JSON.stringify(sb)}`);
+        const r = await b.evaluate(() => window.tabTest.pendingCall());
+        assert(r.ok, `publish: ${JSON.stringify(r)}`);
+        await sleep(1500);
+        const n = (await state(a)).got.filter((e) => e.channel === ch).length;
+        // Before: b sent the call again when it came back, and the leader published it twice.
+        assert(n === 1, `published ${n} times`);
+      });
+    });
+
+    await check("tabs: open() then close() in one task on a failed tab: the tab stays closed, with no connection", async () => {
+      const ch = "/event/Tabs_RestartClose__e";
+      await isolated(async (ctx) => {
+        const [a, b] = [await newTab(ctx), await newTab(ctx)];
+        assert((await openVia(a, [ch])).role === "leader", "a leads");
+        const ob = await openVia(b, [ch], { connectionTimeout: 3000 });
+        assert(ob.role === "follower", "b follows");
+        tabsRelay.sessions.delete(ob.session);
+        await a.evaluate(() => window.tabTest.close());
+        await a.close();
+        await until(async () => (await state(b)).failure !== null, { timeout: 15000, what: "b to fail" });
+        await b.evaluate((t) => window.tabTest.setToken(t), tabsRelay.session());
+        // Before: close() gave back the restart's own close of the failed session, and open()
+        // went on to lead: a connection the application believed closed.
+        const r = await b.evaluate(() => window.tabTest.openThenClose());
+        assert(r.closed === true && r.role === null && r.opened.startsWith("ClientInvalidOperation"), JSON.stringify(r));
+        await sleep(1000);
+        assert((await clients()) === 0, `no connection left: ${await clients()}`);
+      });
+    });
+
     if (errors.length) console.log(`# tab page errors (informational): ${errors.join(" | ")}`);
   } finally {
+    await bfBrowser?.close().catch(() => {});
     await context.close().catch(() => {});
     tabsRelay?.close();
   }

@@ -17,6 +17,13 @@ let failure = null;
 let reopened = null;
 // The session token the tab's authenticator hands out; setToken() changes it (an expired session).
 let token = null;
+/** The page lifecycle as this page saw it: pageshow events with `persisted`. */
+const shown = [];
+addEventListener("pageshow", (e) => shown.push(e.persisted));
+// For the page navigated to: whether this page went into the back/forward cache.
+addEventListener("pagehide", (e) => sessionStorage.setItem("sfstream-test-pagehide", String(e.persisted)));
+/** A call started by startCall(), settled or not. */
+let started = null;
 
 /** What an error is, as the harness can read it: its name, message, classes and fields. */
 function describe(e) {
@@ -161,8 +168,24 @@ export const tabTest = {
   reopened() {
     return reopened;
   },
+  /** call() without waiting for it: pendingCall() gives its result. */
+  startCall(op, ...args) {
+    started = tabTest.call(op, ...args);
+  },
+  pendingCall() {
+    return started;
+  },
+  /** On a failed tab: open() (which starts it over) and, in the same task, close(). */
+  async openThenClose() {
+    const opened = client.open().then(
+      () => "open",
+      (e) => `${e?.name}: ${e?.message}`,
+    );
+    await client.close();
+    return { opened: await opened, closed: client.closed, role: client.role };
+  },
   state() {
-    return { role: client?.role ?? null, roles: [...roles], statuses: statuses.slice(-20), got: [...got], failure, failureError: tabTest.failureError, closed: client?.closed ?? true };
+    return { role: client?.role ?? null, roles: [...roles], statuses: statuses.slice(-20), got: [...got], failure, failureError: tabTest.failureError, closed: client?.closed ?? true, shown: [...shown] };
   },
   async subscribeForbidden(channel) {
     try {
