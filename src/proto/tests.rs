@@ -238,6 +238,10 @@ fn hs_denied(r: &Request, reason: &str) -> MsgBuf {
     })
 }
 
+fn disconnect_ok(r: &Request) -> MsgBuf {
+    MsgBuf::Meta(meta("/meta/disconnect", Some(mid(r)), true))
+}
+
 fn connect_ok(r: &Request) -> MsgBuf {
     MsgBuf::Meta(MetaBuf {
         client_id: Some(CID.into()),
@@ -1868,15 +1872,7 @@ fn close_flow() {
     // late long-poll outcome after the abort: ignored
     d.fail(&c, TransportFailure::Network("aborted".into()));
     assert!(d.take_events().is_empty());
-    d.reply(
-        &disc,
-        200,
-        batch(vec![MsgBuf::Meta(meta(
-            "/meta/disconnect",
-            Some(mid(&disc)),
-            true,
-        ))]),
-    );
+    d.reply(&disc, 200, batch(vec![disconnect_ok(&disc)]));
     assert_eq!(d.take_events(), vec![Event::Closed]);
     assert!(d.s.is_closed());
     assert_eq!(d.s.connection_type(), None);
@@ -1917,14 +1913,20 @@ fn close_disconnect_failure_still_closes_and_close_before_session_is_immediate()
     assert_eq!(d.take_events(), vec![Event::Connecting, Event::Closed]);
 }
 
-#[test]
-fn close_during_the_handshake_disconnects_the_session_the_reply_names() {
+/// A session opened, its handshake sent, then closed: the driver and the handshake in flight.
+fn closed_during_handshake() -> (Driver, Request) {
     let mut d = Driver::new(Driver::cfg());
     d.s.open(0).unwrap();
     d.pump();
     let hs = d.take(RequestKind::Handshake);
     d.s.close(0);
     d.pump();
+    (d, hs)
+}
+
+#[test]
+fn close_during_the_handshake_disconnects_the_session_the_reply_names() {
+    let (mut d, hs) = closed_during_handshake();
     // The server may have made a session: the reply is awaited, not dropped.
     assert_eq!(d.take_events(), vec![Event::Connecting]);
     assert!(d.s.subscribe(0, 0.0, "/topic/X", None, None).is_err());
@@ -1933,31 +1935,33 @@ fn close_during_the_handshake_disconnects_the_session_the_reply_names() {
     let disc = d.take(RequestKind::Disconnect);
     assert_eq!(body(&disc).get("clientId").and_then(Value::str), Some(CID));
     d.nothing_sent();
-    assert!(d.take_events().is_empty(), "no connect, no resubscribe, not opened");
-    d.reply(
-        &disc,
-        200,
-        batch(vec![MsgBuf::Meta(meta("/meta/disconnect", Some(mid(&disc)), true))]),
+    assert!(
+        d.take_events().is_empty(),
+        "no connect, no resubscribe, not opened"
     );
+    d.reply(&disc, 200, batch(vec![disconnect_ok(&disc)]));
     assert_eq!(d.take_events(), vec![Event::Closed]);
     d.nothing_sent();
 
     // Refused, failed or without a clientId: nothing to disconnect.
     for outcome in 0..3 {
-        let mut d = Driver::new(Driver::cfg());
-        d.s.open(0).unwrap();
-        d.pump();
-        let hs = d.take(RequestKind::Handshake);
-        d.s.close(0);
-        d.pump();
+        let (mut d, hs) = closed_during_handshake();
         d.take_events();
         match outcome {
-            0 => d.reply(&hs, 200, batch(vec![hs_denied(&hs, "403::Handshake denied")])),
+            0 => d.reply(
+                &hs,
+                200,
+                batch(vec![hs_denied(&hs, "403::Handshake denied")]),
+            ),
             1 => d.fail(&hs, TransportFailure::Timeout),
             _ => d.reply(
                 &hs,
                 200,
-                batch(vec![MsgBuf::Meta(meta("/meta/handshake", Some(mid(&hs)), true))]),
+                batch(vec![MsgBuf::Meta(meta(
+                    "/meta/handshake",
+                    Some(mid(&hs)),
+                    true,
+                ))]),
             ),
         }
         assert_eq!(d.take_events(), vec![Event::Closed], "outcome {outcome}");
@@ -2700,15 +2704,7 @@ fn transcript_session_story() {
     d.pump();
     d.record(&mut t);
     let disc = d.next_req(&mut t);
-    d.reply(
-        &disc,
-        200,
-        batch(vec![MsgBuf::Meta(meta(
-            "/meta/disconnect",
-            Some(mid(&disc)),
-            true,
-        ))]),
-    );
+    d.reply(&disc, 200, batch(vec![disconnect_ok(&disc)]));
     d.record(&mut t);
     d.nothing_sent();
     let expected = r#"

@@ -544,7 +544,12 @@ impl WasmClient {
             let (store, ns, default_replay, unwritten) = {
                 let i = rc.borrow();
                 let unwritten = i.writing || i.dirty.contains_key(&key);
-                (i.store.clone(), i.namespace.clone(), i.default_replay, unwritten)
+                (
+                    i.store.clone(),
+                    i.namespace.clone(),
+                    i.default_replay,
+                    unwritten,
+                )
             };
             // Read now, enter the core in call order. A marker of this channel consumed but not
             // written yet (writes are coalesced) is written first: read before it, the storage

@@ -80,6 +80,23 @@ export async function runTabs({ check, assert, browser, launchWithBfcache, emu, 
       await until(async () => (await clients()) === 0, { timeout: 15000, what: "no streaming client left after the check" }).catch(() => {});
     }
   }
+  /**
+   * In `ctx`: a leads `ch`, b follows with a session the relay then forgets, and a closes: b's
+   * takeovers fail for its connectionTimeout (3 s), then b fails. Returns b.
+   */
+  async function failedFollower(ctx, ch) {
+    const [a, b] = [await newTab(ctx), await newTab(ctx)];
+    assert((await openVia(a, [ch])).role === "leader", "a leads");
+    const ob = await openVia(b, [ch], { connectionTimeout: 3000 });
+    assert(ob.role === "follower", "b follows");
+    tabsRelay.sessions.delete(ob.session);
+    await a.evaluate(() => window.tabTest.close());
+    await a.close();
+    await until(async () => (await state(b)).failure !== null, { timeout: 15000, what: "b's receive() to reject" }).catch(async (e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(await state(b))}`);
+    });
+    return b;
+  }
   /** Received replay ids of `channel` in `page`. */
   const idsOf = async (page, channel) => (await state(page)).got.filter((e) => e.channel === channel).map((e) => e.replayId);
 
@@ -374,16 +391,7 @@ export async function runTabs({ check, assert, browser, launchWithBfcache, emu, 
     await check("tabs: a tab whose takeovers keep failing for connectionTimeout fails like a Client: failed status, receive() and calls reject", async () => {
       const ch = "/event/Tabs_GiveUp__e";
       await isolated(async (ctx) => {
-        const [a, b] = [await newTab(ctx), await newTab(ctx)];
-        assert((await openVia(a, [ch])).role === "leader", "a leads");
-        const ob = await openVia(b, [ch], { connectionTimeout: 3000 });
-        assert(ob.role === "follower", "b follows");
-        tabsRelay.sessions.delete(ob.session);
-        await a.evaluate(() => window.tabTest.close());
-        await a.close();
-        await until(async () => (await state(b)).failure !== null, { timeout: 15000, what: "b's receive() to reject" }).catch(async (e) => {
-          throw new Error(`${e.message}: ${JSON.stringify(await state(b))}`);
-        });
+        const b = await failedFollower(ctx, ch);
         const sb = await state(b);
         assert(sb.failureError.instanceOf.AuthenticationError, `b fails with the takeover's error: ${JSON.stringify(sb.failureError)}`);
         assert(sb.statuses.includes("takeoverFailed") && sb.statuses.some((x) => x.startsWith("failed: AuthenticationError")), `statuses: ${sb.statuses}`);
@@ -564,14 +572,7 @@ export async function runTabs({ check, assert, browser, launchWithBfcache, emu, 
     await check("tabs: open() then close() in one task on a failed tab: the tab stays closed, with no connection", async () => {
       const ch = "/event/Tabs_RestartClose__e";
       await isolated(async (ctx) => {
-        const [a, b] = [await newTab(ctx), await newTab(ctx)];
-        assert((await openVia(a, [ch])).role === "leader", "a leads");
-        const ob = await openVia(b, [ch], { connectionTimeout: 3000 });
-        assert(ob.role === "follower", "b follows");
-        tabsRelay.sessions.delete(ob.session);
-        await a.evaluate(() => window.tabTest.close());
-        await a.close();
-        await until(async () => (await state(b)).failure !== null, { timeout: 15000, what: "b to fail" });
+        const b = await failedFollower(ctx, ch);
         await b.evaluate((t) => window.tabTest.setToken(t), tabsRelay.session());
         // Before: close() gave back the restart's own close of the failed session, and open()
         // went on to lead: a connection the application believed closed.
