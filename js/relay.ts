@@ -62,14 +62,25 @@ export interface RelayOptions {
    * Decides whether a request may use the relay, e.g. by checking a signed session token in its
    * `Authorization` header (the browser `Client` sends `Authorization: Bearer <accessToken>` of its
    * authenticator). Do not read the request body. Returning false (or throwing) answers HTTP 401.
+   * Return the user's id (a non-empty string) instead of `true` to have `maxSessionsPerUser` count
+   * per user rather than per session token, and to let a renewed token reach the same session.
    */
-  authorize: (request: Request) => boolean | Promise<boolean>;
+  authorize: (request: Request) => boolean | string | Promise<boolean | string>;
   /** If set, the only API version the relay forwards (others get HTTP 400). Default: any version >= 37.0. */
   apiVersion?: string | undefined;
   /** Path the relay serves, default `"/cometd"`: it answers `{path}/{version}` and `{path}/{version}/...`. */
   path?: string | undefined;
   /** Most Bayeux client sessions (cookie jars) kept at once. Default 10000; the least recently used go first. */
   maxSessions?: number | undefined;
+  /**
+   * Most Salesforce sessions one user (the id `authorize` returns, else one session token) may
+   * hold through the relay: its sessions in use, made in the last 45 s (Salesforce counts a
+   * session until 40 s after its last connect), or being made. A handshake beyond is refused
+   * (`403::Handshake denied`, reason `503::...`, which the client retries with back-off), so one
+   * browser cannot take the org's whole concurrent-client allowance (20 in a Developer Edition).
+   * Default 10.
+   */
+  maxSessionsPerUser?: number | undefined;
   /**
    * A jar unused this long is dropped (ms): no request of its client under way (a held long-poll
    * counts as use) and none answered for that long. Default 300000; Salesforce sweeps a session
@@ -135,6 +146,10 @@ class RelayAuthTimeout extends RelayAuthFailure {
 /** Back-off after a failed login: 1 s, doubling per further failure, at most 30 s. */
 const LOGIN_RETRY_FIRST_MS = 1000;
 const LOGIN_RETRY_MAX_MS = 30_000;
+/** A token Salesforce refuses this soon after its login was refused fresh (see renew()). */
+const FRESH_TOKEN_MS = 10_000;
+/** A Salesforce session counts until 40 s after its last connect: a jar used this recently is live. */
+const SESSION_LIVE_MS = 45_000;
 
 /** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
 function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal | null): Promise<T> {
@@ -160,7 +175,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-const OPTION_KEYS = ["authenticator", "allowedOrigins", "channels", "allowPublish", "authorize", "apiVersion", "path", "maxSessions", "sessionIdleTimeout", "loginTimeout"] as const;
+const OPTION_KEYS = ["authenticator", "allowedOrigins", "channels", "allowPublish", "authorize", "apiVersion", "path", "maxSessions", "maxSessionsPerUser", "sessionIdleTimeout", "loginTimeout"] as const;
 
 /**
  * Throw if `x` is not an origin as browsers send it in `Origin` (`https://app.example.com`,
@@ -197,7 +212,7 @@ function checkOptions(o: RelayOptions): void {
   if (!Array.isArray(o.channels) || o.channels.some((c) => typeof c !== "string" || !c.startsWith("/"))) {
     throw new TypeError('channels must be an array of channel names or prefix patterns, each starting with "/" (e.g. "/topic/*")');
   }
-  if (typeof o.authorize !== "function") throw new TypeError("authorize must be a function (request) => boolean | Promise<boolean>");
+  if (typeof o.authorize !== "function") throw new TypeError("authorize must be a function (request) => boolean | string (the user's id) | a promise of one");
   if (o.allowPublish !== undefined && typeof o.allowPublish !== "boolean") throw new TypeError("allowPublish must be a boolean");
   if (o.apiVersion !== undefined && (typeof o.apiVersion !== "string" || !VERSION_RE.test(o.apiVersion) || Number(o.apiVersion) < 37)) {
     throw new TypeError('apiVersion must be a string like "62.0" (37.0 or later)');
@@ -205,7 +220,7 @@ function checkOptions(o: RelayOptions): void {
   if (o.path !== undefined && (typeof o.path !== "string" || !/^\/[^?#]*[^/?#]$/.test(o.path))) {
     throw new TypeError('path must start with "/" and not end with "/", e.g. "/cometd"');
   }
-  for (const k of ["maxSessions", "sessionIdleTimeout", "loginTimeout"] as const) {
+  for (const k of ["maxSessions", "maxSessionsPerUser", "sessionIdleTimeout", "loginTimeout"] as const) {
     const v = o[k];
     if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v <= 0)) throw new TypeError(`${k} must be a positive number`);
   }
@@ -337,6 +352,7 @@ export function createRelay(options: RelayOptions): RelayHandler {
   const pinnedVersion = options.apiVersion ?? null;
   const base = options.path ?? "/cometd";
   const maxSessions = options.maxSessions ?? 10000;
+  const maxPerUser = options.maxSessionsPerUser ?? 10;
   const idle = options.sessionIdleTimeout ?? 300_000;
   const loginTimeout = options.loginTimeout ?? 10_000;
 
@@ -347,6 +363,11 @@ export function createRelay(options: RelayOptions): RelayHandler {
   let failures = 0;
   let lastFailure: RelayAuthFailure | null = null;
   let retryAt = 0;
+  /** When the current token was obtained, and how many fresh tokens in a row Salesforce refused. */
+  let tokenAt = 0;
+  let refusals = 0;
+  /** Until then a refused token is not replaced: Salesforce's refusal goes to the browser. */
+  let renewAt = 0;
   // Every token this relay has held, to check responses against (bounded).
   const seenTokens: string[] = [];
   function login(): Promise<TokenInfo> {
@@ -368,6 +389,7 @@ export function createRelay(options: RelayOptions): RelayHandler {
         failures = 0;
         lastFailure = null;
         token = t;
+        tokenAt = Date.now();
         if (!seenTokens.includes(t.accessToken)) {
           seenTokens.push(t.accessToken);
           if (seenTokens.length > 8) seenTokens.shift();
@@ -391,8 +413,33 @@ export function createRelay(options: RelayOptions): RelayHandler {
     }
     return pending;
   }
-  function invalidate(t: TokenInfo): void {
-    if (token === t) token = null;
+  /**
+   * Salesforce refused `t`: whether to log in again now. A token refused within
+   * FRESH_TOKEN_MS of its login means fresh tokens are refused (a session policy, a blocked
+   * connected app): logging in again for every browser request would only lock the integration
+   * user out. The next login then waits out a back-off (1 s, doubling, at most 30 s), and until
+   * then the refusal goes to the browser, whose client backs off too.
+   */
+  function renew(t: TokenInfo): boolean {
+    if (token !== t) return true; // replaced already: use the new one
+    const now = Date.now();
+    if (now < renewAt) return false;
+    if (now - tokenAt < FRESH_TOKEN_MS) {
+      refusals++;
+      renewAt = now + Math.min(LOGIN_RETRY_FIRST_MS * 2 ** (refusals - 1), LOGIN_RETRY_MAX_MS);
+    } else {
+      refusals = 0;
+    }
+    token = null;
+    return true;
+  }
+
+  /** Handshakes under way per user: with the live jars, what `maxSessionsPerUser` bounds. */
+  const handshaking = new Map<string, number>();
+  function sessionsOf(owner: string, now: number): number {
+    let n = handshaking.get(owner) ?? 0;
+    for (const j of jars.values()) if (j.owner === owner && (j.inFlight > 0 || now - j.lastUsed < SESSION_LIVE_MS)) n++;
+    return n;
   }
 
   // Cookie jars by Bayeux clientId, least recently used first (Map keeps insertion order).
@@ -459,10 +506,7 @@ export function createRelay(options: RelayOptions): RelayHandler {
       } catch {
         parsed = null;
       }
-      if (attempt === 0 && needsFreshToken(res.status, parsed)) {
-        invalidate(t);
-        continue;
-      }
+      if (attempt === 0 && needsFreshToken(res.status, parsed) && renew(t)) continue;
       return { status: res.status, text, parsed, headers: res.headers };
     }
   }
@@ -488,12 +532,13 @@ export function createRelay(options: RelayOptions): RelayHandler {
     }
     if (request.method !== "POST") return reply(405, bayeuxError("405::Only POST allowed"), origin, { Allow: "POST, OPTIONS" });
 
-    let ok = false;
+    let user: boolean | string = false;
     try {
-      ok = (await authorize(request)) === true;
+      user = await authorize(request);
     } catch {
-      ok = false;
+      user = false;
     }
+    const ok = user === true || (typeof user === "string" && user !== "");
     if (!ok) return reply(401, bayeuxError("401::Relay authorization required"), origin, { "WWW-Authenticate": "Bearer" });
 
     if (!VERSION_RE.test(version) || Number(version) < 37 || (pinnedVersion !== null && version !== pinnedVersion)) {
@@ -561,8 +606,20 @@ export function createRelay(options: RelayOptions): RelayHandler {
     // bound to the browser credential that made the handshake.
     const now = Date.now();
     sweep(now);
-    const owner = await digest(request.headers.get("Authorization") ?? "");
+    const owner = typeof user === "string" ? `user:${user}` : await digest(request.headers.get("Authorization") ?? "");
     const handshake = forwarded.some((m) => m.channel === "/meta/handshake");
+    if (handshake && sessionsOf(owner, now) >= maxPerUser) {
+      const denied: BayeuxMessage[] = forwarded
+        .filter((m) => m.channel === "/meta/handshake")
+        .map((m) => ({
+          channel: "/meta/handshake",
+          successful: false,
+          error: "403::Handshake denied",
+          ext: { sfdc: { failureReason: `503::Relay: this user holds ${maxPerUser} Streaming sessions already` } },
+          ...(m.id !== undefined ? { id: m.id } : {}),
+        }));
+      return reply(200, [...denied, ...refused], origin);
+    }
     const clientId = forwarded.map((m) => m.clientId).find((c): c is string => typeof c === "string");
     let jar: Jar | null = null;
     if (!handshake && clientId !== undefined) {
@@ -573,10 +630,17 @@ export function createRelay(options: RelayOptions): RelayHandler {
       }
     }
     const cookies = jar?.cookies ?? new Map<string, string>();
-    const body = refused.length === 0 ? raw : JSON.stringify(forwarded);
+    let body: string;
+    try {
+      body = refused.length === 0 ? raw : JSON.stringify(forwarded);
+    } catch {
+      // Nested too deep to write again (JSON.parse takes more depth than JSON.stringify).
+      return reply(400, bayeuxError("400::The relay could not read the request body"), origin);
+    }
 
     let up: { status: number; text: string; parsed: unknown; headers: Headers };
     if (jar !== null) jar.inFlight++;
+    if (handshake) handshaking.set(owner, (handshaking.get(owner) ?? 0) + 1);
     try {
       up = await forward(`/cometd/${version}${tail}`, body, cookies, request.signal ?? null);
     } catch (e) {
@@ -585,6 +649,11 @@ export function createRelay(options: RelayOptions): RelayHandler {
       if (e instanceof RelayAuthFailure) return reply(503, bayeuxError("503::Relay could not authenticate to Salesforce"), origin);
       return reply(502, bayeuxError("502::Relay could not reach Salesforce"), origin);
     } finally {
+      if (handshake) {
+        const n = (handshaking.get(owner) ?? 1) - 1;
+        if (n > 0) handshaking.set(owner, n);
+        else handshaking.delete(owner);
+      }
       // A long-poll held up to 110 s is use of the jar, not idleness: it counts from its answer.
       if (jar !== null && clientId !== undefined) {
         jar.inFlight--;

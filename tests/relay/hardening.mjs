@@ -300,6 +300,58 @@ export async function runHardening({ check, assert, mod, pageOrigin, secret, den
       assert(own.json?.[0]?.successful === true, `the owner's own disconnect: ${own.text}`);
     });
 
+    await check("hardening: one user cannot hold more than maxSessionsPerUser Salesforce sessions: the next handshake is refused by the relay, other users go on", async () => {
+      const relay = await nodeRelay({ maxSessionsPerUser: 3 });
+      const before = (await emu.control("stats")).handshakes;
+      for (let i = 0; i < 3; i++) await handshake(relay.url);
+      // Before: every handshake was forwarded; a page handshaking in a loop took the org's limit.
+      const over = await post(relay.url, HANDSHAKE);
+      const r = over.json?.[0];
+      assert(over.status === 200 && r?.successful === false && r.error === "403::Handshake denied" && r.id === "h", `the 4th handshake: ${over.text}`);
+      assert(/^503::/.test(r.ext?.sfdc?.failureReason ?? ""), `a reason the client retries: ${over.text}`);
+      assert(over.headers.get("access-control-allow-origin") === pageOrigin, "with CORS");
+      assert((await emu.control("stats")).handshakes === before + 3, "not forwarded");
+      const other = await mintSession(secret, { sub: "another-user", exp: Date.now() + 3600_000 });
+      await handshake(relay.url, other);
+
+      // authorize returning the user's id: two session tokens of one user share the bound.
+      const byUser = await nodeRelay({
+        maxSessionsPerUser: 2,
+        authorize: async (request) => ((await verifySession(request.headers.get("authorization"), secret)) ? JSON.parse(Buffer.from(request.headers.get("authorization").slice(7).split(".")[0], "base64url")).sub : false),
+      });
+      const renewed = await mintSession(secret, { sub: "browser-user", exp: Date.now() + 7200_000 });
+      await handshake(byUser.url);
+      await handshake(byUser.url, renewed);
+      const third = await post(byUser.url, HANDSHAKE, { auth: renewed });
+      assert(third.json?.[0]?.successful === false, `a third session of the same user: ${third.text}`);
+      await handshake(byUser.url, other);
+    });
+
+    await check("hardening: Salesforce refusing fresh tokens: the relay logs in again after a back-off, not once per browser request", async () => {
+      // An authenticator whose tokens Salesforce never accepts (as when a session policy refuses them).
+      let logins = 0;
+      const relay = await nodeRelay({
+        authenticator: { authenticate: async () => ({ accessToken: `refused-${++logins}`, instanceUrl: emu.url, tokenType: "Bearer" }) },
+      });
+      const answers = [];
+      for (let i = 0; i < 20; i++) answers.push(await post(relay.url, HANDSHAKE));
+      assert(answers.every((a) => a.json?.[0]?.successful === false), "every handshake refused");
+      // Before: 21 logins (one per request, each token refused at once).
+      assert(logins <= 3, `${logins} logins for 20 requests`);
+      assert(answers.every((a) => !a.text.includes("refused-")), "no relay token in an answer");
+    });
+
+    await check("hardening: a body nested too deep to write again gets 400 with CORS, not a crash", async () => {
+      const relay = await nodeRelay();
+      let deep = "1";
+      for (let i = 0; i < 15000; i++) deep = `[${deep}]`;
+      const body = `[{"channel":"/meta/subscribe","subscription":"/topic/NotAllowed","clientId":"x","id":"s"},{"channel":"/meta/connect","clientId":"x","connectionType":"long-polling","id":"c","ext":${deep}}]`;
+      assert(body.length < MAX_BODY, "under the size cap");
+      const r = await post(relay.url, body);
+      // Before: JSON.stringify of the batch threw, and the adapter answered 500 without CORS.
+      assert(r.status === 400 && r.headers.get("access-control-allow-origin") === pageOrigin, `${r.status} ${r.text.slice(0, 200)}`);
+    });
+
     await check("hardening: an upstream answer that is not a Bayeux array: an error page passes with its status as text/plain, a 2xx one becomes 502 with the relay's refusals", async () => {
       const forbidden = { channel: "/meta/subscribe", subscription: "/topic/Forbidden", id: "s9" };
       // sfemu's injected failure: HTTP 503, text/plain.
