@@ -423,6 +423,8 @@ pub struct Session {
     pause_announced: bool,
     multiple_clients_announced: bool,
     disconnect_sent: bool,
+    /// Closing with a handshake in flight: when to stop waiting for its reply.
+    closing_deadline: Option<Millis>,
     stats: Stats,
 }
 
@@ -461,6 +463,7 @@ impl Session {
             pause_announced: false,
             multiple_clients_announced: false,
             disconnect_sent: false,
+            closing_deadline: None,
             stats: Stats::default(),
         }
     }
@@ -634,7 +637,7 @@ impl Session {
 
     /// Graceful close: `/meta/disconnect` if a session exists, then `Event::Closed`. Idempotent.
     /// Pending operations complete with `Err(InvalidOperation("client is closed"))`.
-    pub fn close(&mut self, _now: Millis) {
+    pub fn close(&mut self, now: Millis) {
         match self.phase {
             Phase::Closed | Phase::Closing => return,
             Phase::Idle => {
@@ -649,8 +652,9 @@ impl Session {
         self.hs = HsSlot::None;
         let has_session = self.phase == Phase::Connected && self.client_id.is_some();
         // A handshake in flight may have made a session on the server already: its reply is
-        // awaited (bounded by the request's timeout), and a session it names is disconnected, not
-        // left to count against the org's concurrent clients until the server sweeps it.
+        // awaited (at most DISCONNECT_TIMEOUT, as a disconnect's), and a session it names is
+        // disconnected, not left to count against the org's concurrent clients until the server
+        // sweeps it.
         let handshake_in_flight = self.phase == Phase::Handshaking
             && matches!(
                 self.control,
@@ -662,6 +666,8 @@ impl Session {
         if has_session || handshake_in_flight {
             self.phase = Phase::Closing;
             self.disconnect_sent = false;
+            self.closing_deadline =
+                handshake_in_flight.then(|| now.saturating_add(DISCONNECT_TIMEOUT));
         } else {
             self.finish_close();
         }
@@ -822,6 +828,11 @@ impl Session {
 
     /// Timers: call when `poll_timeout()` passes. Extra calls are no-ops.
     pub fn handle_timeout(&mut self, now: Millis) {
+        if self.phase == Phase::Closing && self.closing_deadline.is_some_and(|d| now >= d) {
+            // The handshake's reply did not come in time: nothing to disconnect that we know of.
+            self.finish_close();
+            return;
+        }
         if self.phase == Phase::AwaitingAuth && self.auth_due.is_some_and(|at| at <= now) {
             self.auth_due = None;
             self.events.push_back(Event::NeedAuth);
@@ -964,6 +975,11 @@ impl Session {
             }
             Phase::AwaitingAuth => {
                 if let Some(at) = self.auth_due {
+                    add(at);
+                }
+            }
+            Phase::Closing => {
+                if let Some(at) = self.closing_deadline {
                     add(at);
                 }
             }
@@ -1218,6 +1234,7 @@ impl Session {
 
     fn finish_close(&mut self) {
         self.phase = Phase::Closed;
+        self.closing_deadline = None;
         self.client_id = None;
         self.connect = ConnectSlot::Idle;
         self.hs = HsSlot::None;
@@ -1393,7 +1410,10 @@ impl Session {
                     .filter(|(_, m)| m.successful == Some(true))
                     .and_then(|(_, m)| m.client_id.filter(|c| !c.is_empty()).map(str::to_owned));
                 match cid {
-                    Some(cid) => self.client_id = Some(cid),
+                    Some(cid) => {
+                        self.client_id = Some(cid);
+                        self.closing_deadline = None; // the disconnect has its own timeout
+                    }
                     None => self.finish_close(),
                 }
             }

@@ -1943,6 +1943,15 @@ fn close_during_the_handshake_disconnects_the_session_the_reply_names() {
     assert_eq!(d.take_events(), vec![Event::Closed]);
     d.nothing_sent();
 
+    // No reply within DISCONNECT_TIMEOUT: closed then (a late reply is ignored).
+    let (mut d, hs) = closed_during_handshake();
+    d.take_events();
+    assert_eq!(d.fire(), DISCONNECT_TIMEOUT);
+    assert_eq!(d.take_events(), vec![Event::Closed]);
+    d.reply(&hs, 200, batch(vec![hs_ok(&hs)]));
+    d.nothing_sent();
+    assert!(d.take_events().is_empty());
+
     // Refused, failed or without a clientId: nothing to disconnect.
     for outcome in 0..3 {
         let (mut d, hs) = closed_during_handshake();

@@ -226,6 +226,8 @@ struct Inner {
     writing: bool,
     /// The promise of the write round in progress while `writing` (a flush waits for it).
     round: JsValue,
+    /// The channels (replay keys) the round in progress writes.
+    round_keys: Vec<String>,
     last_batch: JsValue,
     /// A response's events were delivered and the session's outputs wait for a later macrotask
     /// (see [`finish_request`]); they are handled before the next response replaces `last_batch`,
@@ -368,6 +370,7 @@ impl WasmClient {
             dirty: VecMap::default(),
             writing: false,
             round: JsValue::UNDEFINED,
+            round_keys: Vec::new(),
             last_batch: JsValue::UNDEFINED,
             drive_pending: false,
             failed: false,
@@ -450,6 +453,14 @@ impl WasmClient {
         g::later(move || {
             {
                 let i = rc.borrow();
+                // Closing first: a close() during open()'s handshake leaves open()'s waiter set
+                // until the handshake's session is disconnected.
+                if i.session.state() == proto::State::Closing {
+                    return Err(js_error(
+                        "ClientInvalidOperation",
+                        "the client is closing: open it again once close() has settled",
+                    ));
+                }
                 if i.open_waiter.is_some() || i.login_waiter.is_some() {
                     return Err(js_error(
                         "ClientInvalidOperation",
@@ -458,12 +469,6 @@ impl WasmClient {
                 }
                 match i.session.state() {
                     proto::State::Idle | proto::State::Closed => {}
-                    proto::State::Closing => {
-                        return Err(js_error(
-                            "ClientInvalidOperation",
-                            "the client is closing: open it again once close() has settled",
-                        ))
-                    }
                     _ => {
                         return Err(js_error(
                             "ClientInvalidOperation",
@@ -543,7 +548,7 @@ impl WasmClient {
             let key = proto::replay_key(&channel).to_owned();
             let (store, ns, default_replay, unwritten) = {
                 let i = rc.borrow();
-                let unwritten = i.writing || i.dirty.contains_key(&key);
+                let unwritten = i.dirty.contains_key(&key) || i.round_keys.contains(&key);
                 (
                     i.store.clone(),
                     i.namespace.clone(),
@@ -552,21 +557,23 @@ impl WasmClient {
                 )
             };
             // Read now, enter the core in call order. A marker of this channel consumed but not
-            // written yet (writes are coalesced) is written first: read before it, the storage
-            // would give an older marker or none, and a subscribe again soon after an
-            // unsubscribe would resume before what was consumed (events again) or from the
-            // newest event (the ones published meanwhile lost). Written, it also goes through
-            // the storage's own rules (a `ConstantReplayId` still gives its constant). A failed
-            // write is reported as usual and retried; the read goes ahead.
+            // written yet (writes are coalesced), or being written, is written first: read before
+            // it, the storage would give an older marker or none, and a subscribe again soon
+            // after an unsubscribe would resume before what was consumed (events again) or from
+            // the newest event (the ones published meanwhile lost). Written, it also goes through
+            // the storage's own rules (a `ConstantReplayId` still gives its constant). Only this
+            // channel's marker: other channels' writes do not hold the subscribe up. A failed
+            // write is reported as usual and retried later; the read goes ahead.
+            let read_key = key.clone();
             let read = move || -> Promise {
                 g::sf_within(
-                    &store.get(&ns, &key).into(),
+                    &store.get(&ns, &read_key).into(),
                     STORE_READ_TIMEOUT_MS,
                     "the replay storage did not answer a read within 10 s",
                 )
             };
             let stored = if unwritten {
-                g::settle(&flush(&rc, false), move |_| Ok(read().into()))
+                g::settle(&flush_channel(&rc, key), move |_| Ok(read().into()))
             } else {
                 read()
             };
@@ -1629,6 +1636,21 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
 /// channel per `FLUSH_INTERVAL_MS` however fast the storage answers (a store with a slower limit,
 /// as Workers KV's one write per second per key, spaces its own writes: `WorkersKvReplayStorage`).
 fn flush(rc: &Rc<RefCell<Inner>>, drain: bool) -> Promise {
+    write_round(rc, None, drain)
+}
+
+/// Write the pending marker of one channel (replay key) now, after a round under way (a marker
+/// is never written while an older one of it may still land). Resolves once written, or failed
+/// (reported and kept for the next round, as in `flush`).
+fn flush_channel(rc: &Rc<RefCell<Inner>>, key: String) -> Promise {
+    g::settle(&write_round(rc, Some(key), false), |_| {
+        Ok(JsValue::UNDEFINED)
+    })
+}
+
+/// One write round of every dirty marker, or of `only` that channel's: after the round under
+/// way, if any.
+fn write_round(rc: &Rc<RefCell<Inner>>, only: Option<String>, drain: bool) -> Promise {
     let mut i = rc.borrow_mut();
     if i.writing {
         // A round is writing older markers: wait for it, then write what is dirty by then (so
@@ -1636,15 +1658,20 @@ fn flush(rc: &Rc<RefCell<Inner>>, drain: bool) -> Promise {
         let round = i.round.clone();
         drop(i);
         let rc = rc.clone();
-        return g::settle(&round, move |_| Ok(flush(&rc, drain).into()));
+        return g::settle(&round, move |_| Ok(write_round(&rc, only, drain).into()));
     }
-    if i.dirty.is_empty() {
+    let batch: Vec<(String, ReplayMarker)> = match only {
+        Some(key) => i.dirty.remove(&key).map(|m| (key, m)).into_iter().collect(),
+        None => std::mem::take(&mut i.dirty).into_iter().collect(),
+    };
+    if batch.is_empty() {
         return Promise::resolve(&JsValue::UNDEFINED);
     }
     i.writing = true;
+    i.round_keys = batch.iter().map(|(k, _)| k.clone()).collect();
     let writes = Flush {
         rc: rc.clone(),
-        batch: std::mem::take(&mut i.dirty).into_iter(),
+        batch: batch.into_iter(),
         host: i.host.clone(),
         store: i.store.clone(),
         namespace: i.namespace.clone(),
@@ -1723,6 +1750,7 @@ impl Flush {
     fn end(self) -> Promise {
         let mut i = self.rc.borrow_mut();
         i.writing = false;
+        i.round_keys.clear();
         let Some(e) = self.failure else {
             if self.drain {
                 drop(i);

@@ -605,6 +605,33 @@ describe("close() while the handshake is under way", () => {
   });
 });
 
+describe("close() while the handshake is under way, unanswered", () => {
+  test("close() settles after 10 s at most (as for a disconnect), with connectionTimeout null too; then open() may run again", { timeout: 25000 }, async () => {
+    let handshakes = 0;
+    const srv = await scripted({
+      token: () => {},
+      cometd: (m, reply) => {
+        if (m[0].channel === "/meta/handshake" && ++handshakes === 1) return; // never answered
+        bayeux()(m, reply, { handshakes });
+      },
+    });
+    const c = new Client(new AccessTokenAuthenticator({ accessToken: "00Dx!t", instanceUrl: srv.url }), { connectionTimeout: null });
+    const opened = c.open().then(() => null, (e) => e);
+    await until(() => handshakes === 1, { what: "the handshake at the server" });
+    const t0 = Date.now();
+    const closing = c.close();
+    // Meanwhile open() says why it cannot run (not "already opening").
+    const early = await c.open().then(() => null, (e) => e);
+    assert.ok(early instanceof ClientInvalidOperation && /closing/.test(early.message), `open() during close(): ${early}`);
+    await closing;
+    // Before: the handshake's own timeout, 30 s with connectionTimeout null.
+    assert.ok(Date.now() - t0 < 12000, `close() took ${Date.now() - t0} ms`);
+    assert.ok((await opened) instanceof ClientInvalidOperation);
+    await c.open();
+    await c.close();
+  });
+});
+
 describe("a client whose connection failed", () => {
   /** A fixed-token authenticator whose second login (the re-login after a revoked token) throws. */
   const failingSecondLogin = () => {

@@ -174,6 +174,34 @@ describe("Map-like and custom storages resume with no loss", () => {
     await constant.close();
   });
 
+  test("a subscribe waits for its own channel's marker only: another channel's write that hangs does not hold it up", { timeout: 40000 }, async () => {
+    const slow = channel("topic", "SlowWrite");
+    const other = channel("topic", "Other");
+    let hanging = 0;
+    let release;
+    const down = new Promise((r) => (release = r));
+    // Writes hang (a store that is down) until released; the client would give each up after 10 s.
+    const storage = new CountingStorage(async () => {
+      hanging++;
+      await down;
+    });
+    const client = new SalesforceStreamingClient({ ...login(), replay: storage });
+    await client.open();
+    await client.subscribe(slow);
+    await publish(slow, 1);
+    await take(client, 1);
+    await assertQuiet(client, 100); // consumed: its marker is written at the next tick, and hangs
+    await until(() => hanging === 1, { what: "the hanging write" });
+    // Before: the subscribe waited for the hanging round, then wrote every channel again (20 s).
+    const t0 = Date.now();
+    await client.subscribe(other);
+    const p = await publish(other, 1);
+    assert.ok(Date.now() - t0 < 5000, `subscribe() took ${Date.now() - t0} ms`);
+    assert.deepEqual((await take(client, 1)).map(replayIdOf), p);
+    release();
+    await client.close();
+  });
+
   test("an async Map-like (a KV wrapper) through MappingStorage", async () => {
     const ch = channel("event", "AsyncMap");
     const backing = new Map();
