@@ -146,7 +146,7 @@ class RelayAuthTimeout extends RelayAuthFailure {
 /** Back-off after a failed login: 1 s, doubling per further failure, at most 30 s. */
 const LOGIN_RETRY_FIRST_MS = 1000;
 const LOGIN_RETRY_MAX_MS = 30_000;
-/** A token Salesforce refuses this soon after its login was refused fresh (see renew()). */
+/** A token Salesforce refuses within this long of its login counts as refused fresh (see renew()). */
 const FRESH_TOKEN_MS = 10_000;
 /** A Salesforce session counts until 40 s after its last connect: a jar used this recently is live. */
 const SESSION_LIVE_MS = 45_000;
