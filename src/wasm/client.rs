@@ -1628,9 +1628,6 @@ fn feed_batch(i: &mut Inner, now: Millis, id: proto::RequestId, status: u16, p: 
     session.handle_response(now, id, status, &batch);
 }
 
-/// Write every dirty marker through the host's storage. A failed write keeps its marker dirty
-/// (unless a newer one arrived meanwhile), is reported as a status event and is retried. The
-/// promise rejects if a write failed.
 /// Write the dirty markers, one round. `drain` (close): then write what became dirty meanwhile, at
 /// once. Otherwise what became dirty waits for the next coalescing tick: at most one write per
 /// channel per `FLUSH_INTERVAL_MS` however fast the storage answers (a store with a slower limit,
@@ -1648,8 +1645,9 @@ fn flush_channel(rc: &Rc<RefCell<Inner>>, key: String) -> Promise {
     })
 }
 
-/// One write round of every dirty marker, or of `only` that channel's: after the round under
-/// way, if any.
+/// One write round through the host's storage, of every dirty marker or of `only` that channel's,
+/// after the round under way, if any. A failed write keeps its marker dirty (unless a newer one
+/// arrived meanwhile), is reported as a status event and is retried; the promise rejects then.
 fn write_round(rc: &Rc<RefCell<Inner>>, only: Option<String>, drain: bool) -> Promise {
     let mut i = rc.borrow_mut();
     if i.writing {
